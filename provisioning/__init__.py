@@ -1,0 +1,1 @@
+"""Declares Amplitude's Kinesis cohort destination: stream, trusted role, least-privilege policy."""

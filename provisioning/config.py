@@ -1,0 +1,248 @@
+"""Stack configuration: raw Pulumi config values in, one validated frozen dataclass out."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioning import constants as c
+from provisioning.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """Everything the CohortDestination component needs, validated against AWS's rules."""
+
+    stream_name: str = c.DEFAULT_STREAM_NAME
+    stream_mode: str = "ON_DEMAND"
+    shard_count: int | None = None
+    retention_hours: int = 24
+    encryption: str = "AWS_MANAGED"
+    kms_key_arn: str | None = None
+    role_name: str = c.DEFAULT_ROLE_NAME
+    role_path: str = "/"
+    max_session_seconds: int = 3600
+    permissions_boundary_arn: str | None = None
+    trusted_account_id: str = c.AMPLITUDE_ACCOUNT_ID
+    external_id: str | None = field(default=None, repr=False)
+    display_name: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def trusted_principal_arn(self) -> str:
+        """The one principal the role's trust policy names."""
+        return f"arn:aws:iam::{self.trusted_account_id}:root"
+
+    @property
+    def uses_customer_key(self) -> bool:
+        """True when writers need kms:GenerateDataKey on a customer-managed key."""
+        return self.encryption == "KMS"
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _as_int(key: str, value: Any, problems: list[str]) -> int | None:
+    if isinstance(value, bool):
+        problems.append(f"{key} {value!r}: must be a whole number")
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        problems.append(f"{key} {value!r}: must be a whole number")
+        return None
+
+
+def _in_range(key: str, value: int | None, bounds: tuple[int, int], problems: list[str]) -> None:
+    low, high = bounds
+    if value is not None and not low <= value <= high:
+        problems.append(f"{key} {value!r}: must be between {low} and {high}")
+
+
+def _matches(key: str, value: str, pattern: str, rule: str, problems: list[str]) -> None:
+    if not re.fullmatch(pattern, value):
+        problems.append(f"{key} {value!r}: {rule}")
+
+
+def _parse_tags(value: Any, problems: list[str]) -> dict[str, str]:
+    key = c.CONFIG_TAGS
+    if _blank(value):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            problems.append(f"{key} {value!r}: must be an object of string keys and values")
+            return {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{key} {value!r}: must be an object of string keys and values")
+        return {}
+    tags: dict[str, str] = {}
+    if len(value) > c.MAX_TAGS:
+        problems.append(f"{key}: {len(value)} tags: at most {c.MAX_TAGS} allowed")
+    for tag_key, tag_value in value.items():
+        if not isinstance(tag_key, str) or not isinstance(tag_value, str):
+            problems.append(f"{key}.{tag_key} {tag_value!r}: keys and values must be strings")
+            continue
+        if not 1 <= len(tag_key) <= c.TAG_KEY_MAX_CHARS or tag_key.lower().startswith("aws:"):
+            problems.append(
+                f"{key} key {tag_key!r}: 1-{c.TAG_KEY_MAX_CHARS} characters, not 'aws:'-prefixed"
+            )
+        if len(tag_value) > c.TAG_VALUE_MAX_CHARS:
+            problems.append(
+                f"{key}.{tag_key} {tag_value!r}: at most {c.TAG_VALUE_MAX_CHARS} characters"
+            )
+        tags[tag_key] = tag_value
+    return tags
+
+
+def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
+    """Validate raw stack config (camelCase keys); raise ConfigError naming every problem."""
+    problems: list[str] = []
+    known = set(c.CONFIG_KEYS)
+    for key in sorted(set(raw) - known):
+        problems.append(
+            f"{key} {raw[key]!r}: unknown key; known keys are {', '.join(sorted(known))}"
+        )
+
+    def text(key: str, default: str | None) -> str | None:
+        value = raw.get(key)
+        return default if _blank(value) else str(value).strip()
+
+    stream_name = text(c.CONFIG_STREAM_NAME, c.DEFAULT_STREAM_NAME) or ""
+    _matches(
+        c.CONFIG_STREAM_NAME,
+        stream_name,
+        c.STREAM_NAME_PATTERN,
+        "1-128 characters, only [a-zA-Z0-9_.-] allowed",
+        problems,
+    )
+
+    stream_mode = text(c.CONFIG_STREAM_MODE, "ON_DEMAND") or ""
+    if stream_mode not in c.STREAM_MODES:
+        problems.append(
+            f"{c.CONFIG_STREAM_MODE} {stream_mode!r}: must be one of {', '.join(c.STREAM_MODES)}"
+        )
+
+    shard_count: int | None = None
+    if not _blank(raw.get(c.CONFIG_SHARD_COUNT)):
+        shard_count = _as_int(c.CONFIG_SHARD_COUNT, raw[c.CONFIG_SHARD_COUNT], problems)
+        if stream_mode == "ON_DEMAND" and shard_count is not None:
+            problems.append(
+                f"{c.CONFIG_SHARD_COUNT} {shard_count!r}: only allowed with {c.CONFIG_STREAM_MODE} "
+                "PROVISIONED (ON_DEMAND streams scale their own shards)"
+            )
+            shard_count = None
+        _in_range(c.CONFIG_SHARD_COUNT, shard_count, c.SHARD_COUNT_RANGE, problems)
+    elif stream_mode == "PROVISIONED":
+        shard_count = 1
+
+    retention = raw.get(c.CONFIG_RETENTION_HOURS)
+    retention_hours = (
+        24 if _blank(retention) else _as_int(c.CONFIG_RETENTION_HOURS, retention, problems)
+    )
+    _in_range(c.CONFIG_RETENTION_HOURS, retention_hours, c.RETENTION_HOURS_RANGE, problems)
+
+    encryption = text(c.CONFIG_ENCRYPTION, "AWS_MANAGED") or ""
+    if encryption not in c.ENCRYPTIONS:
+        problems.append(
+            f"{c.CONFIG_ENCRYPTION} {encryption!r}: must be one of {', '.join(c.ENCRYPTIONS)}"
+        )
+    kms_key_arn = text(c.CONFIG_KMS_KEY_ARN, None)
+    if kms_key_arn is not None:
+        if encryption != "KMS":
+            problems.append(
+                f"{c.CONFIG_KMS_KEY_ARN} {kms_key_arn!r}: "
+                f"only allowed with {c.CONFIG_ENCRYPTION} KMS "
+                f"(it is {encryption!r})"
+            )
+        _matches(
+            c.CONFIG_KMS_KEY_ARN,
+            kms_key_arn,
+            c.KMS_KEY_ARN_PATTERN,
+            "must be a KMS key ARN, arn:aws:kms:<region>:<12-digit account>:key/<key id>",
+            problems,
+        )
+    elif encryption == "KMS":
+        problems.append(f"{c.CONFIG_KMS_KEY_ARN} None: required when {c.CONFIG_ENCRYPTION} is KMS")
+
+    role_name = text(c.CONFIG_ROLE_NAME, c.DEFAULT_ROLE_NAME) or ""
+    _matches(
+        c.CONFIG_ROLE_NAME,
+        role_name,
+        c.ROLE_NAME_PATTERN,
+        r"1-64 characters, only [\w+=,.@-] allowed",
+        problems,
+    )
+    role_path = text(c.CONFIG_ROLE_PATH, "/") or ""
+    _matches(
+        c.CONFIG_ROLE_PATH,
+        role_path,
+        c.ROLE_PATH_PATTERN,
+        "must be '/' or start and end with '/', printable ASCII, at most 512 characters",
+        problems,
+    )
+
+    session = raw.get(c.CONFIG_MAX_SESSION_SECONDS)
+    max_session = (
+        3600 if _blank(session) else _as_int(c.CONFIG_MAX_SESSION_SECONDS, session, problems)
+    )
+    _in_range(c.CONFIG_MAX_SESSION_SECONDS, max_session, c.MAX_SESSION_SECONDS_RANGE, problems)
+
+    boundary = text(c.CONFIG_PERMISSIONS_BOUNDARY_ARN, None)
+    if boundary is not None:
+        _matches(
+            c.CONFIG_PERMISSIONS_BOUNDARY_ARN,
+            boundary,
+            c.MANAGED_POLICY_ARN_PATTERN,
+            "must be a managed policy ARN, arn:aws:iam::<12-digit account>:policy/<name>",
+            problems,
+        )
+
+    trusted = text(c.CONFIG_TRUSTED_ACCOUNT_ID, c.AMPLITUDE_ACCOUNT_ID) or ""
+    _matches(
+        c.CONFIG_TRUSTED_ACCOUNT_ID,
+        trusted,
+        c.ACCOUNT_ID_PATTERN,
+        "must be a 12-digit AWS account ID",
+        problems,
+    )
+
+    external_id = text(c.CONFIG_EXTERNAL_ID, None)
+    if external_id is not None and not re.fullmatch(c.EXTERNAL_ID_PATTERN, external_id):
+        # The value is a secret: name its length, never the value itself.
+        problems.append(
+            f"{c.CONFIG_EXTERNAL_ID} (secret, {len(external_id)} characters): "
+            r"2-1224 characters, only [\w+=,.@:/-] allowed"
+        )
+
+    display_name = text(c.CONFIG_DISPLAY_NAME, None) or c.DEFAULT_DISPLAY_NAME_TEMPLATE.format(
+        stack=stack
+    )
+    tags = _parse_tags(raw.get(c.CONFIG_TAGS), problems)
+
+    if problems:
+        raise ConfigError(problems)
+    assert retention_hours is not None and max_session is not None
+    return DestinationConfig(
+        stream_name=stream_name,
+        stream_mode=stream_mode,
+        shard_count=shard_count,
+        retention_hours=retention_hours,
+        encryption=encryption,
+        kms_key_arn=kms_key_arn,
+        role_name=role_name,
+        role_path=role_path,
+        max_session_seconds=max_session,
+        permissions_boundary_arn=boundary,
+        trusted_account_id=trusted,
+        external_id=external_id,
+        display_name=display_name,
+        tags=tags,
+    )

@@ -1,0 +1,19 @@
+"""Errors raised while reading or applying the destination's configuration."""
+
+
+class ProvisioningError(Exception):
+    """Base class for everything provisioning/ raises on purpose."""
+
+
+class ConfigError(ProvisioningError):
+    """Stack configuration breaks one or more of AWS's rules; lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"invalid stack configuration ({len(self.problems)} {noun}):\n{lines}")
+
+
+class UnsupportedResourceError(ProvisioningError):
+    """The local apply engine met a resource type or invoke it does not know how to create."""

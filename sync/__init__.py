@@ -1,0 +1,1 @@
+"""Moves cohort data: snapshots in, Amplitude's messages onto Kinesis, membership back out."""
