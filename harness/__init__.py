@@ -1,0 +1,1 @@
+"""Test harness: moto worlds, AWS behaviour moto lacks, pytest fixtures."""
