@@ -1,0 +1,156 @@
+"""Stack config from `Pulumi.<stack>.yaml` plus overrides, and the local `up` that uses it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from provisioning import constants as c
+from provisioning.errors import ConfigError
+from provisioning.local import LocalApply
+from provisioning.plan import PlanMocks
+from provisioning.runner import PROGRAM_DIR, ProgramRun, run_program
+
+REGION_KEY = "aws:region"
+SECRET_ENV_PREFIX = "COHORT_SECRET_"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """A stack's config as the program sees it: unprefixed project keys, provider keys as-is."""
+
+    stack: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    secret_keys: frozenset[str] = frozenset()
+
+    @property
+    def region(self) -> str | None:
+        """The `aws:region` the stack deploys to, when the stack sets one."""
+        value = self.values.get(REGION_KEY)
+        return str(value) if value else None
+
+
+def secret_env_var(key: str) -> str:
+    """The environment variable that supplies a secret the stack file only holds encrypted."""
+    return f"{SECRET_ENV_PREFIX}{key}"
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """`key=value` strings from `--config`, each checked for its `=`."""
+    overrides: dict[str, str] = {}
+    problems = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--config {pair!r}: must be key=value")
+            continue
+        overrides[key.strip()] = value
+    if problems:
+        raise ConfigError(problems)
+    return overrides
+
+
+def load_stack_config(
+    stack: str,
+    *,
+    project_dir: Path = PROGRAM_DIR,
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> StackConfig:
+    """Read `Pulumi.<stack>.yaml` (if present), then apply overrides; secrets must be supplied."""
+    environ = os.environ if environ is None else environ
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    document: Any = {}
+    if path.exists():
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{path.name}: not valid YAML ({exc})"]) from exc
+    raw_config = document.get("config", {}) if isinstance(document, dict) else None
+    if not isinstance(raw_config, dict):
+        raise ConfigError([f"{path.name} config: must be a mapping of keys to values"])
+
+    values: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    problems: list[str] = []
+    prefix = f"{c.PROJECT_NAME}:"
+    for full_key, value in raw_config.items():
+        key = full_key[len(prefix) :] if full_key.startswith(prefix) else full_key
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secret_keys.add(key)
+            supplied = (overrides or {}).get(key, environ.get(secret_env_var(key)))
+            if supplied is None:
+                problems.append(
+                    f"{key} (secret in {path.name}): the file holds it encrypted and only the "
+                    f"Pulumi CLI can decrypt it; supply it with --config {key}=... or "
+                    f"${secret_env_var(key)}"
+                )
+                continue
+            value = supplied
+        values[key] = value
+    for key, value in (overrides or {}).items():
+        values[key] = value
+    if c.CONFIG_EXTERNAL_ID in values:
+        # The external ID is a shared secret whether or not the stack file encrypted it.
+        secret_keys.add(c.CONFIG_EXTERNAL_ID)
+    if problems:
+        raise ConfigError(problems)
+    return StackConfig(stack=stack, values=values, secret_keys=frozenset(secret_keys))
+
+
+@dataclass(frozen=True)
+class LocalUp:
+    """A local `pulumi up`: the preview, the applied run, and the outputs file's content."""
+
+    plan: ProgramRun
+    applied: ProgramRun
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """What `pulumi stack output --json --show-secrets` would print."""
+        return dict(self.applied.outputs)
+
+
+def preview(config: StackConfig, *, region: str) -> ProgramRun:
+    """Run the program against placeholders: what would be created, with nothing created."""
+    return run_program(
+        PlanMocks(region),
+        stack=config.stack,
+        config=config.values,
+        secret_keys=tuple(config.secret_keys),
+        preview=True,
+    )
+
+
+def apply(
+    config: StackConfig,
+    *,
+    session: boto3.Session,
+    region: str,
+    endpoint_url: str | None = None,
+) -> ProgramRun:
+    """Run the program and create every resource it declares through `session`."""
+    engine = LocalApply(session, region=region, endpoint_url=endpoint_url)
+    return run_program(
+        engine, stack=config.stack, config=config.values, secret_keys=tuple(config.secret_keys)
+    )
+
+
+def local_up(
+    config: StackConfig,
+    *,
+    session: boto3.Session,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> LocalUp:
+    """Preview, then apply: the local equivalent of `pulumi up --yes`."""
+    region = region or config.region or session.region_name or "us-east-1"
+    planned = preview(config, region=region)
+    applied = apply(config, session=session, region=region, endpoint_url=endpoint_url)
+    return LocalUp(plan=planned, applied=applied)
