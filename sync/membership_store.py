@@ -1,0 +1,323 @@
+"""The consumer's local state: checkpoints, seen message ids, membership and quarantine (SQLite).
+
+One page of records and its shard checkpoint commit in one transaction, so a restart resumes
+exactly after the last committed record: nothing applied twice, nothing skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+from sync.contract import CohortMessage
+from sync.errors import StateError
+from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, Member, MemberState, Version
+from sync.membership import tiebreak_of as _tiebreak_of
+
+# Enough raw bytes to recognise a poison record without storing megabytes of it.
+QUARANTINE_PREFIX_BYTES: Final = 1024
+MAX_RETENTION_HOURS: Final = 8760  # Kinesis's longest retention; longer windows buy nothing
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    stream_arn TEXT NOT NULL, shard_id TEXT NOT NULL, sequence_number TEXT,
+    shard_closed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (stream_arn, shard_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_starts (
+    stream_arn TEXT PRIMARY KEY, start_epoch_seconds REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen_messages (
+    message_id TEXT PRIMARY KEY, seen_epoch_seconds REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_messages_by_time ON seen_messages (seen_epoch_seconds);
+CREATE TABLE IF NOT EXISTS membership (
+    cohort_id TEXT NOT NULL, user_id TEXT NOT NULL, in_cohort INTEGER NOT NULL,
+    computed_time INTEGER NOT NULL, tiebreak TEXT NOT NULL, cohort_name TEXT NOT NULL,
+    user_properties TEXT,
+    PRIMARY KEY (cohort_id, user_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    stream_arn TEXT NOT NULL, shard_id TEXT NOT NULL, sequence_number TEXT NOT NULL,
+    reason TEXT NOT NULL, data_prefix BLOB NOT NULL, quarantined_epoch_seconds REAL NOT NULL,
+    PRIMARY KEY (stream_arn, shard_id, sequence_number)) WITHOUT ROWID;
+"""
+
+# Last writer wins inside SQLite: the update applies only when its version is newer.
+_UPSERT: Final = """
+INSERT INTO membership VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (cohort_id, user_id) DO UPDATE SET
+    in_cohort = excluded.in_cohort, computed_time = excluded.computed_time,
+    tiebreak = excluded.tiebreak, cohort_name = excluded.cohort_name,
+    user_properties = excluded.user_properties
+WHERE excluded.computed_time > membership.computed_time
+   OR (excluded.computed_time = membership.computed_time
+       AND excluded.tiebreak > membership.tiebreak)
+"""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far one shard has been applied; `shard_closed` once a closed shard is fully read."""
+
+    sequence_number: str | None
+    shard_closed: bool
+
+
+@dataclass(frozen=True)
+class ValidRecord:
+    """A record whose data follows the contract."""
+
+    sequence_number: str
+    message: CohortMessage
+
+
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A record whose data breaks the contract; it is quarantined, never applied."""
+
+    sequence_number: str
+    reason: str
+    data: bytes
+
+
+PageEntry = ValidRecord | InvalidRecord
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    """What one page did: each record counts in exactly one field."""
+
+    applied: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    quarantined: int = 0
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A quarantined record: where it was, why, and the start of its data."""
+
+    stream_arn: str
+    shard_id: str
+    sequence_number: str
+    reason: str
+    data_prefix: bytes
+
+
+class MembershipStore:
+    """SQLite-backed consumer state; one file per destination."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention_hours: int = DEFAULT_DEDUPE_RETENTION_HOURS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 1 <= retention_hours <= MAX_RETENTION_HOURS:
+            raise StateError(
+                f"retention_hours {retention_hours}: must be 1 to {MAX_RETENTION_HOURS}"
+                " and at least the stream's retention"
+            )
+        self.path = os.fspath(path)
+        self.retention_hours = retention_hours
+        self._clock = clock
+        try:
+            # Autocommit mode: transactions are opened explicitly, one per page.
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL under WAL never corrupts; a power cut loses at most the last pages, and
+            # their checkpoints with them, so they are simply read again.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state file {self.path!r}: not a usable SQLite database ({exc})"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the database file."""
+        self._db.close()
+
+    def __enter__(self) -> MembershipStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def checkpoints(self, stream_arn: str) -> dict[str, Checkpoint]:
+        """Every shard checkpoint recorded for a stream, by shard id."""
+        rows = self._db.execute(
+            "SELECT shard_id, sequence_number, shard_closed FROM checkpoints WHERE stream_arn = ?",
+            (stream_arn,),
+        )
+        return {shard: Checkpoint(seq, bool(closed)) for shard, seq, closed in rows}
+
+    def stream_start(self, stream_arn: str, *, from_start: bool, now_epoch_seconds: float) -> float:
+        """Where shards without a checkpoint start (0 = trim horizon); fixed at first contact."""
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT start_epoch_seconds FROM stream_starts WHERE stream_arn = ?", (stream_arn,)
+            ).fetchone()
+            if row is not None and not (from_start and row[0] != 0.0):
+                return float(row[0])
+            start = 0.0 if from_start else now_epoch_seconds
+            self._db.execute(
+                "INSERT OR REPLACE INTO stream_starts VALUES (?, ?)", (stream_arn, start)
+            )
+            return start
+
+    def apply_page(
+        self,
+        stream_arn: str,
+        shard_id: str,
+        entries: Sequence[PageEntry],
+        *,
+        shard_closed: bool = False,
+    ) -> PageOutcome:
+        """Apply a page of records in order and advance the shard checkpoint, atomically."""
+        applied = duplicates = stale = quarantined = 0
+        now = self._clock()
+        db = self._db
+        with self._transaction():
+            for entry in entries:
+                if isinstance(entry, InvalidRecord):
+                    db.execute(
+                        "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            stream_arn,
+                            shard_id,
+                            entry.sequence_number,
+                            entry.reason,
+                            entry.data[:QUARANTINE_PREFIX_BYTES],
+                            now,
+                        ),
+                    )
+                    quarantined += 1
+                    continue
+                message = entry.message
+                seen = db.execute(
+                    "INSERT OR IGNORE INTO seen_messages VALUES (?, ?)", (message.message_id, now)
+                )
+                if seen.rowcount == 0:
+                    duplicates += 1
+                    continue
+                before = db.total_changes
+                db.executemany(_UPSERT, _membership_rows(message))
+                if message.users and db.total_changes == before:
+                    stale += 1
+                else:
+                    applied += 1
+            if entries or shard_closed:
+                last = entries[-1].sequence_number if entries else None
+                db.execute(
+                    """INSERT INTO checkpoints VALUES (?, ?, ?, ?)
+                    ON CONFLICT (stream_arn, shard_id) DO UPDATE SET
+                        sequence_number = coalesce(excluded.sequence_number, sequence_number),
+                        shard_closed = max(shard_closed, excluded.shard_closed)""",
+                    (stream_arn, shard_id, last, int(shard_closed)),
+                )
+        return PageOutcome(applied, duplicates, stale, quarantined)
+
+    def prune_seen(self) -> int:
+        """Forget message ids seen longer ago than the retention window; return how many."""
+        cutoff = self._clock() - self.retention_hours * 3600
+        with self._transaction():
+            cursor = self._db.execute(
+                "DELETE FROM seen_messages WHERE seen_epoch_seconds < ?", (cutoff,)
+            )
+        return cursor.rowcount
+
+    def has_seen(self, message_id: str) -> bool:
+        """Whether a message id is inside the dedupe window."""
+        row = self._db.execute(
+            "SELECT 1 FROM seen_messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return row is not None
+
+    def quarantined(self) -> list[Quarantined]:
+        """Every quarantined record, by stream, shard and sequence number."""
+        rows = self._db.execute(
+            "SELECT stream_arn, shard_id, sequence_number, reason, data_prefix FROM quarantine"
+            " ORDER BY stream_arn, shard_id, length(sequence_number), sequence_number"
+        )
+        return [Quarantined(*row) for row in rows]
+
+    def states(self) -> dict[tuple[str, str], MemberState]:
+        """Every membership row (exited users included), keyed by (cohort_id, user_id)."""
+        rows = self._db.execute(
+            "SELECT cohort_id, user_id, in_cohort, computed_time, tiebreak, cohort_name,"
+            " user_properties FROM membership"
+        )
+        return {
+            (cohort, user): MemberState(name, bool(inside), Version(ct, tb), _props(props))
+            for cohort, user, inside, ct, tb, name, props in rows
+        }
+
+    def members(self, cohort_id: str) -> Iterator[Member]:
+        """Current members of one cohort, ordered by user_id, streamed from the file."""
+        rows = self._db.execute(
+            "SELECT user_id, user_properties FROM membership"
+            " WHERE cohort_id = ? AND in_cohort = 1 ORDER BY user_id",
+            (cohort_id,),
+        )
+        for user_id, props in rows:
+            yield Member(user_id, _props(props))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+def members(store: MembershipStore, cohort_id: str) -> Iterator[Member]:
+    """Current members of one cohort, ordered by user_id (for `cohort-sync members`)."""
+    return store.members(cohort_id)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (the exception propagates)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _membership_rows(
+    message: CohortMessage,
+) -> Iterator[tuple[str, str, int, int, str, str, str | None]]:
+    computed = int(message.computed_time)
+    tiebreak = _tiebreak_of(message.in_cohort, message.message_id)
+    inside = int(message.in_cohort)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for user in message.users:
+        props = user.user_properties
+        yield (
+            message.cohort_id,
+            user.user_id,
+            inside,
+            computed,
+            tiebreak,
+            message.cohort_name,
+            None if props is None else dumps(props),
+        )
+
+
+def _props(raw: str | None) -> Any:
+    return None if raw is None else json.loads(raw)
