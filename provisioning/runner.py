@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import runpy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime import stack as pulumi_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from provisioning import constants as c
@@ -44,21 +46,24 @@ class ProgramRun:
         return [r for r in self.resources if r.type == type_]
 
 
-class _RecordingMocks(pulumi.runtime.Mocks):
-    """Forwards to a backend Mocks and records each registration with its parent's type."""
+def _urn_key(urn: str) -> tuple[str, str]:
+    """(type, name) from a URN such as `urn:pulumi:stack::project::parent$type::name`."""
+    qualified_type, name = urn.split("::")[-2:]
+    return qualified_type.split("$")[-1], name
 
-    def __init__(self, backend: pulumi.runtime.Mocks, run: ProgramRun) -> None:
+
+class _RecordingMocks(pulumi.runtime.Mocks):
+    """Forwards to a backend Mocks and records what each registration returned."""
+
+    def __init__(self, backend: pulumi.runtime.Mocks) -> None:
         self._backend = backend
-        self._run = run
-        self._urn_types: dict[str, str] = {}
+        self.created: dict[tuple[str, str], tuple[dict[str, Any], str | None, dict[str, Any]]] = {}
 
     def new_resource(
         self, args: pulumi.runtime.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
         resource_id, state = self._backend.new_resource(args)
-        self._run.resources.append(
-            Registration(args.typ, args.name, None, dict(args.inputs), resource_id, dict(state))
-        )
+        self.created[(args.typ, args.name)] = (dict(args.inputs), resource_id, dict(state))
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
@@ -66,28 +71,42 @@ class _RecordingMocks(pulumi.runtime.Mocks):
 
 
 class _Monitor(pulumi_mocks.MockMonitor):
-    """Records each resource's parent type (component resources never reach Mocks.new_resource)."""
+    """Records each registration's parent and dependencies, which Mocks never sees.
 
-    def __init__(self, mocks: _RecordingMocks, run: ProgramRun) -> None:
+    Registrations arrive concurrently from the SDK's thread pool, so nothing here relies on
+    their arrival order.
+    """
+
+    def __init__(self, mocks: _RecordingMocks) -> None:
         super().__init__(mocks)
-        self._run = run
-        self.parents: dict[str, str | None] = {}
-        self.components: list[Registration] = []
+        self.recording = mocks
+        self.meta: dict[tuple[str, str], tuple[str | None, frozenset[tuple[str, str]]]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
-        before = len(self._run.resources)
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
-        parent_type = request.parent.split("::")[-2].split("$")[-1] if request.parent else None
-        if len(self._run.resources) > before:
-            last = self._run.resources[-1]
-            self._run.resources[-1] = Registration(
-                last.type, last.name, parent_type, last.inputs, last.id, last.state
-            )
-        elif request.type != "pulumi:pulumi:Stack" and not request.custom:
-            self._run.resources.append(
-                Registration(request.type, request.name, parent_type, {}, None, {})
-            )
-        return response
+        if request.type != "pulumi:pulumi:Stack":
+            parent = _urn_key(request.parent)[0] if request.parent else None
+            deps = frozenset(_urn_key(urn) for urn in request.dependencies)
+            self.meta[(request.type, request.name)] = (parent, deps)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+    def registrations(self) -> list[Registration]:
+        """Every registration, dependencies before dependents, ties broken by name."""
+        level: dict[tuple[str, str], int] = {}
+
+        def depth(key: tuple[str, str]) -> int:
+            if key not in level:
+                level[key] = 0  # guards against cycles, which Pulumi would reject anyway
+                deps = [d for d in self.meta[key][1] if d in self.meta]
+                level[key] = 1 + max((depth(d) for d in deps), default=-1)
+            return level[key]
+
+        ordered = sorted(self.meta, key=lambda key: (depth(key), key[1], key[0]))
+        result = []
+        for key in ordered:
+            parent, _ = self.meta[key]
+            inputs, resource_id, state = self.recording.created.get(key, ({}, None, {}))
+            result.append(Registration(key[0], key[1], parent, inputs, resource_id, state))
+        return result
 
 
 def _resolve(value: Any) -> tuple[Any, bool]:
@@ -115,9 +134,9 @@ def run_program(
     path = program or PROGRAM_DIR / "__main__.py"
 
     def execute() -> None:
-        monitor = _Monitor(_RecordingMocks(backend, run), run)
+        monitor = _Monitor(_RecordingMocks(backend))
         pulumi.runtime.set_mocks(
-            monitor.mocks, project=c.PROJECT_NAME, stack=stack, preview=preview, monitor=monitor
+            monitor.recording, project=c.PROJECT_NAME, stack=stack, preview=preview, monitor=monitor
         )
         full = {
             (k if ":" in k else f"{c.PROJECT_NAME}:{k}"): _config_text(v)
@@ -127,11 +146,16 @@ def run_program(
         pulumi.runtime.set_all_config(full, secrets)
         root = pulumi_settings.get_root_resource()
         assert root is not None
-        runpy.run_path(str(path), run_name="__main__")
-        outputs = getattr(root, "outputs", {})
-        for key, value in dict(outputs).items():
-            resolved, secret = _resolve(value)
-            run.outputs[key] = resolved
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+            outputs = dict(getattr(root, "outputs", {}))
+            resolved = {key: _resolve(value) for key, value in outputs.items()}
+            # Resources nobody exports (the attachment) may still be registering: wait for all.
+            _sync_await(pulumi_stack.wait_for_rpcs())
+        finally:
+            run.resources.extend(monitor.registrations())
+        for key, (value, secret) in resolved.items():
+            run.outputs[key] = value
             if secret:
                 run.secret_outputs.add(key)
 
@@ -140,8 +164,4 @@ def run_program(
 
 
 def _config_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    import json
-
-    return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,140 @@
+"""The resource graph the unmodified program declares, under Pulumi's mocks (no CLI, no AWS)."""
+
+import json
+from typing import Any
+
+import pytest
+
+from provisioning import constants as c
+from provisioning import local
+from provisioning.errors import ConfigError
+from provisioning.plan import PlanMocks
+from provisioning.runner import ProgramRun, run_program
+from provisioning.secrets import unwrap_secrets
+
+REGION = "eu-central-1"
+CMK = "arn:aws:kms:eu-central-1:123456789012:key/12345678-1234-1234-1234-123456789012"
+# Dependencies first (the policy needs both ARNs, the attachment the policy), ties by name.
+CUSTOM_TYPES = [local.ROLE, local.STREAM, local.POLICY, local.ATTACHMENT]
+
+
+def run(config: dict[str, Any] | None = None, secret_keys: tuple[str, ...] = ()) -> ProgramRun:
+    return run_program(PlanMocks(REGION), stack="test", config=config, secret_keys=secret_keys)
+
+
+def inputs_of(program: ProgramRun, type_: str) -> dict[str, Any]:
+    (registration,) = program.of_type(type_)
+    plain, _ = unwrap_secrets(dict(registration.inputs))
+    return plain
+
+
+@pytest.mark.parametrize("mode", ["ON_DEMAND", "PROVISIONED"])
+@pytest.mark.parametrize("encryption", ["NONE", "AWS_MANAGED", "KMS"])
+def test_graph_is_four_resources_under_the_component(mode: str, encryption: str) -> None:
+    config: dict[str, Any] = {"streamMode": mode, "encryption": encryption}
+    if mode == "PROVISIONED":
+        config["shardCount"] = "2"
+    if encryption == "KMS":
+        config["kmsKeyArn"] = CMK
+
+    program = run(config)
+
+    component, *children = program.resources
+    assert (component.type, component.name) == (c.COMPONENT_TYPE, "cohort")
+    assert [r.type for r in children] == CUSTOM_TYPES
+    assert {r.parent_type for r in children} == {c.COMPONENT_TYPE}
+    assert [r.name for r in children] == [
+        "cohort-role",
+        "cohort-stream",
+        "cohort-write",
+        "cohort-attach",
+    ]
+
+    stream = inputs_of(program, local.STREAM)
+    assert stream["name"] == "amplitude-cohorts"
+    assert stream["streamModeDetails"] == {"streamMode": mode}
+    assert stream.get("shardCount") == (2 if mode == "PROVISIONED" else None)
+    assert stream["retentionPeriod"] == 24
+    expected_key = {"NONE": None, "AWS_MANAGED": "alias/aws/kinesis", "KMS": CMK}[encryption]
+    assert stream["encryptionType"] == ("NONE" if encryption == "NONE" else "KMS")
+    assert stream.get("kmsKeyId") == expected_key
+
+    policy = json.loads(inputs_of(program, local.POLICY)["policy"])
+    kms_statements = [s for s in policy["Statement"] if s["Action"] == "kms:GenerateDataKey"]
+    assert [s["Resource"] for s in kms_statements] == ([CMK] if encryption == "KMS" else [])
+
+
+def test_role_inputs_carry_trust_session_path_boundary_and_tags() -> None:
+    boundary = "arn:aws:iam::123456789012:policy/boundaries/data"
+    program = run(
+        {
+            "roleName": "amp-writer",
+            "rolePath": "/amplitude/",
+            "maxSessionSeconds": "7200",
+            "permissionsBoundaryArn": boundary,
+            "tags": {"team": "growth"},
+        }
+    )
+
+    role = inputs_of(program, local.ROLE)
+    assert role["name"] == "amp-writer"
+    assert role["path"] == "/amplitude/"
+    assert role["maxSessionDuration"] == 7200
+    assert role["permissionsBoundary"] == boundary
+    assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {
+        "AWS": "arn:aws:iam::358203115967:root"
+    }
+    for type_ in (local.STREAM, local.ROLE, local.POLICY):
+        assert inputs_of(program, type_)["tags"] == {"team": "growth"}
+    assert "tags" not in inputs_of(program, local.ATTACHMENT)
+
+
+def test_policy_is_scoped_to_the_stream_and_role_it_is_attached_to() -> None:
+    program = run()
+
+    policy = json.loads(inputs_of(program, local.POLICY)["policy"])
+    attachment = inputs_of(program, local.ATTACHMENT)
+    stream_arn = "arn:aws:kinesis:eu-central-1:<account>:stream/amplitude-cohorts"
+    role_arn = "arn:aws:iam::<account>:role/amplitude-kinesis-cohort"
+    assert [(s["Action"], s["Resource"]) for s in policy["Statement"]] == [
+        (["kinesis:PutRecord", "kinesis:PutRecords"], stream_arn),
+        ("iam:SimulatePrincipalPolicy", role_arn),
+    ]
+    assert attachment == {"role": "amplitude-kinesis-cohort", "policyArn": policy_arn(program)}
+
+
+def policy_arn(program: ProgramRun) -> str:
+    (policy,) = program.of_type(local.POLICY)
+    return str(policy.state["arn"])
+
+
+def test_external_id_makes_the_trust_policy_secret_and_conditional() -> None:
+    program = run({"externalId": "ext-0042"}, secret_keys=("externalId",))
+
+    (role,) = program.of_type(local.ROLE)
+    plain, secret_paths = unwrap_secrets(dict(role.inputs))
+    assert "assumeRolePolicy" in secret_paths
+    statement = json.loads(plain["assumeRolePolicy"])["Statement"][0]
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "ext-0042"}}
+
+
+def test_invalid_config_declares_nothing() -> None:
+    with pytest.raises(ConfigError) as caught:
+        run({"streamName": "no spaces allowed", "shardCount": "3"})
+
+    assert len(caught.value.problems) == 2
+    # No resource reached the engine: the program failed before declaring any.
+
+
+def test_invalid_config_reaches_no_engine() -> None:
+    seen: list[str] = []
+
+    class Recording(PlanMocks):
+        def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+            seen.append(args.typ)
+            return super().new_resource(args)
+
+    with pytest.raises(ConfigError):
+        run_program(Recording(REGION), stack="t", config={"retentionHours": "1"})
+
+    assert seen == []

@@ -1,0 +1,148 @@
+"""Stack config validation: AWS's rules, every problem reported at once, secrets never echoed."""
+
+import pytest
+
+from provisioning import constants as c
+from provisioning.config import parse_config
+from provisioning.errors import ConfigError
+
+CMK = "arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012"
+
+
+def test_defaults_follow_amplitudes_setup() -> None:
+    config = parse_config({}, stack="prod")
+
+    assert config.stream_name == "amplitude-cohorts"
+    assert config.stream_mode == "ON_DEMAND"
+    assert config.shard_count is None
+    assert config.retention_hours == 24
+    assert config.encryption == "AWS_MANAGED"
+    assert config.role_name == "amplitude-kinesis-cohort"
+    assert config.role_path == "/"
+    assert config.max_session_seconds == 3600
+    assert config.trusted_account_id == c.AMPLITUDE_ACCOUNT_ID == "358203115967"
+    assert config.trusted_principal_arn == "arn:aws:iam::358203115967:root"
+    assert config.external_id is None
+    assert config.display_name == "Kinesis cohorts (prod)"
+    assert dict(config.tags) == {}
+
+
+def test_values_come_as_pulumi_config_strings() -> None:
+    config = parse_config(
+        {
+            "streamMode": "PROVISIONED",
+            "shardCount": "3",
+            "retentionHours": "168",
+            "encryption": "KMS",
+            "kmsKeyArn": CMK,
+            "maxSessionSeconds": "43200",
+            "rolePath": "/amplitude/",
+            "externalId": "s3cr3t-id",
+            "tags": '{"team": "growth"}',
+            "displayName": "Growth cohorts",
+        },
+        stack="dev",
+    )
+
+    assert (config.shard_count, config.retention_hours, config.max_session_seconds) == (
+        3,
+        168,
+        43200,
+    )
+    assert config.uses_customer_key and config.kms_key_arn == CMK
+    assert config.external_id == "s3cr3t-id"
+    assert dict(config.tags) == {"team": "growth"}
+    assert config.display_name == "Growth cohorts"
+
+
+def test_provisioned_stream_defaults_to_one_shard() -> None:
+    assert parse_config({"streamMode": "PROVISIONED"}, stack="s").shard_count == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"streamName": "a b"}, "streamName 'a b': 1-128 characters, only [a-zA-Z0-9_.-] allowed"),
+        ({"streamName": "x" * 129}, "streamName '" + "x" * 129 + "': 1-128 characters"),
+        (
+            {"streamMode": "SERVERLESS"},
+            "streamMode 'SERVERLESS': must be one of ON_DEMAND, PROVISIONED",
+        ),
+        ({"shardCount": "2"}, "shardCount 2: only allowed with streamMode PROVISIONED"),
+        (
+            {"streamMode": "PROVISIONED", "shardCount": "0"},
+            "shardCount 0: must be between 1 and 10000",
+        ),
+        (
+            {"streamMode": "PROVISIONED", "shardCount": "two"},
+            "shardCount 'two': must be a whole number",
+        ),
+        ({"retentionHours": "23"}, "retentionHours 23: must be between 24 and 8760"),
+        ({"retentionHours": "8761"}, "retentionHours 8761: must be between 24 and 8760"),
+        ({"encryption": "SSE"}, "encryption 'SSE': must be one of NONE, AWS_MANAGED, KMS"),
+        ({"encryption": "KMS"}, "kmsKeyArn None: required when encryption is KMS"),
+        (
+            {"kmsKeyArn": CMK},
+            f"kmsKeyArn '{CMK}': only allowed with encryption KMS (it is 'AWS_MANAGED')",
+        ),
+        (
+            {"encryption": "KMS", "kmsKeyArn": "alias/mine"},
+            "kmsKeyArn 'alias/mine': must be a KMS key ARN",
+        ),
+        (
+            {"roleName": "has space"},
+            r"roleName 'has space': 1-64 characters, only [\w+=,.@-] allowed",
+        ),
+        ({"roleName": "r" * 65}, "roleName '" + "r" * 65 + "': 1-64 characters"),
+        ({"rolePath": "amplitude"}, "rolePath 'amplitude': must be '/' or start and end with '/'"),
+        ({"maxSessionSeconds": "3599"}, "maxSessionSeconds 3599: must be between 3600 and 43200"),
+        ({"maxSessionSeconds": "43201"}, "maxSessionSeconds 43201: must be between 3600 and 43200"),
+        (
+            {"permissionsBoundaryArn": "arn:aws:iam::123:policy/x"},
+            "permissionsBoundaryArn 'arn:aws:iam::123:policy/x': must be a managed policy ARN",
+        ),
+        ({"trustedAccountId": "35820311596"}, "trustedAccountId '35820311596': must be a 12-digit"),
+        ({"trustedAccountId": "*"}, "trustedAccountId '*': must be a 12-digit AWS account ID"),
+        ({"tags": "[1, 2]"}, "tags [1, 2]: must be an object of string keys and values"),
+        (
+            {"tags": '{"aws:owner": "me"}'},
+            "tags key 'aws:owner': 1-128 characters, not 'aws:'-prefixed",
+        ),
+        ({"tags": '{"team": 7}'}, "tags.team 7: keys and values must be strings"),
+        ({"streamArn": "x"}, "streamArn 'x': unknown key"),
+    ],
+)
+def test_each_rule_names_key_value_and_rule(raw: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, stack="dev")
+
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(expected)
+    assert expected in str(caught.value)
+
+
+def test_all_problems_are_reported_in_one_error() -> None:
+    raw = {"streamName": "bad name", "retentionHours": "1", "roleName": "", "trustedAccountId": "1"}
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, stack="dev")
+
+    keys = [problem.split(" ")[0] for problem in caught.value.problems]
+    assert keys == ["streamName", "retentionHours", "trustedAccountId"]
+    assert str(caught.value).startswith("invalid stack configuration (3 problems):")
+
+
+@pytest.mark.parametrize("external_id", ["Z", "has space secret", "y" * 1225])
+def test_bad_external_id_is_reported_without_echoing_the_secret(external_id: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"externalId": external_id}, stack="dev")
+
+    message = str(caught.value)
+    assert f"externalId (secret, {len(external_id)} characters)" in message
+    assert external_id not in message
+
+
+def test_config_repr_hides_external_id() -> None:
+    config = parse_config({"externalId": "top-secret-id"}, stack="dev")
+
+    assert "top-secret-id" not in repr(config)
