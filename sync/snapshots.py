@@ -1,0 +1,474 @@
+"""Load a cohort snapshot (CSV, JSONL, Parquet) into DuckDB, validating the whole file first.
+
+The target table is `(user_id VARCHAR, user_json VARCHAR)`; `user_json` is the compact JSON user
+object Amplitude expects, `{"user_id":"u1","user_properties":{"city":"SF"}}`, with
+`user_properties` left out when the user has none. It is built in SQL, never row by row in Python.
+
+Formats:
+
+- CSV: a header row naming a `user_id` column; every other column is a property whose value is
+  the cell's text. Empty cells (quoted or not) mean "no such property": the key is omitted.
+  Blank lines are skipped when the file has several columns; in a single-column file a blank
+  line is a row with a missing user_id. Line numbers count the header as line 1; a quoted value
+  spanning several lines counts as one line.
+- JSONL: one `{"user_id": "...", "user_properties": {...}}` object per line; `user_properties`
+  is optional (null and `{}` mean none); property values keep their JSON types. Blank lines are
+  skipped; any other key is a malformed row.
+- Parquet: a `user_id` column (cast to text) and either property columns (null values omitted,
+  native types kept: numbers stay numbers) or a single `user_properties` column that is a struct,
+  a map, or JSON text holding an object. "Line" is the 1-based row number.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Final, NoReturn
+
+import duckdb
+
+from sync.contract import USER_ID, USER_PROPERTIES
+from sync.errors import SnapshotError
+from sync.limits import MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES
+
+FORMATS: Final = ("csv", "jsonl", "parquet")
+EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+# The message envelope (cohort name and id, computed_time, message_id, brackets) around one user.
+ENVELOPE_RESERVE_BYTES: Final = 4096
+# A partition key is at most 256 characters, up to 4 UTF-8 bytes each, and counts toward the limit.
+DEFAULT_MAX_USER_BYTES: Final = (
+    MAX_RECORD_BYTES - 4 * MAX_PARTITION_KEY_CHARS - ENVELOPE_RESERVE_BYTES
+)
+DEFAULT_MAX_PROBLEMS: Final = 20
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_STAGE = "_snapshot_stage"
+_REJECTS = "_snapshot_rejects"
+_REJECT_SCANS = "_snapshot_reject_scans"
+# No valid JSON text holds a raw U+0001, so it serves as a "never splits" delimiter for JSONL lines.
+_LINE_OPTIONS = (
+    "header = false, auto_detect = false, delim = E'\\x01', quote = '', escape = '', "
+    "strict_mode = true, store_rejects = true, "
+    f"rejects_table = '{_REJECTS}', rejects_scan = '{_REJECT_SCANS}'"
+)
+_CSV_OPTIONS = (
+    "header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+    "strict_mode = true, store_rejects = true, "
+    f"rejects_table = '{_REJECTS}', rejects_scan = '{_REJECT_SCANS}'"
+)
+_MIN_LINE_BYTES: Final = 2 * 1024 * 1024
+
+
+class Problem(StrEnum):
+    """The kinds of problem a snapshot can have; counted per kind in SnapshotError."""
+
+    MISSING_USER_ID = "missing user_id"
+    DUPLICATE_USER_ID = "duplicate user_id"
+    MALFORMED_ROW = "malformed row"
+    BAD_ENCODING = "bad encoding"
+    USER_TOO_LARGE = "user too large"
+    UNKNOWN_FORMAT = "unknown format"
+    MISSING_FILE = "missing file"
+    NO_USER_ID_COLUMN = "no user_id column"
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem at one line (0 when it concerns the whole file)."""
+
+    line: int
+    kind: Problem
+    detail: str
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """What a successful load published: the file, its format and the number of users."""
+
+    path: Path
+    fmt: str
+    users: int
+
+
+def validate_identifier(name: str) -> str:
+    """Return `name` if it is a plain SQL identifier; raise ValueError otherwise."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"table name {name!r}: only [A-Za-z_][A-Za-z0-9_]* (max 63) allowed")
+    return name
+
+
+def detect_format(path: Path, fmt: str | None = None) -> str | None:
+    """The snapshot format: `fmt` if given, else from the extension; None when unknown."""
+    if fmt is not None:
+        return fmt.lower() if fmt.lower() in FORMATS else None
+    return EXTENSIONS.get(path.suffix.lower())
+
+
+def load_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    table: str = "snapshot",
+    fmt: str | None = None,
+    max_user_bytes: int = DEFAULT_MAX_USER_BYTES,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+    temporary: bool = False,
+) -> SnapshotSummary:
+    """Validate the whole snapshot, then (re)create `table(user_id, user_json)` from it."""
+    validate_identifier(table)
+    path = Path(path)
+    found = detect_format(path, fmt)
+    if found is None:
+        shown = fmt if fmt is not None else path.suffix or "(no extension)"
+        rule = f"must be one of {', '.join(FORMATS)} (extensions {', '.join(EXTENSIONS)})"
+        _fail(path, [Finding(0, Problem.UNKNOWN_FORMAT, f"format {shown!r}: {rule}")])
+    if not path.is_file():
+        _fail(
+            path,
+            [
+                Finding(
+                    0,
+                    Problem.MISSING_FILE,
+                    "file not found: the snapshot must be an existing regular file",
+                )
+            ],
+        )
+    _drop_scratch(con)
+    try:
+        findings = _stage(con, path, found, max_user_bytes)
+        counts = Counter(f.kind for f in findings)
+        if not findings:
+            findings, counts = _row_problems(con, path, found, max_user_bytes, max_problems)
+        if findings:
+            _fail(path, findings, max_problems, counts)
+        kind = "TEMP TABLE" if temporary else "TABLE"
+        con.execute(f"CREATE OR REPLACE {kind} {table} AS SELECT user_id, user_json FROM {_STAGE}")
+        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return SnapshotSummary(path=path, fmt=found, users=int(row[0]) if row else 0)
+    finally:
+        _drop_scratch(con)
+
+
+def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
+    for name in (_STAGE, _REJECTS, _REJECT_SCANS):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _fail(
+    path: Path,
+    findings: Sequence[Finding],
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+    counts: Counter[Problem] | None = None,
+) -> NoReturn:
+    counts = counts if counts is not None else Counter(f.kind for f in findings)
+    total = sum(counts.values())
+    by_kind = ", ".join(f"{kind.value}: {n}" for kind, n in sorted(counts.items()))
+    shown = sorted(findings)[: max(max_problems, 0)]
+    lines = [f"snapshot {path}: {total} problem(s) ({by_kind}); nothing was loaded"]
+    for f in shown:
+        where = f"{path}:{f.line}" if f.line > 0 else str(path)
+        lines.append(f"  {where}: {f.kind.value}: {f.detail}")
+    if total > len(shown):
+        lines.append(f"  ... {total - len(shown)} more")
+    raise SnapshotError("\n".join(lines))
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, max_user_bytes: int
+) -> list[Finding]:
+    """Create the scratch table (ordinal, user_id, user_json, problem) or return file problems."""
+    if fmt == "csv":
+        return _stage_csv(con, path, max_user_bytes)
+    if fmt == "jsonl":
+        return _stage_jsonl(con, path, max_user_bytes)
+    return _stage_parquet(con, path)
+
+
+def _max_line_bytes(max_user_bytes: int) -> int:
+    return max(_MIN_LINE_BYTES, 4 * max_user_bytes)
+
+
+def _read_header(path: Path) -> list[str] | Finding:
+    with path.open("rb") as handle:
+        raw = handle.readline()
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        return Finding(1, Problem.BAD_ENCODING, f"header: not UTF-8 ({exc.reason})")
+    if not text.strip():
+        return Finding(1, Problem.NO_USER_ID_COLUMN, "no header row (file starts empty)")
+    return next(csv.reader([text.rstrip("\r\n")]))
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, max_user_bytes: int) -> list[Finding]:
+    header = _read_header(path)
+    if isinstance(header, Finding):
+        return [header]
+    if USER_ID not in header:
+        detail = f"header {header!r}: needs a {USER_ID!r} column"
+        return [Finding(1, Problem.NO_USER_ID_COLUMN, detail)]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    blank = [i + 1 for i, name in enumerate(header) if not name.strip()]
+    if repeated or blank:
+        detail = f"header: repeated column names {repeated}, unnamed columns at {blank}"
+        return [Finding(1, Problem.MALFORMED_ROW, detail + "; every column needs a unique name")]
+    cols = [f"c{i}" for i in range(len(header))]
+    uid = cols[header.index(USER_ID)]
+    props = [(c, name) for c, name in zip(cols, header, strict=True) if c != uid]
+    params: dict[str, object] = {"path": str(path)}
+    entries = []
+    for c, name in props:
+        params[f"k_{c}"] = name
+        # An empty cell is "no such property"; both "" and an unquoted empty read as NULL.
+        entries.append(f"{{'k': $k_{c}, 'v': to_json(nullif({c}, ''))}}")
+    columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols) + "}"
+    source = (
+        f"read_csv($path, columns = {columns}, {_CSV_OPTIONS}, "
+        f"max_line_size = {_max_line_bytes(max_user_bytes)}) WITH ORDINALITY"
+    )
+    return _create_stage(con, params, source, f"nullif({uid}, '')", entries, "NULL", "ordinality")
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, max_user_bytes: int) -> list[Finding]:
+    allowed = f"['{USER_ID}', '{USER_PROPERTIES}']"
+    # Each CASE guards the next: JSON functions raise on invalid text, so validity comes first.
+    problem = f"""CASE
+        WHEN NOT json_valid(line) THEN 'invalid JSON'
+        WHEN json_type(line) <> 'OBJECT' THEN 'a ' || json_type(line) || ': must be a JSON object'
+        WHEN len(list_filter(json_keys(line), lambda k: NOT list_contains({allowed}, k))) > 0
+            THEN 'unknown keys ' || list_filter(json_keys(line),
+                lambda k: NOT list_contains({allowed}, k))::VARCHAR
+                || ': only {USER_ID} and {USER_PROPERTIES} allowed'
+        WHEN json_type(line, '$.{USER_ID}') NOT IN ('VARCHAR', 'NULL')
+            THEN '{USER_ID} ' || json_extract(line, '$.{USER_ID}') || ': must be a string'
+        WHEN json_type(line, '$.{USER_PROPERTIES}') NOT IN ('OBJECT', 'NULL')
+            THEN '{USER_PROPERTIES} is ' || json_type(line, '$.{USER_PROPERTIES}')
+                || ': must be an object'
+        END"""
+    uid = f"CASE WHEN problem IS NULL THEN nullif(line ->> '$.{USER_ID}', '') END"
+    props = f"CASE WHEN problem IS NULL THEN line -> '$.{USER_PROPERTIES}' END"
+    source = (
+        f"(SELECT ordinality, line, {problem} AS problem FROM read_csv($path, "
+        f"columns = {{'line': 'VARCHAR'}}, {_LINE_OPTIONS}, "
+        f"max_line_size = {_max_line_bytes(max_user_bytes)}) WITH ORDINALITY "
+        "WHERE trim(coalesce(line, '')) <> '')"
+    )
+    return _create_stage(
+        con, {"path": str(path)}, source, uid, None, "problem", "ordinality", props_json=props
+    )
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[Finding]:
+    try:
+        described = con.execute(
+            "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet($path))",
+            {"path": str(path)},
+        ).fetchall()
+    except duckdb.Error as exc:
+        return [_whole_file_finding(exc, "not a readable Parquet file")]
+    names = [str(name) for name, _ in described]
+    types = [str(kind) for _, kind in described]
+    if USER_ID not in names:
+        return [Finding(0, Problem.NO_USER_ID_COLUMN, f"columns {names!r}: need {USER_ID!r}")]
+    cols = [f"c{i}" for i in range(len(names))]
+    uid = f"nullif({cols[names.index(USER_ID)]}::VARCHAR, '')"
+    params: dict[str, object] = {"path": str(path)}
+    alias = ", ".join(cols)
+    source = f"read_parquet($path, file_row_number = true) AS t({alias})"
+    others = [i for i, name in enumerate(names) if name != USER_ID]
+    if USER_PROPERTIES in names:
+        if len(others) > 1:
+            detail = f"columns {names!r}: {USER_PROPERTIES!r} must be the only other column"
+            return [Finding(0, Problem.MALFORMED_ROW, detail)]
+        i = names.index(USER_PROPERTIES)
+        col, kind = cols[i], types[i]
+        if kind.startswith(("STRUCT", "MAP")):
+            props_json = f"to_json({col})"
+            problem = "NULL"
+        elif kind in ("VARCHAR", "JSON"):
+            props_json = f"CASE WHEN json_valid({col}) THEN {col}::JSON END"
+            problem = (
+                f"CASE WHEN {col} IS NULL THEN NULL WHEN NOT json_valid({col}) "
+                f"THEN '{USER_PROPERTIES}: invalid JSON' WHEN json_type({col}) <> 'OBJECT' "
+                f"THEN '{USER_PROPERTIES} is ' || json_type({col}) || ': must be an object' END"
+            )
+        else:
+            detail = f"{USER_PROPERTIES} type {kind}: must be a struct, a map or JSON text"
+            return [Finding(0, Problem.MALFORMED_ROW, detail)]
+        return _create_stage(
+            con, params, source, uid, None, problem, "file_row_number + 1", props_json=props_json
+        )
+    entries = []
+    for i in others:
+        params[f"k_{i}"] = names[i]
+        entries.append(f"{{'k': $k_{i}, 'v': to_json({cols[i]})}}")
+    return _create_stage(con, params, source, uid, entries, "NULL", "file_row_number + 1")
+
+
+def _whole_file_finding(exc: duckdb.Error, what: str) -> Finding:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "unicode" in text.lower() or "utf-8" in text.lower() or "encoding" in text.lower():
+        return Finding(0, Problem.BAD_ENCODING, f"{what}: {text}")
+    return Finding(0, Problem.MALFORMED_ROW, f"{what}: {text}")
+
+
+def _create_stage(
+    con: duckdb.DuckDBPyConnection,
+    params: dict[str, object],
+    source: str,
+    uid: str,
+    entries: list[str] | None,
+    problem: str,
+    ordinal: str,
+    *,
+    props_json: str | None = None,
+) -> list[Finding]:
+    if entries is not None:
+        props = "[" + ", ".join(entries) + "]" if entries else "[]::STRUCT(k VARCHAR, v JSON)[]"
+        props_json = f"to_json(map_from_entries(list_filter({props}, lambda e: e.v IS NOT NULL)))"
+    user_json = f"""CASE WHEN props IS NULL OR props::VARCHAR IN ('{{}}', 'null')
+        THEN json_object('{USER_ID}', user_id)
+        ELSE json_object('{USER_ID}', user_id, '{USER_PROPERTIES}', props) END::VARCHAR"""
+    sql = f"""CREATE TEMP TABLE {_STAGE} AS
+        SELECT ordinal, user_id, problem,
+               CASE WHEN problem IS NULL AND user_id IS NOT NULL THEN {user_json} END AS user_json
+        FROM (SELECT {ordinal} AS ordinal, {uid} AS user_id, {problem} AS problem,
+                     {props_json} AS props
+              FROM {source})"""
+    try:
+        con.execute(sql, params)
+    except duckdb.Error as exc:
+        return [_whole_file_finding(exc, "unreadable")]
+    return []
+
+
+def _rejects(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $name", {"name": _REJECTS}
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = con.execute(
+        f"SELECT line, error_type, error_message FROM {_REJECTS} ORDER BY line"
+    ).fetchall()
+    findings = []
+    for line, error_type, message in rows:
+        kind = str(error_type)
+        if kind in ("INVALID ENCODING", "INVALID UNICODE"):
+            problem = Problem.BAD_ENCODING
+            detail = "not UTF-8"
+        elif kind == "LINE SIZE OVER MAXIMUM":
+            problem = Problem.USER_TOO_LARGE
+            detail = f"line longer than the reader's maximum ({str(message).splitlines()[0]})"
+        else:
+            problem = Problem.MALFORMED_ROW
+            detail = f"{kind.lower()}: {str(message).splitlines()[0]}"
+        findings.append(Finding(int(line), problem, detail))
+    return findings
+
+
+def _row_problems(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, max_user_bytes: int, max_problems: int
+) -> tuple[list[Finding], Counter[Problem]]:
+    """Every problem in the staged rows: counts for all, details for the first few per kind."""
+    rejects = _rejects(con)
+    row = con.execute(
+        f"""SELECT count(*) FILTER (WHERE problem IS NOT NULL),
+                   count(*) FILTER (WHERE problem IS NULL AND user_id IS NULL),
+                   count(*) FILTER (WHERE strlen(user_json) > $max),
+                   count(user_id) FILTER (WHERE problem IS NULL)
+                     - count(DISTINCT user_id) FILTER (WHERE problem IS NULL)
+            FROM {_STAGE}""",
+        {"max": max_user_bytes},
+    ).fetchone()
+    assert row is not None
+    malformed, missing, too_large, duplicates = (int(n) for n in row)
+    counts = Counter(f.kind for f in rejects)
+    counts.update(
+        {
+            Problem.MALFORMED_ROW: malformed,
+            Problem.MISSING_USER_ID: missing,
+            Problem.USER_TOO_LARGE: too_large,
+            Problem.DUPLICATE_USER_ID: duplicates,
+        }
+    )
+    counts = +counts
+    if not counts:
+        return [], counts
+    limit = max(max_problems, 0)
+    listed: list[tuple[int, Problem, str]] = []
+    for ordinal, detail in con.execute(
+        f"SELECT ordinal, problem FROM {_STAGE} WHERE problem IS NOT NULL "
+        "ORDER BY ordinal LIMIT $n",
+        {"n": limit},
+    ).fetchall():
+        listed.append((int(ordinal), Problem.MALFORMED_ROW, str(detail)))
+    for (ordinal,) in con.execute(
+        f"SELECT ordinal FROM {_STAGE} WHERE problem IS NULL AND user_id IS NULL "
+        "ORDER BY ordinal LIMIT $n",
+        {"n": limit},
+    ).fetchall():
+        listed.append((int(ordinal), Problem.MISSING_USER_ID, f"{USER_ID} is missing or empty"))
+    for ordinal, size in con.execute(
+        f"SELECT ordinal, strlen(user_json) FROM {_STAGE} "
+        "WHERE strlen(user_json) > $max ORDER BY ordinal LIMIT $n",
+        {"max": max_user_bytes, "n": limit},
+    ).fetchall():
+        detail = f"user JSON is {size} bytes: at most {max_user_bytes} allowed"
+        listed.append((int(ordinal), Problem.USER_TOO_LARGE, detail))
+    dupes: list[tuple[int, int, str]] = []
+    if duplicates:
+        dupes = [
+            (int(o), int(first), str(uid))
+            for o, first, uid in con.execute(
+                f"""SELECT ordinal, first, user_id FROM (
+                        SELECT ordinal, user_id, min(ordinal) OVER (PARTITION BY user_id) AS first
+                        FROM {_STAGE} WHERE problem IS NULL AND user_id IS NOT NULL
+                          AND user_id IN (SELECT user_id FROM {_STAGE} WHERE problem IS NULL
+                                          GROUP BY user_id HAVING count(*) > 1))
+                    WHERE ordinal > first ORDER BY ordinal LIMIT $n""",
+                {"n": limit},
+            ).fetchall()
+        ]
+    to_line = _line_mapper(path, fmt, [f.line for f in rejects])
+    findings = list(rejects)
+    findings += [Finding(to_line(o), kind, detail) for o, kind, detail in listed]
+    findings += [
+        Finding(
+            to_line(o), Problem.DUPLICATE_USER_ID, f"{USER_ID} {uid!r} repeats line {to_line(f)}"
+        )
+        for o, f, uid in dupes
+    ]
+    return findings, counts
+
+
+def _line_mapper(path: Path, fmt: str, rejected: list[int]) -> _LineMapper:
+    if fmt == "parquet":
+        return _LineMapper([], 0)
+    excluded = set(rejected)
+    if fmt == "csv":
+        header = _read_header(path)
+        # DuckDB skips blank lines in multi-column CSV, so they shift the row ordinals.
+        if isinstance(header, list) and len(header) > 1:
+            with path.open("rb") as handle:
+                excluded.update(n for n, raw in enumerate(handle, 1) if not raw.strip(b"\r\n"))
+        return _LineMapper(sorted(excluded), 1)
+    return _LineMapper(sorted(excluded), 0)
+
+
+class _LineMapper:
+    """Maps the k-th row DuckDB emitted to its file line, skipping rejected and blank lines."""
+
+    def __init__(self, excluded: list[int], header_lines: int) -> None:
+        self._header = header_lines
+        # Rows emitted before the i-th excluded line: its line, minus header and earlier exclusions.
+        self._before = [line - header_lines - i - 1 for i, line in enumerate(excluded)]
+
+    def __call__(self, ordinal: int) -> int:
+        return ordinal + self._header + bisect.bisect_left(self._before, ordinal)
