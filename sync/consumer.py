@@ -250,8 +250,9 @@ class _ShardReader:
             token = response.get("NextToken")
             if not token:
                 return
-            # ListShards refuses a stream identifier alongside NextToken.
-            params = {"NextToken": token}
+            # The token identifies the listing; StreamName must not accompany it, StreamARN may
+            # (and moto requires it to match the first call).
+            params = {"StreamARN": self.arn, "NextToken": token}
 
     def _iterator(self, shard: _Shard, sequence_number: str | None) -> str:
         params: dict[str, Any] = {"StreamARN": self.arn, "ShardId": shard.shard_id}
@@ -286,7 +287,9 @@ class _ShardReader:
             self.tally.shards_read.add(sid)
             try:
                 response = self.c._kinesis.get_records(
-                    ShardIterator=self.iterators[sid], Limit=GET_RECORDS_MAX_RECORDS
+                    StreamARN=self.arn,
+                    ShardIterator=self.iterators[sid],
+                    Limit=GET_RECORDS_MAX_RECORDS,
                 )
                 break
             except ClientError as exc:
