@@ -31,3 +31,13 @@ class StateError(SyncError):
 
 class ConsumerError(SyncError):
     """The consumer cannot read the stream (missing, access denied, bad checkpoint)."""
+
+
+class DeliveryRefusedError(DeliveryError):
+    """Kinesis refused a request for a reason retrying cannot fix; `.unsent` lists what is left."""
+
+    def __init__(self, message: str, *, code: str, stream: str, unsent: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.stream = stream
+        self.unsent = unsent

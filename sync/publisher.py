@@ -1,0 +1,425 @@
+"""Delivers records with PutRecords: re-sends only what Kinesis refused, acks only what it took."""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from itertools import count
+from typing import Any
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+
+from sync.batching import pack_put_records, take_batch
+from sync.errors import DeliveryRefusedError, PreflightError
+from sync.limits import (
+    DEFAULT_BACKOFF_BASE_SECONDS,
+    DEFAULT_BACKOFF_CAP_SECONDS,
+    DEFAULT_MAX_TRIES,
+    DEFAULT_SENDERS,
+    MAX_PUT_RECORDS_BYTES,
+    MAX_PUT_RECORDS_COUNT,
+)
+from sync.messages import OutgoingRecord
+
+# Per-record ErrorCodes Kinesis documents for PutRecords; both are worth another try.
+RETRYABLE_RECORD_CODES = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
+# Whole-request codes that mean "too fast": counted as throttles, retried after backoff.
+THROTTLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "KMSThrottlingException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    }
+)
+# Whole-request codes for transient service trouble: retried after backoff, not throttles.
+TRANSIENT_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalFailureException",
+        "InternalServerError",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_PUT = "kinesis:PutRecords"
+_ACCESS_FIX = "role lacks {action} on {stream}: re-run `pulumi up` / check the policy attachment"
+_TOKEN_FIX = (
+    "the session's credentials expired and could not be refreshed: build the session with "
+    "sync.credentials.assume_role_session so it refreshes, and check the role can still be assumed"
+)
+_CREDENTIALS_FIX = "the credentials are not valid for this account or endpoint: check the session"
+_INVALID_FIX = "the request was rejected as invalid: check the stream name or ARN and record sizes"
+# Codes no retry can fix, with what the operator should do; {stream} is filled in.
+FATAL_FIXES: Mapping[str, str] = {
+    "AccessDeniedException": _ACCESS_FIX,
+    "AccessDenied": _ACCESS_FIX,
+    "ResourceNotFoundException": (
+        "stream {stream} not found: check the destination's region and stream name, "
+        "or re-run `pulumi up`"
+    ),
+    "KMSAccessDeniedException": (
+        "role lacks kms:GenerateDataKey on the KMS key of {stream}: grant it in the key policy "
+        "or the role policy (re-run `pulumi up`)"
+    ),
+    "KMSDisabledException": "the KMS key of {stream} is disabled: enable it",
+    "KMSNotFoundException": "the KMS key of {stream} no longer exists: re-encrypt the stream",
+    "KMSInvalidStateException": (
+        "the KMS key of {stream} is not usable (pending deletion?): cancel deletion or re-key"
+    ),
+    "KMSOptInRequired": "the account has not subscribed to KMS: subscribe, then retry",
+    "ExpiredTokenException": _TOKEN_FIX,
+    "ExpiredToken": _TOKEN_FIX,
+    "UnrecognizedClientException": _CREDENTIALS_FIX,
+    "InvalidSignatureException": _CREDENTIALS_FIX,
+    "ValidationException": _INVALID_FIX,
+    "InvalidArgumentException": _INVALID_FIX,
+}
+_UNKNOWN_FIX = "unexpected refusal for {stream}: see the AWS error message"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Running totals after one PutRecords call completed; emitted from the calling thread."""
+
+    records_acked: int
+    bytes_acked: int
+    put_records_calls: int
+    retries: int
+    throttles: int
+    failed: int
+    records_waiting: int  # refused records waiting out their backoff
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one `Publisher.send` did.
+
+    `records_sent`/`bytes_sent` count acknowledged records once each (bytes = data + partition
+    key). `put_records_calls` counts every call made, failed ones included. `retries` counts
+    record re-sends (a record's second and later tries). `throttles` counts record-tries refused
+    for throughput: per-record ProvisionedThroughputExceededException plus every record of a
+    request refused whole with a throttling code. `failed` lists records that exhausted their
+    tries (never acked).
+    """
+
+    records_sent: int
+    bytes_sent: int
+    put_records_calls: int
+    retries: int
+    throttles: int
+    failed: tuple[str, ...]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        payload = asdict(self)
+        payload["failed"] = list(self.failed)
+        return payload
+
+
+@dataclass
+class _Call:
+    """One PutRecords call's outcome, handed from a sender thread to the calling thread."""
+
+    batch: list[OutgoingRecord]
+    response: Mapping[str, Any] | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class _Run:
+    """Mutable state of one `send`, touched only by the calling thread."""
+
+    fresh: Iterator[list[OutgoingRecord]]
+    queue: deque[OutgoingRecord] = field(default_factory=deque)
+    waiting: list[tuple[float, int, list[OutgoingRecord]]] = field(default_factory=list)
+    tries: dict[str, int] = field(default_factory=dict)
+    fresh_done: bool = False
+    acked: int = 0
+    acked_bytes: int = 0
+    calls: int = 0
+    retries: int = 0
+    throttles: int = 0
+    failed: list[str] = field(default_factory=list)
+    refusal: DeliveryRefusedError | None = None
+    refused: list[OutgoingRecord] = field(default_factory=list)
+
+
+class Publisher:
+    """Sends records to one Kinesis stream with `senders` concurrent PutRecords calls."""
+
+    def __init__(
+        self,
+        kinesis: Any,
+        stream_name: str,
+        *,
+        senders: int = DEFAULT_SENDERS,
+        max_tries: int = DEFAULT_MAX_TRIES,
+        backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
+        backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_batch_count: int = MAX_PUT_RECORDS_COUNT,
+        max_batch_bytes: int = MAX_PUT_RECORDS_BYTES,
+    ) -> None:
+        problems = []
+        if not stream_name:
+            problems.append("stream_name '': must name a stream or be its ARN")
+        if senders < 1:
+            problems.append(f"senders {senders}: must be >= 1")
+        if max_tries < 1:
+            problems.append(f"max_tries {max_tries}: must be >= 1")
+        if not 0 < backoff_base_seconds <= backoff_cap_seconds:
+            problems.append(
+                f"backoff {backoff_base_seconds}..{backoff_cap_seconds} s: need 0 < base <= cap"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        self._kinesis = kinesis
+        self.stream = stream_name
+        # PutRecords takes either; an ARN also pins the account and region.
+        key = "StreamARN" if stream_name.startswith("arn:") else "StreamName"
+        self._target = {key: stream_name}
+        self._senders = senders
+        self._max_tries = max_tries
+        self._base = backoff_base_seconds
+        self._cap = backoff_cap_seconds
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._on_progress = on_progress
+        self._clock = clock
+        self._max_count = max_batch_count
+        self._max_bytes = max_batch_bytes
+        self._order = count()
+
+    def backoff_seconds(self, tries: int) -> float:
+        """Full-jitter delay before a record's next try, after `tries` tries: U(0, base*2^(n-1))."""
+        ceiling = min(self._cap, self._base * 2 ** (tries - 1))
+        return self._rng.uniform(0.0, ceiling)
+
+    def send(
+        self, records: Iterable[OutgoingRecord], on_acked: Callable[[list[str]], None]
+    ) -> DeliveryReport:
+        """Deliver every record; `on_acked` runs in the calling thread, once per acked call.
+
+        Raises DeliveryRefusedError (a DeliveryError) when Kinesis refuses for a reason retrying
+        cannot fix: calls already in flight finish (and are acked) first; `.unsent` then lists
+        every record not acknowledged, the rest of `records` included.
+        """
+        started = time.perf_counter()
+        run = _Run(
+            fresh=pack_put_records(records, max_count=self._max_count, max_bytes=self._max_bytes)
+        )
+        in_flight: set[Future[_Call]] = set()
+        with ThreadPoolExecutor(self._senders, thread_name_prefix="put-records") as pool:
+            while True:
+                self._release_ready(run)
+                while run.refusal is None and len(in_flight) < self._senders:
+                    batch = self._next_batch(run)
+                    if not batch:
+                        break
+                    self._count_try(run, batch)
+                    in_flight.add(pool.submit(self._put, batch))
+                if not in_flight:
+                    if run.waiting and run.refusal is None:
+                        self._sleep(max(0.0, run.waiting[0][0] - self._clock()))
+                        continue
+                    break
+                timeout = None
+                if run.waiting and run.refusal is None:
+                    timeout = max(0.0, run.waiting[0][0] - self._clock())
+                done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._settle(run, future.result(), on_acked)
+        if run.refusal is not None:
+            raise self._with_unsent(run)
+        return DeliveryReport(
+            records_sent=run.acked,
+            bytes_sent=run.acked_bytes,
+            put_records_calls=run.calls,
+            retries=run.retries,
+            throttles=run.throttles,
+            failed=tuple(run.failed),
+            seconds=time.perf_counter() - started,
+        )
+
+    # --- calling thread: scheduling -------------------------------------------------------
+
+    def _release_ready(self, run: _Run) -> None:
+        now = self._clock()
+        ready: list[OutgoingRecord] = []
+        while run.waiting and run.waiting[0][0] <= now:
+            ready.extend(heapq.heappop(run.waiting)[2])
+        # Retries go first so they coalesce into the very next request instead of their own.
+        run.queue.extendleft(reversed(ready))
+
+    def _next_batch(self, run: _Run) -> list[OutgoingRecord]:
+        if not run.fresh_done and not self._fills_a_batch(run.queue):
+            fresh = next(run.fresh, None)
+            if fresh is None:
+                run.fresh_done = True
+            else:
+                run.queue.extend(fresh)
+        return take_batch(run.queue, max_count=self._max_count, max_bytes=self._max_bytes)
+
+    def _fills_a_batch(self, queue: deque[OutgoingRecord]) -> bool:
+        if len(queue) >= self._max_count:
+            return True
+        total = 0
+        for record in queue:
+            total += record.size_bytes
+            if total > self._max_bytes:
+                return True
+        return False
+
+    def _count_try(self, run: _Run, batch: list[OutgoingRecord]) -> None:
+        run.calls += 1
+        for record in batch:
+            tries = run.tries.get(record.message_id, 0) + 1
+            run.tries[record.message_id] = tries
+            if tries > 1:
+                run.retries += 1
+
+    def _settle(self, run: _Run, call: _Call, on_acked: Callable[[list[str]], None]) -> None:
+        acked: list[OutgoingRecord] = []
+        again: list[OutgoingRecord] = []
+        if call.response is not None:
+            if call.response.get("FailedRecordCount", 0) == 0:
+                acked = call.batch
+            else:
+                for record, entry in zip(call.batch, call.response["Records"], strict=True):
+                    code = entry.get("ErrorCode")
+                    if code is None:
+                        acked.append(record)
+                        continue
+                    if code in THROTTLE_CODES:
+                        run.throttles += 1
+                    if code in RETRYABLE_RECORD_CODES or code not in FATAL_FIXES:
+                        again.append(record)
+                    else:
+                        self._refuse(run, code, entry.get("ErrorMessage", ""), [record])
+        else:
+            code = _code_of(call.error)
+            if code in THROTTLE_CODES:
+                run.throttles += len(call.batch)
+            if code in THROTTLE_CODES or code in TRANSIENT_CODES:
+                again = call.batch
+            else:
+                self._refuse(run, code, str(call.error), call.batch, cause=call.error)
+        if acked:
+            run.acked += len(acked)
+            run.acked_bytes += sum(r.size_bytes for r in acked)
+            for record in acked:
+                del run.tries[record.message_id]
+            on_acked([r.message_id for r in acked])
+        if again:
+            self._schedule_retries(run, again)
+        if self._on_progress is not None:
+            self._on_progress(
+                ProgressEvent(
+                    records_acked=run.acked,
+                    bytes_acked=run.acked_bytes,
+                    put_records_calls=run.calls,
+                    retries=run.retries,
+                    throttles=run.throttles,
+                    failed=len(run.failed),
+                    records_waiting=sum(len(w[2]) for w in run.waiting),
+                )
+            )
+
+    def _schedule_retries(self, run: _Run, records: list[OutgoingRecord]) -> None:
+        # One jittered delay per try count per call: records refused together wait together,
+        # so they can travel together in the next request.
+        groups: dict[int, list[OutgoingRecord]] = {}
+        for record in records:
+            tries = run.tries[record.message_id]
+            if tries >= self._max_tries:
+                run.failed.append(record.message_id)
+                del run.tries[record.message_id]
+            elif run.refusal is not None:
+                run.refused.append(record)
+            else:
+                groups.setdefault(tries, []).append(record)
+        now = self._clock()
+        for tries in sorted(groups):
+            ready_at = now + self.backoff_seconds(tries)
+            heapq.heappush(run.waiting, (ready_at, next(self._order), groups[tries]))
+
+    def _refuse(
+        self,
+        run: _Run,
+        code: str,
+        detail: str,
+        records: list[OutgoingRecord],
+        cause: Exception | None = None,
+    ) -> None:
+        run.refused.extend(records)
+        if run.refusal is not None:
+            return
+        fix = FATAL_FIXES.get(code, _UNKNOWN_FIX).format(action=_PUT, stream=self.stream)
+        refusal = DeliveryRefusedError(
+            f"{code} from PutRecords on {self.stream}: {fix} ({detail})",
+            code=code,
+            stream=self.stream,
+            unsent=(),
+        )
+        refusal.__cause__ = cause
+        run.refusal = refusal
+
+    def _with_unsent(self, run: _Run) -> DeliveryRefusedError:
+        assert run.refusal is not None
+        # Everything not acknowledged, the never-packed rest of the input included, so the
+        # report is complete; the outbox keeps them all for the next run.
+        unsent = [r.message_id for r in run.refused]
+        unsent.extend(run.failed)
+        unsent.extend(r.message_id for _, _, group in run.waiting for r in group)
+        unsent.extend(r.message_id for r in run.queue)
+        unsent.extend(r.message_id for batch in run.fresh for r in batch)
+        error = DeliveryRefusedError(
+            str(run.refusal), code=run.refusal.code, stream=self.stream, unsent=tuple(unsent)
+        )
+        error.__cause__ = run.refusal.__cause__
+        return error
+
+    # --- sender threads ---------------------------------------------------------------------
+
+    def _put(self, batch: list[OutgoingRecord]) -> _Call:
+        entries = [{"Data": r.data, "PartitionKey": r.partition_key} for r in batch]
+        try:
+            response = self._kinesis.put_records(Records=entries, **self._target)
+        except (ClientError, BotocoreConnectionError, HTTPClientError, PreflightError) as exc:
+            # Classified by the calling thread, which owns all bookkeeping.
+            return _Call(batch, error=exc)
+        return _Call(batch, response=response)
+
+
+def _code_of(error: Exception | None) -> str:
+    """The error code that decides retry or refusal; transport failures count as transient."""
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        known = code in THROTTLE_CODES or code in TRANSIENT_CODES or code in FATAL_FIXES
+        if not known and status >= 500:
+            return "InternalFailure"
+        return code or f"HTTP{status}"
+    if isinstance(error, PreflightError):
+        # The refreshable credentials could not assume the role again mid-push.
+        return "ExpiredTokenException"
+    # Connection errors and read timeouts: the request may have landed, so a re-send may
+    # duplicate; consumers dedupe on message_id.
+    return "InternalFailure"
