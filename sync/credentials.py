@@ -1,0 +1,125 @@
+"""An assumed-role boto3 session whose credentials renew themselves before they expire."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sync.errors import PreflightError
+
+_METHOD = "cohort-sync-assume-role"
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
+
+
+class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
+    """Hands botocore the one refreshable credential set; no other source is consulted."""
+
+    METHOD = _METHOD
+    CANONICAL_NAME = "custom-cohort-sync-assume-role"
+
+    def __init__(self, credentials: RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> RefreshableCredentials:
+        return self._credentials
+
+
+def assume_role_session(
+    base: boto3.Session,
+    role_arn: str,
+    *,
+    session_name: str,
+    external_id: str | None = None,
+    duration_seconds: int = 3600,
+    region: str,
+    refresh_margin_seconds: int = 300,
+    endpoint_url: str | None = None,
+    time_fetcher: Callable[[], datetime] | None = None,
+) -> boto3.Session:
+    """Assume `role_arn` now (failing fast) and return a session that re-assumes it near expiry."""
+    # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL(_STS) from the environment itself.
+    sts = base.client("sts", region_name=region, endpoint_url=endpoint_url)
+
+    def fetch() -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": duration_seconds,
+        }
+        if external_id is not None:
+            request["ExternalId"] = external_id
+        try:
+            issued = sts.assume_role(**request)["Credentials"]
+        except ClientError as exc:
+            raise _assume_failed(sts, role_arn, external_id, exc) from exc
+        except BotoCoreError as exc:
+            raise PreflightError(f"cannot assume role {role_arn}: {exc}") from exc
+        return {
+            "access_key": issued["AccessKeyId"],
+            "secret_key": issued["SecretAccessKey"],
+            "token": issued["SessionToken"],
+            "expiry_time": issued["Expiration"].isoformat(),
+        }
+
+    # Refresh is advisory from the margin on (failures tolerated while the old keys still
+    # work) and mandatory in the last third of it, so a multi-hour push never sends stale keys.
+    options: dict[str, Any] = {
+        "advisory_timeout": refresh_margin_seconds,
+        "mandatory_timeout": max(1, refresh_margin_seconds // 3),
+    }
+    if time_fetcher is not None:
+        options["time_fetcher"] = time_fetcher
+    first = fetch()
+    credentials = RefreshableCredentials(
+        access_key=first["access_key"],
+        secret_key=first["secret_key"],
+        token=first["token"],
+        expiry_time=_parse(first["expiry_time"]),
+        refresh_using=fetch,
+        method=_METHOD,
+        **options,
+    )
+    core = botocore.session.Session()
+    core.register_component(
+        "credential_provider", CredentialResolver([_AssumedRoleProvider(credentials)])
+    )
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _assume_failed(
+    sts: Any, role_arn: str, external_id: str | None, exc: ClientError
+) -> PreflightError:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if code in _DENIED:
+        caller = _caller(sts)
+        # The external ID's value is a secret: say whether one was sent, never what it was.
+        sent = "with an external ID" if external_id is not None else "without an external ID"
+        return PreflightError(
+            f"AccessDenied: {caller} cannot assume role {role_arn} ({sent}): the role's trust "
+            "policy must allow this caller sts:AssumeRole, and its sts:ExternalId condition "
+            "must match the external ID passed; re-run `pulumi up` or fix --external-id"
+        )
+    if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"}:
+        return PreflightError(
+            f"{code}: the base credentials cannot call sts:AssumeRole for {role_arn}: "
+            "refresh or replace the base profile's credentials"
+        )
+    return PreflightError(f"{code or 'error'} assuming role {role_arn}: {exc}")
+
+
+def _caller(sts: Any) -> str:
+    try:
+        return f"caller {sts.get_caller_identity()['Arn']}"
+    except (ClientError, BotoCoreError):
+        return "the caller (identity unknown)"
