@@ -149,7 +149,7 @@ def load_snapshot(
             _fail(path, findings, max_problems, counts)
         kind = "TEMP TABLE" if temporary else "TABLE"
         con.execute(f"CREATE OR REPLACE {kind} {table} AS SELECT user_id, user_json FROM {_STAGE}")
-        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        row = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
         return SnapshotSummary(path=path, fmt=found, users=int(row[0]) if row else 0)
     finally:
         _drop_scratch(con)
@@ -351,7 +351,7 @@ def _create_stage(
 def _rejects(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     exists = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = $name", {"name": _REJECTS}
-    ).fetchone()
+    ).fetchall()[0]
     if not exists or not exists[0]:
         return []
     rows = con.execute(
@@ -386,7 +386,7 @@ def _row_problems(
                      - count(DISTINCT user_id) FILTER (WHERE problem IS NULL)
             FROM {_STAGE}""",
         {"max": max_user_bytes},
-    ).fetchone()
+    ).fetchall()[0]
     assert row is not None
     malformed, missing, too_large, duplicates = (int(n) for n in row)
     counts = Counter(f.kind for f in rejects)

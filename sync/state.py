@@ -1,0 +1,514 @@
+"""The publisher's local state in one DuckDB file: cohort binding, membership, syncs, outbox.
+
+A push stages a sync in one transaction: the diff against the stored membership, every outgoing
+record, the new membership and the sync row commit together or not at all. Records then leave
+through `pending()` and are marked with `ack()`; a killed push resumes by sending `pending()` first.
+
+One connection per store and no result set is left open across a yield: users and records are
+read in keyset-paginated pages, so the caller may write (insert records, ack) between pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+
+from sync.errors import StateError
+from sync.messages import OutgoingRecord
+from sync.snapshots import DEFAULT_MAX_PROBLEMS, DEFAULT_MAX_USER_BYTES, SnapshotSummary
+from sync.snapshots import load_snapshot as _load_snapshot
+
+SCHEMA_VERSION: Final = "1"
+USERS_PER_PAGE: Final = 10_000
+RECORDS_PER_PAGE: Final = 64
+# Staged records are inserted in batches bounded by count and bytes, so memory stays bounded.
+INSERT_BATCH_RECORDS: Final = 512
+INSERT_BATCH_BYTES: Final = 32 * 1024 * 1024
+
+_SNAPSHOT: Final = "_snapshot"
+_DELTA: Final = "_delta"
+_ENTERING: Final = "_entering"
+_EXITING: Final = "_exiting"
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS cohorts (
+        cohort_id VARCHAR PRIMARY KEY, cohort_name VARCHAR NOT NULL,
+        stream_arn VARCHAR NOT NULL)""",
+    # No index: diffs are hash joins over whole cohorts, and an ART index over 10M ids would
+    # cost gigabytes of memory. user_hash lets the diff compare properties without the JSON.
+    """CREATE TABLE IF NOT EXISTS membership (
+        cohort_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, user_json VARCHAR NOT NULL,
+        user_hash UBIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS syncs (
+        sync_id VARCHAR PRIMARY KEY, ordinal BIGINT NOT NULL, cohort_id VARCHAR NOT NULL,
+        computed_time VARCHAR NOT NULL, created TIMESTAMPTZ NOT NULL, status VARCHAR NOT NULL,
+        entering BIGINT NOT NULL, exiting BIGINT NOT NULL, messages BIGINT NOT NULL,
+        bytes BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        sync_id VARCHAR NOT NULL, sequence BIGINT NOT NULL, message_id VARCHAR NOT NULL,
+        partition_key VARCHAR NOT NULL, data BLOB NOT NULL, user_count INTEGER NOT NULL,
+        in_cohort BOOLEAN NOT NULL, tries INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
+        acked BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (sync_id, sequence))""",
+)
+
+_OUTBOX_ARROW: Final = pa.schema(
+    [
+        ("sync_id", pa.string()),
+        ("sequence", pa.int64()),
+        ("message_id", pa.string()),
+        ("partition_key", pa.string()),
+        ("data", pa.binary()),
+        ("user_count", pa.int32()),
+        ("in_cohort", pa.bool_()),
+    ]
+)
+
+Build = Callable[[bool, Iterable[str], int], Iterable[OutgoingRecord]]
+
+
+@dataclass(frozen=True)
+class DiffCounts:
+    """Who a sync would send: entering and exiting users; staying users are never sent."""
+
+    entering: int
+    exiting: int
+    unchanged: int
+    updated: int  # staying users whose properties changed: stored, not sent
+    first_sync: bool
+
+
+@dataclass(frozen=True)
+class StagedSync:
+    """What one committed stage put in the outbox."""
+
+    sync_id: str
+    entering: int
+    exiting: int
+    messages: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """Outbox totals: records waiting, delivered, and waiting after at least one failed try."""
+
+    pending: int
+    acked: int
+    failing: int
+    pending_users: int
+    max_tries: int
+
+
+class StateStore:
+    """The publisher's state in one DuckDB database file (`:memory:` for tests)."""
+
+    def __init__(
+        self, path: Path | str, *, memory_limit: str = "1GB", threads: int | None = None
+    ) -> None:
+        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
+        if threads is not None:
+            config["threads"] = threads
+        self.path = str(path)
+        try:
+            self._con = duckdb.connect(self.path, config=config)
+            self._migrate()
+        except duckdb.Error as exc:
+            raise StateError(f"state store {self.path}: cannot open ({exc})") from exc
+        self._snapshot: SnapshotSummary | None = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The store's one connection, for benchmarks and diagnostics; never hold a cursor."""
+        return self._con
+
+    def _migrate(self) -> None:
+        for statement in _SCHEMA:
+            self._con.execute(statement)
+        # fetchall, never fetchone: DuckDB keeps a half-read result open and refuses other work.
+        rows = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        row = rows[0] if rows else None
+        if row is None:
+            self._con.execute(
+                "INSERT INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION}
+            )
+        elif row[0] != SCHEMA_VERSION:
+            raise StateError(
+                f"state store {self.path}: schema version {row[0]!r}, this code reads "
+                f"{SCHEMA_VERSION!r}"
+            )
+
+    def close(self) -> None:
+        """Close the connection; committed work is already durable."""
+        self._con.close()
+
+    def bind(self, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
+        """Bind the cohort to the stream; refuse a state file already bound to another stream."""
+        for name, value in (("cohort_id", cohort_id), ("stream_arn", stream_arn)):
+            if not value:
+                raise StateError(f"{name} {value!r}: must be a non-empty string")
+        bound = self._con.execute(
+            "SELECT DISTINCT stream_arn FROM cohorts WHERE stream_arn <> $arn", {"arn": stream_arn}
+        ).fetchall()
+        if bound:
+            raise StateError(
+                f"state store {self.path}: bound to stream {bound[0][0]!r}, not {stream_arn!r}; "
+                "one state file serves one stream (use another --state file)"
+            )
+        self._con.execute(
+            "INSERT INTO cohorts VALUES ($id, $name, $arn) "
+            "ON CONFLICT (cohort_id) DO UPDATE SET cohort_name = excluded.cohort_name",
+            {"id": cohort_id, "name": cohort_name, "arn": stream_arn},
+        )
+
+    def load_snapshot(
+        self,
+        path: Path,
+        *,
+        fmt: str | None = None,
+        max_user_bytes: int = DEFAULT_MAX_USER_BYTES,
+        max_problems: int = DEFAULT_MAX_PROBLEMS,
+    ) -> SnapshotSummary:
+        """Validate and load a snapshot into a temp table for plan() and stage()."""
+        self._snapshot = None
+        summary = _load_snapshot(
+            self._con,
+            Path(path),
+            table=_SNAPSHOT,
+            fmt=fmt,
+            max_user_bytes=max_user_bytes,
+            max_problems=max_problems,
+            temporary=True,
+        )
+        self._snapshot = summary
+        return summary
+
+    def use_snapshot(self, relation: duckdb.DuckDBPyRelation, *, label: str = "generated") -> int:
+        """Adopt a trusted (user_id, user_json) relation on this connection as the snapshot."""
+        self._snapshot = None
+        self._con.register("_incoming", relation)
+        try:
+            self._con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {_SNAPSHOT} AS "
+                "SELECT user_id::VARCHAR AS user_id, user_json::VARCHAR AS user_json FROM _incoming"
+            )
+        finally:
+            self._con.unregister("_incoming")
+        users = self._scalar(f"SELECT count(*) FROM {_SNAPSHOT}")
+        self._snapshot = SnapshotSummary(path=Path(label), fmt="relation", users=users)
+        return users
+
+    def plan(self, cohort_id: str) -> DiffCounts:
+        """Dry run: how many users would enter, exit and stay; writes nothing."""
+        self._require_snapshot()
+        row = self._con.execute(
+            f"""SELECT count(*) FILTER (WHERE m.user_id IS NULL),
+                       count(*) FILTER (WHERE s.user_id IS NULL),
+                       count(*) FILTER (WHERE s.user_id IS NOT NULL AND m.user_id IS NOT NULL),
+                       count(*) FILTER (WHERE s.h <> m.h)
+                FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
+                FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
+                                 WHERE cohort_id = $c) AS m ON s.user_id = m.user_id""",
+            {"c": cohort_id},
+        ).fetchall()[0]
+        assert row is not None
+        entering, exiting, unchanged, updated = (int(n) for n in row)
+        return DiffCounts(entering, exiting, unchanged, updated, self._first_sync(cohort_id))
+
+    def stage(
+        self,
+        *,
+        cohort_id: str,
+        cohort_name: str,
+        computed_time: str,
+        sync_id: str,
+        build: Build,
+    ) -> StagedSync:
+        """Diff, build and store every record, replace membership, record the sync: atomically."""
+        self._require_snapshot()
+        self._require_bound(cohort_id)
+        if self._scalar("SELECT count(*) FROM syncs WHERE sync_id = $s", {"s": sync_id}):
+            raise StateError(f"sync_id {sync_id!r}: already staged; every sync needs a new id")
+        self._con.begin()
+        try:
+            entering, exiting = self._diff(cohort_id)
+            sequence, size = 0, 0
+            for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
+                records = build(in_cohort, self._users(table), sequence)
+                added, added_bytes = self._insert_records(sync_id, sequence, records)
+                sequence += added
+                size += added_bytes
+            self._replace_membership(cohort_id)
+            self._con.execute(
+                """INSERT INTO syncs VALUES ($s, (SELECT coalesce(max(ordinal), 0) + 1 FROM syncs),
+                       $c, $t, $now, $status, $e, $x, $m, $b)""",
+                {
+                    "s": sync_id,
+                    "c": cohort_id,
+                    "t": computed_time,
+                    "now": datetime.now(UTC),
+                    "status": "staged" if sequence else "delivered",
+                    "e": entering,
+                    "x": exiting,
+                    "m": sequence,
+                    "b": size,
+                },
+            )
+            for table in (_DELTA, _ENTERING, _EXITING):
+                self._con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._con.commit()
+        except BaseException:
+            # Any failure, an interrupt included, must leave membership and outbox untouched.
+            self._con.rollback()
+            raise
+        self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
+        self._snapshot = None
+        return StagedSync(sync_id, entering, exiting, sequence, size)
+
+    def pending(
+        self, *, limit: int | None = None, sync_id: str | None = None
+    ) -> Iterator[OutgoingRecord]:
+        """Unacknowledged records, oldest sync first, in sequence order; safe to ack meanwhile."""
+        after = (-1, -1)
+        left = limit
+        while left is None or left > 0:
+            page = RECORDS_PER_PAGE if left is None else min(left, RECORDS_PER_PAGE)
+            rows = self._con.execute(
+                """SELECT s.ordinal, o.sequence, o.message_id, o.partition_key, o.data,
+                          o.user_count, o.in_cohort
+                   FROM outbox AS o JOIN syncs AS s ON o.sync_id = s.sync_id
+                   WHERE NOT o.acked AND ($sync IS NULL OR o.sync_id = $sync)
+                     AND (s.ordinal > $a OR (s.ordinal = $a AND o.sequence > $b))
+                   ORDER BY s.ordinal, o.sequence LIMIT $n""",
+                {"sync": sync_id, "a": after[0], "b": after[1], "n": page},
+            ).fetchall()
+            for ordinal, sequence, message_id, key, data, users, in_cohort in rows:
+                after = (int(ordinal), int(sequence))
+                yield OutgoingRecord(str(message_id), str(key), bytes(data), int(users), in_cohort)
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < page:
+                return
+
+    def ack(self, message_ids: Sequence[str]) -> None:
+        """Mark records delivered; durable when this returns."""
+        if not message_ids:
+            return
+        with self._ids(message_ids) as ids:
+            self._con.begin()
+            try:
+                self._con.execute(
+                    f"UPDATE outbox SET acked = true FROM {ids} AS i "
+                    "WHERE outbox.message_id = i.message_id AND NOT outbox.acked"
+                )
+                self._con.execute(
+                    """UPDATE syncs SET status = 'delivered' WHERE status = 'staged'
+                       AND sync_id IN (SELECT sync_id FROM outbox WHERE message_id IN
+                                       (SELECT message_id FROM """
+                    + ids
+                    + """))
+                       AND NOT EXISTS (SELECT 1 FROM outbox AS o
+                                       WHERE o.sync_id = syncs.sync_id AND NOT o.acked)"""
+                )
+                self._con.commit()
+            except BaseException:
+                self._con.rollback()
+                raise
+
+    def record_failure(self, message_ids: Sequence[str], error: str) -> None:
+        """Count one failed try for each record and keep the last error; durable on return."""
+        if not message_ids:
+            return
+        with self._ids(message_ids) as ids:
+            self._con.execute(
+                f"UPDATE outbox SET tries = tries + 1, last_error = $e FROM {ids} AS i "
+                "WHERE outbox.message_id = i.message_id AND NOT outbox.acked",
+                {"e": error},
+            )
+
+    def outbox_counts(self) -> OutboxCounts:
+        """Totals over the whole outbox."""
+        row = self._con.execute(
+            """SELECT count(*) FILTER (WHERE NOT acked), count(*) FILTER (WHERE acked),
+                      count(*) FILTER (WHERE NOT acked AND tries > 0),
+                      coalesce(sum(user_count) FILTER (WHERE NOT acked), 0),
+                      coalesce(max(tries) FILTER (WHERE NOT acked), 0)
+               FROM outbox"""
+        ).fetchall()[0]
+        assert row is not None
+        return OutboxCounts(*(int(n) for n in row))
+
+    def members(self, cohort_id: str) -> Iterator[tuple[str, str]]:
+        """The cohort's stored membership as (user_id, user_json), ordered by user_id."""
+        after: str | None = None
+        while True:
+            rows = self._con.execute(
+                """SELECT user_id, user_json FROM membership
+                   WHERE cohort_id = $c AND ($after IS NULL OR user_id > $after)
+                   ORDER BY user_id LIMIT $n""",
+                {"c": cohort_id, "after": after, "n": USERS_PER_PAGE},
+            ).fetchall()
+            for user_id, user_json in rows:
+                yield str(user_id), str(user_json)
+            if len(rows) < USERS_PER_PAGE:
+                return
+            after = str(rows[-1][0])
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _scalar(self, sql: str, params: dict[str, object] | None = None) -> int:
+        row = self._con.execute(sql, params or {}).fetchall()[0]
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _require_snapshot(self) -> None:
+        if self._snapshot is None:
+            raise StateError("no snapshot loaded: call load_snapshot() before plan() or stage()")
+
+    def _require_bound(self, cohort_id: str) -> None:
+        if not self._scalar("SELECT count(*) FROM cohorts WHERE cohort_id = $c", {"c": cohort_id}):
+            raise StateError(f"cohort_id {cohort_id!r}: not bound; call bind() before stage()")
+
+    def _first_sync(self, cohort_id: str) -> bool:
+        return not self._scalar("SELECT count(*) FROM syncs WHERE cohort_id = $c", {"c": cohort_id})
+
+    def _diff(self, cohort_id: str) -> tuple[int, int]:
+        """Materialize the delta and the entering/exiting users, numbered in user_id order."""
+        # Comparing 64-bit hashes instead of the JSON keeps the join narrow; a collision could
+        # only skip storing a property change, and never changes who is sent.
+        self._con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {_DELTA} AS
+                SELECT coalesce(s.user_id, m.user_id) AS user_id,
+                       CASE WHEN m.user_id IS NULL THEN 'enter'
+                            WHEN s.user_id IS NULL THEN 'exit' ELSE 'update' END AS kind
+                FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
+                FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
+                                 WHERE cohort_id = $c) AS m ON s.user_id = m.user_id
+                WHERE s.h IS DISTINCT FROM m.h""",
+            {"c": cohort_id},
+        )
+        self._con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
+                SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}
+                WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')"""
+        )
+        self._con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {_EXITING} AS
+                SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM membership
+                WHERE cohort_id = $c
+                  AND user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'exit')""",
+            {"c": cohort_id},
+        )
+        return (
+            self._scalar(f"SELECT count(*) FROM {_ENTERING}"),
+            self._scalar(f"SELECT count(*) FROM {_EXITING}"),
+        )
+
+    def _users(self, table: str) -> Iterator[str]:
+        after = 0
+        while True:
+            rows = self._con.execute(
+                f"SELECT rn, user_json FROM {table} WHERE rn > $a ORDER BY rn LIMIT $n",
+                {"a": after, "n": USERS_PER_PAGE},
+            ).fetchall()
+            for _, user_json in rows:
+                yield str(user_json)
+            if len(rows) < USERS_PER_PAGE:
+                return
+            after = int(rows[-1][0])
+
+    def _insert_records(
+        self, sync_id: str, first_sequence: int, records: Iterable[OutgoingRecord]
+    ) -> tuple[int, int]:
+        batch: list[OutgoingRecord] = []
+        batch_bytes = count = total_bytes = 0
+        for record in records:
+            batch.append(record)
+            batch_bytes += len(record.data)
+            if len(batch) >= INSERT_BATCH_RECORDS or batch_bytes >= INSERT_BATCH_BYTES:
+                self._insert_batch(sync_id, first_sequence + count, batch)
+                count += len(batch)
+                total_bytes += batch_bytes
+                batch, batch_bytes = [], 0
+        if batch:
+            self._insert_batch(sync_id, first_sequence + count, batch)
+            count += len(batch)
+            total_bytes += batch_bytes
+        return count, total_bytes
+
+    def _insert_batch(self, sync_id: str, first: int, batch: list[OutgoingRecord]) -> None:
+        table = pa.table(
+            [
+                pa.array([sync_id] * len(batch), pa.string()),
+                pa.array(range(first, first + len(batch)), pa.int64()),
+                pa.array([r.message_id for r in batch], pa.string()),
+                pa.array([r.partition_key for r in batch], pa.string()),
+                pa.array([r.data for r in batch], pa.binary()),
+                pa.array([r.user_count for r in batch], pa.int32()),
+                pa.array([r.in_cohort for r in batch], pa.bool_()),
+            ],
+            schema=_OUTBOX_ARROW,
+        )
+        self._con.register("_records", table)
+        try:
+            names = ", ".join(_OUTBOX_ARROW.names)
+            self._con.execute(f"INSERT INTO outbox ({names}) SELECT {names} FROM _records")
+        finally:
+            self._con.unregister("_records")
+
+    def _replace_membership(self, cohort_id: str) -> None:
+        # Only changed rows are rewritten, so a 1% churn sync writes 1% of the cohort.
+        self._con.execute(
+            f"""DELETE FROM membership WHERE cohort_id = $c
+                AND user_id IN (SELECT user_id FROM {_DELTA} WHERE kind IN ('exit', 'update'))""",
+            {"c": cohort_id},
+        )
+        self._con.execute(
+            f"""INSERT INTO membership
+                SELECT $c, user_id, user_json, hash(user_json) FROM {_SNAPSHOT}
+                WHERE user_id IN (SELECT user_id FROM {_DELTA}
+                                  WHERE kind IN ('enter', 'update'))""",
+            {"c": cohort_id},
+        )
+
+    def _ids(self, message_ids: Sequence[str]) -> _RegisteredIds:
+        return _RegisteredIds(self._con, message_ids)
+
+
+class _RegisteredIds:
+    """Message ids registered as a scan for one batched UPDATE, unregistered on exit."""
+
+    NAME: Final = "_message_ids"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, message_ids: Sequence[str]) -> None:
+        self._con = con
+        self._table = pa.table({"message_id": pa.array(list(message_ids), pa.string())})
+
+    def __enter__(self) -> str:
+        self._con.register(self.NAME, self._table)
+        return self.NAME
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._con.unregister(self.NAME)

@@ -1,0 +1,277 @@
+"""The publisher's state store: diff, atomic staging, outbox delivery and resume."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sync.contract import decode
+from sync.errors import StateError
+from sync.messages import OutgoingRecord, build_messages
+from sync.state import DiffCounts, StateStore
+
+pytestmark = pytest.mark.unit
+
+COHORT = "coh_1"
+NAME = "Power users"
+STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/cohorts"
+Snapshot = Mapping[str, Mapping[str, Any] | None]
+
+
+def write_jsonl(path: Path, users: Snapshot) -> Path:
+    lines = []
+    for user_id, props in users.items():
+        obj: dict[str, Any] = {"user_id": user_id}
+        if props is not None:
+            obj["user_properties"] = props
+        lines.append(json.dumps(obj))
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def builder(sync_id: str, users_per_message: int = 2):
+    def build(in_cohort: bool, users: Iterable[str], first_sequence: int):
+        return build_messages(
+            cohort_id=COHORT,
+            cohort_name=NAME,
+            in_cohort=in_cohort,
+            computed_time="1700000000",
+            sync_id=sync_id,
+            first_sequence=first_sequence,
+            users=users,
+            max_users_per_message=users_per_message,
+        )
+
+    return build
+
+
+def push(store: StateStore, path: Path, users: Snapshot, sync_id: str):
+    store.load_snapshot(write_jsonl(path, users))
+    return store.stage(
+        cohort_id=COHORT,
+        cohort_name=NAME,
+        computed_time="1700000000",
+        sync_id=sync_id,
+        build=builder(sync_id),
+    )
+
+
+def sent(records: Iterable[OutgoingRecord]) -> dict[bool, dict[str, Any]]:
+    """Users per direction decoded from record data: {in_cohort: {user_id: properties}}."""
+    out: dict[bool, dict[str, Any]] = {True: {}, False: {}}
+    for record in records:
+        message = decode(record.data)
+        assert message.in_cohort is record.in_cohort
+        assert len(message.users) == record.user_count
+        for user in message.users:
+            out[message.in_cohort][user.user_id] = user.user_properties
+    return out
+
+
+@pytest.fixture
+def store() -> Iterator[StateStore]:
+    with StateStore(":memory:", threads=1) as s:
+        s.bind(COHORT, NAME, STREAM)
+        yield s
+
+
+def test_first_sync_sends_everyone(store: StateStore, tmp_path: Path) -> None:
+    users = {"u1": {"city": "SF"}, "u2": None, "u3": {"n": 3}}
+    store.load_snapshot(write_jsonl(tmp_path / "s.jsonl", users))
+    assert store.plan(COHORT) == DiffCounts(3, 0, 0, 0, first_sync=True)
+
+    staged = push(store, tmp_path / "s.jsonl", users, "sync-1")
+
+    assert (staged.entering, staged.exiting, staged.messages) == (3, 0, 2)
+    records = list(store.pending())
+    assert [r.message_id for r in records] == ["sync-1:0", "sync-1:1"]
+    assert sent(records) == {True: {"u1": {"city": "SF"}, "u2": None, "u3": {"n": 3}}, False: {}}
+    assert staged.bytes == sum(len(r.data) for r in records)
+
+
+def test_second_sync_sends_only_changes_with_last_known_properties(
+    store: StateStore, tmp_path: Path
+) -> None:
+    # GIVEN a delivered first sync
+    push(store, tmp_path / "a.jsonl", {"u1": {"plan": "pro"}, "u2": {"plan": "free"}}, "s1")
+    store.ack([r.message_id for r in store.pending()])
+    # WHEN u2 leaves, u3 enters, u1 stays with a new property
+    snapshot = {"u1": {"plan": "team"}, "u3": {"plan": "pro"}}
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", snapshot))
+    assert store.plan(COHORT) == DiffCounts(1, 1, 1, 1, first_sync=False)
+    staged = push(store, tmp_path / "b.jsonl", snapshot, "s2")
+    # THEN only u3 (entering) and u2 (exiting, with its last-known properties) are sent
+    assert (staged.entering, staged.exiting) == (1, 1)
+    records = list(store.pending())
+    assert [(r.message_id, r.in_cohort) for r in records] == [("s2:0", True), ("s2:1", False)]
+    assert sent(records) == {True: {"u3": {"plan": "pro"}}, False: {"u2": {"plan": "free"}}}
+    # AND the stored membership carries u1's new properties
+    assert dict(store.members(COHORT)) == {
+        "u1": '{"user_id":"u1","user_properties":{"plan":"team"}}',
+        "u3": '{"user_id":"u3","user_properties":{"plan":"pro"}}',
+    }
+
+
+def test_property_change_alone_sends_nothing(store: StateStore, tmp_path: Path) -> None:
+    push(store, tmp_path / "a.jsonl", {"u1": {"a": 1}}, "s1")
+    store.ack([r.message_id for r in store.pending()])
+
+    staged = push(store, tmp_path / "b.jsonl", {"u1": {"a": 2}}, "s2")
+
+    assert (staged.entering, staged.exiting, staged.messages) == (0, 0, 0)
+    assert list(store.pending()) == []
+    assert dict(store.members(COHORT)) == {"u1": '{"user_id":"u1","user_properties":{"a":2}}'}
+
+
+def test_stage_is_atomic_when_build_fails_midway(store: StateStore, tmp_path: Path) -> None:
+    push(store, tmp_path / "a.jsonl", {"u1": None, "u2": None}, "s1")
+    before_members = list(store.members(COHORT))
+    before_outbox = [r.message_id for r in store.pending()]
+
+    def exploding(in_cohort: bool, users: Iterable[str], first_sequence: int):
+        records = builder("s2", users_per_message=1)(in_cohort, users, first_sequence)
+        for index, record in enumerate(records):
+            if not in_cohort and index == 0:
+                raise RuntimeError("killed while building exiting messages")
+            yield record
+
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"u3": None, "u4": None}))
+    with pytest.raises(RuntimeError, match="killed while building"):
+        store.stage(
+            cohort_id=COHORT,
+            cohort_name=NAME,
+            computed_time="1",
+            sync_id="s2",
+            build=exploding,
+        )
+
+    assert list(store.members(COHORT)) == before_members
+    assert [r.message_id for r in store.pending()] == before_outbox
+    assert store.outbox_counts().pending == len(before_outbox)
+    # The snapshot is still loaded: the same sync can be re-staged after the failure.
+    staged = store.stage(
+        cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
+    )
+    assert (staged.entering, staged.exiting) == (2, 2)
+
+
+def test_pending_ack_and_resume_across_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "state.duckdb"
+    users = {f"u{i}": {"i": i} for i in range(7)}
+    with StateStore(db, threads=1) as first:
+        first.bind(COHORT, NAME, STREAM)
+        staged = push(first, tmp_path / "s.jsonl", users, "s1")
+        assert staged.messages == 4
+        head = list(first.pending(limit=2))
+        first.ack([r.message_id for r in head])
+        first.record_failure(["s1:2"], "ProvisionedThroughputExceededException")
+    # A new process sees exactly the unacked records, same ids, same bytes, in order.
+    with StateStore(db, threads=1) as second:
+        rest = list(second.pending())
+        assert [r.message_id for r in rest] == ["s1:2", "s1:3"]
+        counts = second.outbox_counts()
+        assert (counts.pending, counts.acked, counts.failing, counts.max_tries) == (2, 2, 1, 1)
+        assert counts.pending_users == 3
+        assert sent(head + rest)[True] == users
+        second.ack([r.message_id for r in rest])
+        assert list(second.pending()) == []
+        assert second.outbox_counts().acked == 4
+
+
+def test_ack_while_iterating_pending(store: StateStore, tmp_path: Path) -> None:
+    push(store, tmp_path / "s.jsonl", {f"u{i:03}": None for i in range(300)}, "s1")
+    seen = []
+    for record in store.pending():
+        seen.append(record.message_id)
+        store.ack([record.message_id])
+    assert len(seen) == 150
+    assert store.outbox_counts().pending == 0
+
+
+def test_pending_orders_by_sync_then_sequence_and_filters(
+    store: StateStore, tmp_path: Path
+) -> None:
+    push(store, tmp_path / "a.jsonl", {"a": None, "b": None, "c": None}, "z-first")
+    push(store, tmp_path / "b.jsonl", {"d": None}, "a-second")
+    ids = [r.message_id for r in store.pending()]
+    assert ids == ["z-first:0", "z-first:1", "a-second:0", "a-second:1", "a-second:2"]
+    assert [r.message_id for r in store.pending(sync_id="a-second")] == ids[2:]
+    assert [r.message_id for r in store.pending(limit=3)] == ids[:3]
+
+
+def test_binding_another_stream_is_refused(store: StateStore) -> None:
+    other = "arn:aws:kinesis:us-east-1:123456789012:stream/other"
+    with pytest.raises(StateError, match=r"bound to stream .*cohorts.*not .*other"):
+        store.bind("coh_2", "Other", other)
+    store.bind(COHORT, "Renamed", STREAM)  # same stream: rebinding (renaming) is fine
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("plan", "no snapshot loaded"),
+        ("stage", "no snapshot loaded"),
+    ],
+)
+def test_plan_and_stage_need_a_snapshot(store: StateStore, call: str, message: str) -> None:
+    with pytest.raises(StateError, match=message):
+        if call == "plan":
+            store.plan(COHORT)
+        else:
+            store.stage(
+                cohort_id=COHORT,
+                cohort_name=NAME,
+                computed_time="1",
+                sync_id="s",
+                build=builder("s"),
+            )
+
+
+def test_stage_refuses_unbound_cohort_and_reused_sync_id(store: StateStore, tmp_path: Path) -> None:
+    push(store, tmp_path / "a.jsonl", {"a": None}, "s1")
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"b": None}))
+    with pytest.raises(StateError, match="cohort_id 'nope': not bound"):
+        store.stage(
+            cohort_id="nope", cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
+        )
+    with pytest.raises(StateError, match="sync_id 's1': already staged"):
+        store.stage(
+            cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s1", build=builder("s1")
+        )
+
+
+props = st.one_of(st.none(), st.fixed_dictionaries({"v": st.integers(0, 2)}))
+snapshots = st.lists(
+    st.dictionaries(st.sampled_from([f"u{i}" for i in range(8)]), props, max_size=8),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=snapshots)
+def test_applying_each_sync_reproduces_each_snapshot(sequence: list[dict[str, Any]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp, StateStore(":memory:", threads=1) as store:
+        store.bind(COHORT, NAME, STREAM)
+        members: dict[str, Any] = {}
+        for index, snapshot in enumerate(sequence):
+            push(store, Path(tmp) / f"{index}.jsonl", snapshot, f"s{index}")
+            delta = sent(store.pending(sync_id=f"s{index}"))
+            assert not set(delta[True]) & set(members)
+            assert set(delta[False]) <= set(members)
+            for user_id in delta[False]:
+                assert delta[False][user_id] == members.pop(user_id)
+            members.update(delta[True])
+            assert set(members) == set(snapshot)
+            # Last-known properties: refresh what a consumer cannot see (staying users).
+            members = {u: (p or None) for u, p in snapshot.items()}
+            assert {u: json.loads(j).get("user_properties") for u, j in store.members(COHORT)} == {
+                u: (p or None) for u, p in snapshot.items()
+            }
