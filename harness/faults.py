@@ -48,6 +48,7 @@ from moto.core.common_types import TYPE_RESPONSE
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.core.utils import camelcase_to_underscores
+from moto.iam.exceptions import NotFoundException
 from moto.iam.models import get_account_id_from, iam_backends
 from moto.kinesis.models import Stream
 from moto.kinesis.responses import KinesisResponse
@@ -594,7 +595,9 @@ class FaultController:
             return None
         # moto's own routing (MD5 of the key within each shard's HashKeyRange), so the budget
         # charged is the one of the shard moto will store the record in.
-        shard = stream.get_shard_for_key(record.get("PartitionKey"), record.get("ExplicitHashKey"))
+        shard = stream.get_shard_for_key(
+            cast(str, record.get("PartitionKey")), cast(str, record.get("ExplicitHashKey"))
+        )
         if shard is None or self.throughput.try_write((stream.arn, shard.shard_id), size):
             return None
         return str(shard.shard_id)
@@ -790,9 +793,12 @@ def _transport_error(resp: KinesisResponse, kind: FaultKind) -> Exception:
             sock.shutdown(socket.SHUT_RDWR)
         return ConnectionResetError(f"harness fault {kind}: connection dropped")
     url = resp.normalized_request.url
+    error: Exception
     if kind in (FaultKind.TIMEOUT, FaultKind.TIMEOUT_LANDED):
-        return ReadTimeoutError(endpoint_url=url)
-    return ConnectionClosedError(endpoint_url=url)
+        error = ReadTimeoutError(endpoint_url=url)
+    else:
+        error = ConnectionClosedError(endpoint_url=url)
+    return error
 
 
 def _stream_name(resp: KinesisResponse) -> str | None:
@@ -838,7 +844,10 @@ def _detach_policies(role_arn: str | None) -> tuple[str, str]:
     account = role_arn.split(":")[4]
     iam = iam_backends[account][role_arn.split(":")[1]]
     role_name = role_arn.rsplit("/", 1)[-1]
-    role = iam.get_role(role_name)
+    try:
+        role = iam.get_role(role_name)
+    except NotFoundException:
+        return role_arn, "skipped: role not found"
     removed = []
     for policy_arn in list(role.managed_policies):
         iam.detach_role_policy(policy_arn, role_name)
