@@ -10,9 +10,11 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
+from harness.faults import FaultPlan, Rate, Schedule, faults_installed
 from sync.contract import decode
 from sync.errors import DeliveryError, DeliveryRefusedError, PreflightError
 from sync.messages import OutgoingRecord, build_messages
@@ -428,3 +430,34 @@ def test_missing_stream_in_moto_is_refused_with_the_fix(kinesis: Any) -> None:
         info.value
     )
     assert info.value.unsent == ("s:0", "s:1")
+
+
+@pytest.mark.integration
+def test_nothing_is_lost_when_moto_fails_records_throttles_and_drops_responses() -> None:
+    # GIVEN moto failing 10% of records, throttling call 2 whole, and losing call 4's answer
+    plan = FaultPlan(
+        seed=3,
+        record_internal=Rate(0.1),
+        throttle=Schedule(((2, 2),)),
+        timeout_landed=Schedule(((4, 4),)),
+    )
+    # botocore's own retries off: the publisher alone decides what is re-sent
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    with mock_aws(), faults_installed(plan):
+        client = boto3.client("kinesis", region_name="us-east-1", config=config)
+        client.create_stream(StreamName=STREAM, ShardCount=2)
+        sent = records(1500)
+        acks = Acks()
+        report = Publisher(
+            client, STREAM, senders=1, backoff_base_seconds=0.001, backoff_cap_seconds=0.01
+        ).send(sent, acks)
+        stored = Counter(read_all(client))
+    # THEN every record arrived, duplicates only from the lost answer, each acked exactly once
+    assert set(stored) == {r.data for r in sent}
+    duplicated = {data for data, n in stored.items() if n > 1}
+    assert 0 < len(duplicated) <= 500
+    assert sorted(acks.ids) == sorted(r.message_id for r in sent)
+    assert report.failed == ()
+    assert report.records_sent == 1500
+    assert report.throttles >= 500
+    assert report.retries > 500 + 500  # the throttled call and the lost call, re-sent whole
