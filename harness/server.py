@@ -1,0 +1,107 @@
+"""The harness's moto world served over HTTP, for work that spans processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from harness import iam_gaps, world
+from harness.world import MotoWorld
+
+
+@dataclass
+class ServedWorld:
+    """A moto server in this process, the world it serves, and how to stop it."""
+
+    world: MotoWorld
+    url: str
+    _restore: ExitStack = field(repr=False)
+
+    def stop(self) -> None:
+        """Stop serving, then restore moto's enforcement settings and patches (idempotent)."""
+        self._restore.close()  # an ExitStack runs its callbacks once
+
+    def __enter__(self) -> ServedWorld:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_server(port: int = 0, host: str = "127.0.0.1", region: str = "us-east-1") -> ServedWorld:
+    """Serve a fresh two-account world with IAM enforced; port 0 picks a free port."""
+    restore = ExitStack()
+    try:
+        # moto's settings and backends are process-global; this process is the server's, so the
+        # patches and enforcement apply to everything it serves until stop().
+        restore.enter_context(iam_gaps.iam_gaps_installed())
+        # Start from empty backends and leave them empty: the world is the server's alone.
+        moto_api_backend.reset()
+        restore.callback(moto_api_backend.reset)
+        server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        server.start()
+        restore.callback(server.stop)
+        bound_host, bound_port = server.get_host_and_port()
+        url = f"http://{bound_host}:{bound_port}"
+        served_world = world.bootstrap(region, endpoint_url=url)
+        restore.enter_context(world.served_here(url))
+        restore.enter_context(world.enforcement())
+    except BaseException:
+        restore.close()
+        raise
+    # The ServedWorld owns the cleanup from here on.
+    return ServedWorld(served_world, url, restore.pop_all())
+
+
+def serve_forever(port: int = 0, host: str = "127.0.0.1", world_file: Path | None = None) -> None:
+    """Serve a world until interrupted; print its URL and where its credentials are.
+
+    The credentials are moto's fakes, valid only against this server while it runs. With
+    ``world_file`` they are written there (mode 0600) and stdout carries only the URL and the
+    path, which keeps them out of CI logs; without it the world JSON is the second stdout line,
+    which is the simplest way for a parent process to learn it.
+    """
+    served = start_server(port, host)
+    try:
+        print(served.url, flush=True)
+        document = json.dumps(served.world.to_json())
+        if world_file is None:
+            print(document, flush=True)
+        else:
+            fd = os.open(world_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(document)
+            print(f"world: {world_file}", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        served.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: python -m harness.server [--port N] [--host H] [--world-file PATH]."""
+    parser = argparse.ArgumentParser(description=serve_forever.__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--world-file", type=Path, help="write the world JSON here, not stdout")
+    args = parser.parse_args(argv)
+    serve_forever(args.port, args.host, args.world_file)
+
+
+if __name__ == "__main__":
+    main()
