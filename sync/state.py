@@ -18,19 +18,16 @@ from types import TracebackType
 from typing import Final
 
 import duckdb
-import pyarrow as pa
 
 from sync.errors import StateError
 from sync.messages import OutgoingRecord
+from sync.outbox import SCHEMA as OUTBOX_SCHEMA
+from sync.outbox import Outbox, OutboxCounts
 from sync.snapshots import DEFAULT_MAX_PROBLEMS, DEFAULT_MAX_USER_BYTES, SnapshotSummary
 from sync.snapshots import load_snapshot as _load_snapshot
 
 SCHEMA_VERSION: Final = "1"
 USERS_PER_PAGE: Final = 10_000
-RECORDS_PER_PAGE: Final = 64
-# Staged records are inserted in batches bounded by count and bytes, so memory stays bounded.
-INSERT_BATCH_RECORDS: Final = 512
-INSERT_BATCH_BYTES: Final = 32 * 1024 * 1024
 
 _SNAPSHOT: Final = "_snapshot"
 _DELTA: Final = "_delta"
@@ -52,23 +49,7 @@ _SCHEMA: Final = (
         computed_time VARCHAR NOT NULL, created TIMESTAMPTZ NOT NULL, status VARCHAR NOT NULL,
         entering BIGINT NOT NULL, exiting BIGINT NOT NULL, messages BIGINT NOT NULL,
         bytes BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS outbox (
-        sync_id VARCHAR NOT NULL, sequence BIGINT NOT NULL, message_id VARCHAR NOT NULL,
-        partition_key VARCHAR NOT NULL, data BLOB NOT NULL, user_count INTEGER NOT NULL,
-        in_cohort BOOLEAN NOT NULL, tries INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
-        acked BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (sync_id, sequence))""",
-)
-
-_OUTBOX_ARROW: Final = pa.schema(
-    [
-        ("sync_id", pa.string()),
-        ("sequence", pa.int64()),
-        ("message_id", pa.string()),
-        ("partition_key", pa.string()),
-        ("data", pa.binary()),
-        ("user_count", pa.int32()),
-        ("in_cohort", pa.bool_()),
-    ]
+    OUTBOX_SCHEMA,
 )
 
 Build = Callable[[bool, Iterable[str], int], Iterable[OutgoingRecord]]
@@ -96,17 +77,6 @@ class StagedSync:
     bytes: int
 
 
-@dataclass(frozen=True)
-class OutboxCounts:
-    """Outbox totals: records waiting, delivered, and waiting after at least one failed try."""
-
-    pending: int
-    acked: int
-    failing: int
-    pending_users: int
-    max_tries: int
-
-
 class StateStore:
     """The publisher's state in one DuckDB database file (`:memory:` for tests)."""
 
@@ -122,6 +92,7 @@ class StateStore:
             self._migrate()
         except duckdb.Error as exc:
             raise StateError(f"state store {self.path}: cannot open ({exc})") from exc
+        self._outbox = Outbox(self._con)
         self._snapshot: SnapshotSummary | None = None
 
     def __enter__(self) -> StateStore:
@@ -253,7 +224,7 @@ class StateStore:
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 records = build(in_cohort, self._users(table), sequence)
-                added, added_bytes = self._insert_records(sync_id, sequence, records)
+                added, added_bytes = self._outbox.add(sync_id, sequence, records)
                 sequence += added
                 size += added_bytes
             self._replace_membership(cohort_id)
@@ -287,74 +258,19 @@ class StateStore:
         self, *, limit: int | None = None, sync_id: str | None = None
     ) -> Iterator[OutgoingRecord]:
         """Unacknowledged records, oldest sync first, in sequence order; safe to ack meanwhile."""
-        after = (-1, -1)
-        left = limit
-        while left is None or left > 0:
-            page = RECORDS_PER_PAGE if left is None else min(left, RECORDS_PER_PAGE)
-            rows = self._con.execute(
-                """SELECT s.ordinal, o.sequence, o.message_id, o.partition_key, o.data,
-                          o.user_count, o.in_cohort
-                   FROM outbox AS o JOIN syncs AS s ON o.sync_id = s.sync_id
-                   WHERE NOT o.acked AND ($sync IS NULL OR o.sync_id = $sync)
-                     AND (s.ordinal > $a OR (s.ordinal = $a AND o.sequence > $b))
-                   ORDER BY s.ordinal, o.sequence LIMIT $n""",
-                {"sync": sync_id, "a": after[0], "b": after[1], "n": page},
-            ).fetchall()
-            for ordinal, sequence, message_id, key, data, users, in_cohort in rows:
-                after = (int(ordinal), int(sequence))
-                yield OutgoingRecord(str(message_id), str(key), bytes(data), int(users), in_cohort)
-            if left is not None:
-                left -= len(rows)
-            if len(rows) < page:
-                return
+        return self._outbox.pending(limit=limit, sync_id=sync_id)
 
     def ack(self, message_ids: Sequence[str]) -> None:
         """Mark records delivered; durable when this returns."""
-        if not message_ids:
-            return
-        with self._ids(message_ids) as ids:
-            self._con.begin()
-            try:
-                self._con.execute(
-                    f"UPDATE outbox SET acked = true FROM {ids} AS i "
-                    "WHERE outbox.message_id = i.message_id AND NOT outbox.acked"
-                )
-                self._con.execute(
-                    """UPDATE syncs SET status = 'delivered' WHERE status = 'staged'
-                       AND sync_id IN (SELECT sync_id FROM outbox WHERE message_id IN
-                                       (SELECT message_id FROM """
-                    + ids
-                    + """))
-                       AND NOT EXISTS (SELECT 1 FROM outbox AS o
-                                       WHERE o.sync_id = syncs.sync_id AND NOT o.acked)"""
-                )
-                self._con.commit()
-            except BaseException:
-                self._con.rollback()
-                raise
+        self._outbox.ack(message_ids)
 
     def record_failure(self, message_ids: Sequence[str], error: str) -> None:
         """Count one failed try for each record and keep the last error; durable on return."""
-        if not message_ids:
-            return
-        with self._ids(message_ids) as ids:
-            self._con.execute(
-                f"UPDATE outbox SET tries = tries + 1, last_error = $e FROM {ids} AS i "
-                "WHERE outbox.message_id = i.message_id AND NOT outbox.acked",
-                {"e": error},
-            )
+        self._outbox.record_failure(message_ids, error)
 
     def outbox_counts(self) -> OutboxCounts:
         """Totals over the whole outbox."""
-        row = self._con.execute(
-            """SELECT count(*) FILTER (WHERE NOT acked), count(*) FILTER (WHERE acked),
-                      count(*) FILTER (WHERE NOT acked AND tries > 0),
-                      coalesce(sum(user_count) FILTER (WHERE NOT acked), 0),
-                      coalesce(max(tries) FILTER (WHERE NOT acked), 0)
-               FROM outbox"""
-        ).fetchall()[0]
-        assert row is not None
-        return OutboxCounts(*(int(n) for n in row))
+        return self._outbox.counts()
 
     def members(self, cohort_id: str) -> Iterator[tuple[str, str]]:
         """The cohort's stored membership as (user_id, user_json), ordered by user_id."""
@@ -434,45 +350,6 @@ class StateStore:
                 return
             after = int(rows[-1][0])
 
-    def _insert_records(
-        self, sync_id: str, first_sequence: int, records: Iterable[OutgoingRecord]
-    ) -> tuple[int, int]:
-        batch: list[OutgoingRecord] = []
-        batch_bytes = count = total_bytes = 0
-        for record in records:
-            batch.append(record)
-            batch_bytes += len(record.data)
-            if len(batch) >= INSERT_BATCH_RECORDS or batch_bytes >= INSERT_BATCH_BYTES:
-                self._insert_batch(sync_id, first_sequence + count, batch)
-                count += len(batch)
-                total_bytes += batch_bytes
-                batch, batch_bytes = [], 0
-        if batch:
-            self._insert_batch(sync_id, first_sequence + count, batch)
-            count += len(batch)
-            total_bytes += batch_bytes
-        return count, total_bytes
-
-    def _insert_batch(self, sync_id: str, first: int, batch: list[OutgoingRecord]) -> None:
-        table = pa.table(
-            [
-                pa.array([sync_id] * len(batch), pa.string()),
-                pa.array(range(first, first + len(batch)), pa.int64()),
-                pa.array([r.message_id for r in batch], pa.string()),
-                pa.array([r.partition_key for r in batch], pa.string()),
-                pa.array([r.data for r in batch], pa.binary()),
-                pa.array([r.user_count for r in batch], pa.int32()),
-                pa.array([r.in_cohort for r in batch], pa.bool_()),
-            ],
-            schema=_OUTBOX_ARROW,
-        )
-        self._con.register("_records", table)
-        try:
-            names = ", ".join(_OUTBOX_ARROW.names)
-            self._con.execute(f"INSERT INTO outbox ({names}) SELECT {names} FROM _records")
-        finally:
-            self._con.unregister("_records")
-
     def _replace_membership(self, cohort_id: str) -> None:
         # Only changed rows are rewritten, so a 1% churn sync writes 1% of the cohort.
         self._con.execute(
@@ -487,28 +364,3 @@ class StateStore:
                                   WHERE kind IN ('enter', 'update'))""",
             {"c": cohort_id},
         )
-
-    def _ids(self, message_ids: Sequence[str]) -> _RegisteredIds:
-        return _RegisteredIds(self._con, message_ids)
-
-
-class _RegisteredIds:
-    """Message ids registered as a scan for one batched UPDATE, unregistered on exit."""
-
-    NAME: Final = "_message_ids"
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, message_ids: Sequence[str]) -> None:
-        self._con = con
-        self._table = pa.table({"message_id": pa.array(list(message_ids), pa.string())})
-
-    def __enter__(self) -> str:
-        self._con.register(self.NAME, self._table)
-        return self.NAME
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._con.unregister(self.NAME)

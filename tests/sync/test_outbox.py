@@ -1,0 +1,132 @@
+"""The outbox on its own: numbering, order, pagination, batched acks and failure counts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import duckdb
+import pytest
+
+from sync.messages import OutgoingRecord
+from sync.outbox import INSERT_BATCH_RECORDS, RECORDS_PER_PAGE, SCHEMA, Outbox, OutboxCounts
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect(config={"threads": 1})
+    # The outbox orders by syncs.ordinal and closes syncs.status; the store owns the full table.
+    connection.execute("CREATE TABLE syncs (sync_id VARCHAR, ordinal BIGINT, status VARCHAR)")
+    connection.execute(SCHEMA)
+    yield connection
+    connection.close()
+
+
+def records(sync_id: str, count: int, *, first: int = 0) -> list[OutgoingRecord]:
+    return [
+        OutgoingRecord(f"{sync_id}:{i}", f"{sync_id}:{i}", b'{"i":%d}' % i, 1, i % 2 == 0)
+        for i in range(first, first + count)
+    ]
+
+
+def add_sync(con: duckdb.DuckDBPyConnection, sync_id: str, ordinal: int) -> None:
+    con.execute("INSERT INTO syncs VALUES ($s, $o, 'staged')", {"s": sync_id, "o": ordinal})
+
+
+def statuses(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute("SELECT sync_id, status FROM syncs").fetchall())
+
+
+def test_add_numbers_records_and_round_trips_them(con: duckdb.DuckDBPyConnection) -> None:
+    add_sync(con, "s", 1)
+    staged = records("s", INSERT_BATCH_RECORDS + 3)  # crosses an insert batch boundary
+    outbox = Outbox(con)
+
+    assert outbox.add("s", 0, staged) == (len(staged), sum(len(r.data) for r in staged))
+
+    assert list(outbox.pending()) == staged
+    sequences = [row[0] for row in con.execute("SELECT sequence FROM outbox ORDER BY 1").fetchall()]
+    assert sequences == list(range(len(staged)))
+
+
+def test_pending_pages_in_sync_order_then_sequence(con: duckdb.DuckDBPyConnection) -> None:
+    outbox = Outbox(con)
+    add_sync(con, "later", 2)
+    add_sync(con, "earlier", 1)
+    outbox.add("later", 0, records("later", 3))
+    outbox.add("earlier", 0, records("earlier", RECORDS_PER_PAGE + 1))
+
+    ids = [r.message_id for r in outbox.pending()]
+
+    expected = [f"earlier:{i}" for i in range(RECORDS_PER_PAGE + 1)] + ["later:0", "later:1"]
+    assert ids == [*expected, "later:2"]
+    assert [r.message_id for r in outbox.pending(limit=RECORDS_PER_PAGE + 3)] == expected
+    assert [r.message_id for r in outbox.pending(sync_id="later")] == [
+        "later:0",
+        "later:1",
+        "later:2",
+    ]
+    assert list(outbox.pending(limit=0)) == []
+
+
+def test_ack_is_batched_idempotent_and_closes_finished_syncs(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    outbox = Outbox(con)
+    add_sync(con, "a", 1)
+    add_sync(con, "b", 2)
+    outbox.add("a", 0, records("a", 2))
+    outbox.add("b", 0, records("b", 2))
+
+    outbox.ack(["a:0", "a:1", "b:0", "unknown:9"])
+    outbox.ack(["a:0"])  # a repeated ack (a retried call that had succeeded) changes nothing
+
+    assert [r.message_id for r in outbox.pending()] == ["b:1"]
+    assert statuses(con) == {"a": "delivered", "b": "staged"}
+    assert outbox.counts() == OutboxCounts(
+        pending=1, acked=3, failing=0, pending_users=1, max_tries=0
+    )
+
+
+def test_record_failure_counts_tries_and_keeps_last_error(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    outbox = Outbox(con)
+    add_sync(con, "s", 1)
+    outbox.add("s", 0, records("s", 3))
+
+    outbox.record_failure(["s:0", "s:1"], "ProvisionedThroughputExceededException")
+    outbox.record_failure(["s:0"], "InternalFailure")
+    outbox.ack(["s:1"])
+
+    assert outbox.counts() == OutboxCounts(
+        pending=2, acked=1, failing=1, pending_users=2, max_tries=2
+    )
+    rows = con.execute("SELECT message_id, tries, last_error FROM outbox ORDER BY sequence")
+    assert rows.fetchall() == [
+        ("s:0", 2, "InternalFailure"),
+        ("s:1", 1, "ProvisionedThroughputExceededException"),
+        ("s:2", 0, None),
+    ]
+
+
+def test_acking_thousands_of_ids_is_one_batched_update(con: duckdb.DuckDBPyConnection) -> None:
+    outbox = Outbox(con)
+    add_sync(con, "s", 1)
+    outbox.add("s", 0, records("s", 5000))
+
+    started = time.perf_counter()
+    outbox.ack([f"s:{i}" for i in range(5000)])
+    elapsed = time.perf_counter() - started
+
+    assert outbox.counts().acked == 5000
+    assert elapsed < 2.0, f"acking 5000 ids took {elapsed:.2f} s"
+
+
+def test_empty_ack_and_failure_are_no_ops(con: duckdb.DuckDBPyConnection) -> None:
+    outbox = Outbox(con)
+    outbox.ack([])
+    outbox.record_failure([], "x")
+    assert outbox.counts() == OutboxCounts(0, 0, 0, 0, 0)
