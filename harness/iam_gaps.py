@@ -6,12 +6,13 @@ Every patch is listed here, with the moto behaviour it replaces and why:
    a. ``sts:AssumeRole``: moto evaluates the caller's identity policy, then reads the trust policy
       of the role only if the role is in the CALLER's account (a cross-account role's trust policy
       is never read, so any caller with an identity grant gets in) and compares trust principals
-      by exact ARN (so ``arn:aws:iam::A:root`` never matches a user of A). The patch looks the role
-      up in the role ARN's account and applies AWS's rules through ``harness.trust``: explicit
-      Deny anywhere wins; the trust policy must allow the caller (ExternalId conditions included);
-      the caller's identity policy must allow ``sts:AssumeRole`` on the role ARN unless the trust
-      policy names the caller itself in the same account. A missing role is AccessDenied, as AWS
-      does not reveal whether a role exists.
+      by exact ARN (so ``arn:aws:iam::A:root`` never matches a user of A); its conditions know
+      only StringEquals, pass when the request has no ExternalId and ignore unknown operators
+      (fail open). The patch looks the role up in the role ARN's account and applies AWS's rules
+      through ``harness.trust``: explicit Deny anywhere wins; the trust policy must allow the
+      caller (ExternalId conditions included); the caller's identity policy must allow
+      ``sts:AssumeRole`` on the role ARN unless the trust policy names the caller itself in the
+      same account. A missing role is AccessDenied, as AWS does not reveal whether it exists.
    b. Every other denial: moto answers with an XML ``AccessDenied`` body even for JSON-protocol
       services (Kinesis, KMS), which botocore cannot parse (the error code surfaces as "403").
       The patch answers JSON services with AWS's ``AccessDeniedException`` and names the resource.
@@ -25,8 +26,17 @@ Every patch is listed here, with the moto behaviour it replaces and why:
 5. ``moto.kms.responses.KmsResponse._determine_resource`` (added): the same for KMS key ARNs.
 
 Enforcement itself stays moto's (``INITIAL_NO_AUTH_ACTION_COUNT``); these patches only change what
-an enforced request is checked against. Install and uninstall are idempotent and restore exactly
-the attributes moto had.
+an enforced request is checked against, so with enforcement off (moto's default) AssumeRole behaves
+as moto's does. Install and uninstall are idempotent and restore exactly the attributes moto had.
+
+Still not modelled (moto 5.2.5 and these patches alike): session policies passed to AssumeRole,
+permissions boundaries at enforcement time (SimulatePrincipalPolicy does apply them), KMS key
+policies, the kms:GenerateDataKey a write to a CMK-encrypted stream needs, and condition keys
+other than sts:ExternalId on trust policies (harness.trust fails closed on them). Conditions in
+identity policies: moto's enforcement ignores them in effect (it knows only StringEquals, skips
+other operators and passes keys it has no value for), while SimulatePrincipalPolicy here treats a
+conditioned statement as not applying and lists its keys in MissingContextValues, as AWS does
+without ContextEntries.
 """
 
 from __future__ import annotations

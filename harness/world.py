@@ -124,23 +124,27 @@ class MotoWorld:
         self, account_id: str, name: str, policy: dict[str, Any] | None
     ) -> Credentials:
         # Another process holds the backends. Nobody in a fresh account can authorize CreateUser,
-        # so grant exactly the unauthenticated calls needed (moto's reset-auth), aimed at the
-        # account with moto's x-moto-account-id header, then enforcement resumes by itself.
-        calls = 3 if policy is not None else 2
+        # so open moto's no-auth allowance for exactly the calls needed (reset-auth), aim them at
+        # the account with moto's x-moto-account-id header, and close it again whatever happens.
+        # Other clients of that server calling in the same instant would share the allowance.
         reset = f"{self.endpoint_url}/moto-api/reset-auth"
+        calls = 3 if policy is not None else 2
         requests.post(reset, data=str(calls).encode(), timeout=10).raise_for_status()
-        iam = self.client("iam", self.customer_admin)
+        try:
+            iam = self.client("iam", self.customer_admin)
 
-        def aim(request: AWSPreparedRequest, **_: Any) -> None:
-            request.headers["x-moto-account-id"] = account_id
+            def aim(request: AWSPreparedRequest, **_: Any) -> None:
+                request.headers["x-moto-account-id"] = account_id
 
-        iam.meta.events.register("before-send.iam.*", aim)
-        iam.create_user(UserName=name)
-        if policy is not None:
-            iam.put_user_policy(
-                UserName=name, PolicyName=_POLICY_NAME, PolicyDocument=json.dumps(policy)
-            )
-        key = iam.create_access_key(UserName=name)["AccessKey"]
+            iam.meta.events.register("before-send.iam.*", aim)
+            iam.create_user(UserName=name)
+            if policy is not None:
+                iam.put_user_policy(
+                    UserName=name, PolicyName=_POLICY_NAME, PolicyDocument=json.dumps(policy)
+                )
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+        finally:
+            requests.post(reset, data=b"0", timeout=10).raise_for_status()
         return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
 
     def to_json(self) -> dict[str, Any]:
