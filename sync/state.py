@@ -254,6 +254,30 @@ class StateStore:
         self._snapshot = None
         return StagedSync(sync_id, entering, exiting, sequence, size)
 
+    def preview(
+        self,
+        *,
+        cohort_id: str,
+        cohort_name: str,
+        computed_time: str,
+        sync_id: str,
+        build: Build,
+    ) -> StagedSync:
+        """What stage() would commit (messages and bytes included), built and then discarded."""
+        self._require_snapshot()
+        self._con.begin()
+        try:
+            entering, exiting = self._diff(cohort_id)
+            sequence, size = 0, 0
+            for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
+                for record in build(in_cohort, self._users(table), sequence):
+                    sequence += 1
+                    size += record.size_bytes
+        finally:
+            # A dry run leaves the store exactly as it found it, snapshot aside.
+            self._con.rollback()
+        return StagedSync(sync_id, entering, exiting, sequence, size)
+
     def pending(
         self, *, limit: int | None = None, sync_id: str | None = None
     ) -> Iterator[OutgoingRecord]:

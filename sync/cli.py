@@ -1,0 +1,305 @@
+"""`cohort-sync`: parses arguments and calls library functions; no logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sync import commands
+from sync.errors import SyncError
+from sync.limits import DEFAULT_MAX_TRIES, DEFAULT_SENDERS, DEFAULT_USERS_PER_MESSAGE
+
+DEFAULT_STATE = Path(".cohort-sync/state.duckdb")
+DEFAULT_CONSUMER_STATE = Path(".cohort-sync/consumer.sqlite")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _endpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url",
+        help="AWS endpoint for every call (a moto server, say); default: boto3's AWS_ENDPOINT_URL "
+        "or AWS itself",
+    )
+
+
+def _destination(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--destination",
+        type=Path,
+        required=True,
+        help="stack outputs file: `pulumi stack output --json --show-secrets` or `local up --out`",
+    )
+
+
+def _external_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--external-id",
+        help="sts:ExternalId for AssumeRole; default: the destination file's externalId, if any",
+    )
+
+
+def _delivery(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=DEFAULT_SENDERS,
+        help=f"concurrent PutRecords calls (default {DEFAULT_SENDERS})",
+    )
+    parser.add_argument(
+        "--max-tries",
+        type=int,
+        default=DEFAULT_MAX_TRIES,
+        help=f"tries per record before it is left in the outbox (default {DEFAULT_MAX_TRIES})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    _destination(parser)
+    parser.add_argument("--cohort-id", required=True, help="Amplitude cohort ID, e.g. gs72ns")
+    parser.add_argument("--cohort-name", required=True, help="the cohort's display name")
+    parser.add_argument(
+        "snapshot", type=Path, help="the cohort's full membership: .csv, .jsonl or .parquet"
+    )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=DEFAULT_STATE,
+        help=f"state store (membership and outbox), default {DEFAULT_STATE}",
+    )
+    parser.add_argument(
+        "--max-users-per-message",
+        type=int,
+        default=DEFAULT_USERS_PER_MESSAGE,
+        help=f"users per message at most (default {DEFAULT_USERS_PER_MESSAGE}); "
+        "messages are also split to stay under 1 MiB",
+    )
+    parser.add_argument(
+        "--partition-key",
+        choices=["message_id", "cohort_id"],
+        default="message_id",
+        help="message_id spreads over shards (default); cohort_id keeps a cohort on one shard",
+    )
+    parser.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        help="do not check the role's permissions before sending",
+    )
+    _external_id(parser)
+    _endpoint(parser)
+    _delivery(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, with help that says what each command really does."""
+    parser = argparse.ArgumentParser(
+        prog="cohort-sync",
+        description="Deliver Amplitude cohort updates to the Kinesis destination this project "
+        "provisions, read them back, and try it all locally on moto.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    local = sub.add_parser("local", help="run the stack on a local moto (no AWS account)")
+    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    serve = local_sub.add_parser(
+        "serve",
+        help="a moto server on 127.0.0.1 with the harness's IAM behaviour, until interrupted",
+        description="Serve moto on 127.0.0.1 with IAM enforced, trust policies evaluated and "
+        "SimulatePrincipalPolicy answered; the customer and Amplitude principals' (moto) "
+        "credentials are written to --world-file for `local up`.",
+    )
+    serve.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 = any)")
+    serve.add_argument(
+        "--world-file",
+        type=Path,
+        default=commands.DEFAULT_WORLD_FILE,
+        help=f"where to write the served world (default {commands.DEFAULT_WORLD_FILE})",
+    )
+    serve.add_argument(
+        "--faults",
+        default=None,
+        help="fault plan, e.g. 'throughput=on,scale=50,throttle=0.02,seed=7'",
+    )
+    serve.set_defaults(handler=commands.local_serve)
+
+    up = local_sub.add_parser(
+        "up",
+        help="preview and apply the unmodified program to moto, then show Amplitude using it",
+        description="Print the plan, create every resource the program declares, write the "
+        "outputs file, print Amplitude's destination form, and prove the role: Amplitude's "
+        "principal assumes it and writes a record, a stranger is refused. Without "
+        "--endpoint-url the moto is embedded and gone when the command ends.",
+    )
+    up.add_argument(
+        "--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml if present"
+    )
+    up.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stack config value (repeatable); secrets the stack file "
+        "holds encrypted must be given here or as $COHORT_SECRET_<key>",
+    )
+    up.add_argument("--region", help="AWS region (default: the stack's aws:region, else us-east-1)")
+    up.add_argument(
+        "--world-file",
+        type=Path,
+        default=commands.DEFAULT_WORLD_FILE,
+        help="with --endpoint-url: the world file `local serve` wrote",
+    )
+    up.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the outputs (as `pulumi stack output --json --show-secrets`) here",
+    )
+    _endpoint(up)
+    up.set_defaults(handler=commands.local_up)
+
+    destination = sub.add_parser(
+        "destination",
+        help="write the destination file from the Pulumi CLI's stack outputs",
+        description="Run `pulumi stack output --json --show-secrets` and write its output; "
+        "says so when the Pulumi CLI is not installed (use `local up --out` then).",
+    )
+    destination.add_argument("--stack", help="stack name (default: the selected stack)")
+    destination.add_argument(
+        "--out",
+        type=Path,
+        default=Path("destination.json"),
+        help="file to write (default destination.json)",
+    )
+    destination.set_defaults(handler=commands.destination)
+
+    preflight = sub.add_parser(
+        "preflight",
+        help="assume the role and check it as Amplitude does (SimulatePrincipalPolicy)",
+    )
+    _destination(preflight)
+    _external_id(preflight)
+    _endpoint(preflight)
+    preflight.set_defaults(handler=commands.preflight)
+
+    push = sub.add_parser(
+        "push",
+        help="diff a snapshot against the state and deliver who entered and who left",
+        description="Validate the snapshot, preflight the role, diff against the state store, "
+        "commit the messages to the outbox with the new membership, and deliver them with "
+        "PutRecords. Messages that exhaust their tries stay in the outbox: the run exits 1 "
+        "and `replay` re-sends them.",
+    )
+    _push_arguments(push)
+    push.add_argument(
+        "--computed-time",
+        type=int,
+        default=None,
+        help="epoch seconds for computed_time (default: now)",
+    )
+    push.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print entering/exiting/messages/bytes and send nothing",
+    )
+    push.set_defaults(handler=commands.push)
+
+    watch = sub.add_parser(
+        "watch",
+        help="push the snapshot again every minute, hour or day",
+        description="Amplitude's cadences: 1m (real time; refuses cohorts over 1,000,000 users "
+        "unless --allow-large-realtime), 1h (hourly) and 1d (daily). The snapshot file is "
+        "re-read each tick.",
+    )
+    _push_arguments(watch)
+    watch.add_argument("--every", required=True, choices=["1m", "1h", "1d"], help="cadence")
+    watch.add_argument(
+        "--allow-large-realtime",
+        action="store_true",
+        help="allow real time for cohorts over Amplitude's 1,000,000-user limit",
+    )
+    watch.add_argument(
+        "--ticks",
+        type=int,
+        default=None,
+        help="stop after this many pushes (default: run until interrupted)",
+    )
+    watch.set_defaults(handler=commands.watch)
+
+    replay = sub.add_parser("replay", help="re-send what the outbox still holds")
+    _destination(replay)
+    replay.add_argument(
+        "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
+    )
+    _external_id(replay)
+    _endpoint(replay)
+    _delivery(replay)
+    replay.set_defaults(handler=commands.replay)
+
+    consume = sub.add_parser(
+        "consume",
+        help="read the stream with your own credentials into materialized membership",
+        description="Read every shard (parents before children), dedupe by message_id, keep "
+        "the latest computed_time per user, quarantine invalid records; checkpoints live in "
+        "the state file so a restart continues where it stopped.",
+    )
+    _destination(consume)
+    consume.add_argument(
+        "--state",
+        type=Path,
+        default=DEFAULT_CONSUMER_STATE,
+        help=f"consumer state (default {DEFAULT_CONSUMER_STATE})",
+    )
+    consume.add_argument(
+        "--from-start", action="store_true", help="read from the oldest record the stream retains"
+    )
+    consume.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="stop once every shard is caught up (default: keep reading)",
+    )
+    consume.add_argument("--json", action="store_true", help="print the report as JSON")
+    _endpoint(consume)
+    consume.set_defaults(handler=commands.consume)
+
+    members = sub.add_parser("members", help="print a cohort's current members")
+    members.add_argument(
+        "--state",
+        type=Path,
+        default=DEFAULT_CONSUMER_STATE,
+        help=f"consumer state (default {DEFAULT_CONSUMER_STATE})",
+    )
+    members.add_argument("--cohort-id", required=True, help="cohort to print")
+    members.add_argument(
+        "--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)"
+    )
+    members.set_defaults(handler=commands.members)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole product on an embedded moto: provision, push two days, consume",
+    )
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("out/demo"),
+        help="where the demo writes its files (default out/demo)",
+    )
+    demo.set_defaults(handler=commands.demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; expected failures print one clear message and exit non-zero."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except SyncError as exc:
+        print(f"cohort-sync: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cohort-sync: interrupted", file=sys.stderr)
+        return 130

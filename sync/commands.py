@@ -1,0 +1,343 @@
+"""What each `cohort-sync` command does: compose library calls, print, return an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from sync.errors import PreflightError, SyncError
+from sync.limits import REAL_TIME_MAX_COHORT_USERS
+
+DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
+CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
+SESSION_NAME = "amplitude-cohort-sync"
+EXIT_UNDELIVERED = 1
+
+
+def _print(*lines: str) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+def _write_private(path: Path, document: Any) -> None:
+    """Write JSON readable by the owner only: outputs may hold the external ID."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+
+
+# --- local ---------------------------------------------------------------------------------
+
+
+def local_serve(args: argparse.Namespace) -> int:
+    """`local serve`: moto with the harness's IAM behaviour (and faults) until interrupted."""
+    from harness.faults import FaultPlan, faults_installed
+    from harness.server import serve_forever
+
+    args.world_file.parent.mkdir(parents=True, exist_ok=True)
+    if args.faults:
+        plan = FaultPlan.parse(args.faults)
+        with faults_installed(plan):
+            _print(f"faults: {plan.to_spec()}")
+            serve_forever(args.port, world_file=args.world_file)
+    else:
+        serve_forever(args.port, world_file=args.world_file)
+    return 0
+
+
+def local_up(args: argparse.Namespace) -> int:
+    """`local up`: plan, apply to moto, write outputs, show the form and prove the role."""
+    from harness.proof import prove_destination
+    from harness.world import MotoWorld, moto_world
+    from provisioning.plan import render_outputs, render_plan
+    from provisioning.stack import apply as apply_stack
+    from provisioning.stack import load_stack_config, parse_overrides, preview
+
+    config = load_stack_config(args.stack, overrides=parse_overrides(args.config))
+    region = args.region or config.region or "us-east-1"
+    _print(f"Previewing stack {args.stack!r} in {region}:", "")
+    _print(render_plan(preview(config, region=region)), "")
+
+    @contextmanager
+    def world_for_run() -> Iterator[MotoWorld]:
+        if args.endpoint_url:
+            data = json.loads(args.world_file.read_text())
+            yield MotoWorld.from_json({**data, "endpoint_url": args.endpoint_url, "region": region})
+        else:
+            with moto_world(region) as embedded:
+                yield embedded
+
+    with world_for_run() as world:
+        session = world.customer_admin.session(region)
+        applied = apply_stack(
+            config, session=session, region=region, endpoint_url=args.endpoint_url
+        )
+        _print(f"Applied: {len(applied.resources)} resources created.", "", "Outputs:")
+        _print(render_outputs(applied.outputs, applied.secret_outputs), "")
+        if args.out:
+            _write_private(args.out, applied.outputs)
+            _print(
+                f"Outputs written to {args.out} (as `pulumi stack output --json --show-secrets`)."
+            )
+        _print("", "Amplitude destination form:")
+        _print(*_form_lines(applied.outputs), "")
+        _print("Proving the role:")
+        steps = prove_destination(world, applied.outputs)
+        _print(*(f"  {step.render()}" for step in steps))
+        if args.endpoint_url:
+            _print("", "To act as Amplitude against this server:")
+            _print(*_env_lines(world.endpoint_url, region, world.amplitude))
+            _print("", "To act as the customer (consume, inspect):")
+            _print(*_env_lines(world.endpoint_url, region, world.customer_admin))
+        else:
+            _print(
+                "",
+                "(embedded moto: everything above is gone now; use `local serve` and "
+                "--endpoint-url to keep it)",
+            )
+    return 0 if all(step.passed for step in steps) else 1
+
+
+def _form_lines(outputs: dict[str, Any]) -> list[str]:
+    from provisioning import constants as c
+
+    form = outputs[c.OUTPUT_DESTINATION]
+    labels = {
+        c.FORM_DISPLAY_NAME: "Display Name",
+        c.FORM_STREAM_NAME: "Stream Name",
+        c.FORM_AWS_REGION: "AWS Region",
+        c.FORM_ROLE_ARN: "Role ARN",
+    }
+    return [f"  {label:<13}{form[key]}" for key, label in labels.items()]
+
+
+def _env_lines(endpoint_url: str | None, region: str, who: Any) -> list[str]:
+    lines = [
+        f"  export AWS_ENDPOINT_URL={endpoint_url}",
+        f"  export AWS_DEFAULT_REGION={region}",
+        f"  export AWS_ACCESS_KEY_ID={who.access_key_id}",
+        f"  export AWS_SECRET_ACCESS_KEY={who.secret_access_key}",
+    ]
+    if who.session_token:
+        lines.append(f"  export AWS_SESSION_TOKEN={who.session_token}")
+    return lines
+
+
+# --- destination and delivery ----------------------------------------------------------------
+
+
+def destination(args: argparse.Namespace) -> int:
+    """`destination`: the outputs file from the Pulumi CLI."""
+    from sync.destination import export_from_pulumi
+
+    path = export_from_pulumi(args.stack, args.out)
+    _print(f"wrote {path}")
+    return 0
+
+
+def _assumed(
+    args: argparse.Namespace, dest: Any, base: boto3.Session | None = None
+) -> boto3.Session:
+    from sync.credentials import assume_role_session
+
+    return assume_role_session(
+        base or boto3.Session(region_name=dest.region),
+        dest.role_arn,
+        session_name=SESSION_NAME,
+        external_id=args.external_id or dest.external_id,
+        region=dest.region,
+        endpoint_url=args.endpoint_url,
+    )
+
+
+def run_preflight(session: boto3.Session, dest: Any, endpoint_url: str | None) -> str:
+    """Preflight or raise PreflightError with every failed check and its fix."""
+    from sync.preflight import preflight as simulate
+
+    report = simulate(session, dest, endpoint_url=endpoint_url)
+    if not report.ok:
+        raise PreflightError("preflight failed:\n" + report.render())
+    return report.render()
+
+
+def preflight(args: argparse.Namespace) -> int:
+    """`preflight`: assume the role, then check it as Amplitude does."""
+    from sync.destination import load_destination
+    from sync.preflight import preflight as simulate
+
+    dest = load_destination(args.destination)
+    session = _assumed(args, dest)
+    report = simulate(session, dest, endpoint_url=args.endpoint_url)
+    _print(report.render())
+    return 0 if report.ok else EXIT_UNDELIVERED
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from sync.push import DeliveryOptions
+
+    return DeliveryOptions(
+        max_users_per_message=getattr(args, "max_users_per_message", 1000),
+        partition_key=getattr(args, "partition_key", "message_id"),
+        senders=args.senders,
+        max_tries=args.max_tries,
+    )
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar on a terminal (records acknowledged of `total`); nothing otherwise."""
+    if not sys.stderr.isatty() or total == 0:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda event: bar.update(task, completed=event.records_acked)
+
+
+def push_request(
+    args: argparse.Namespace, *, max_users: int | None = None, max_users_rule: str = ""
+) -> Any:
+    """The PushRequest the arguments describe."""
+    from sync.destination import load_destination
+    from sync.push import PushRequest
+
+    computed = args.computed_time if args.computed_time is not None else int(time.time())
+    return PushRequest(
+        destination=load_destination(args.destination),
+        snapshot=args.snapshot,
+        cohort_id=args.cohort_id,
+        cohort_name=args.cohort_name,
+        state=args.state,
+        computed_time=str(computed),
+        options=_options(args),
+        dry_run=getattr(args, "dry_run", False),
+        skip_preflight=args.skip_preflight,
+        max_users=max_users,
+        max_users_rule=max_users_rule,
+    )
+
+
+def push_once(args: argparse.Namespace, request: Any) -> Any:
+    """Run one push with the arguments' credentials and endpoint."""
+    from sync.push import run_push
+
+    return run_push(
+        request,
+        connect=lambda: _assumed(args, request.destination),
+        check=lambda session: run_preflight(session, request.destination, args.endpoint_url),
+        endpoint_url=args.endpoint_url,
+        progress=lambda total: _progress(total, "delivering"),
+    )
+
+
+def _finish(args: argparse.Namespace, report: Any) -> int:
+    _print(json.dumps(report.to_json()) if args.json else report.render())
+    return 0 if report.ok else EXIT_UNDELIVERED
+
+
+def push(args: argparse.Namespace) -> int:
+    """`push`: one snapshot, diffed and delivered (or only counted with --dry-run)."""
+    return _finish(args, push_once(args, push_request(args)))
+
+
+def watch(args: argparse.Namespace) -> int:
+    """`watch`: push every tick of the cadence, re-reading the snapshot each time."""
+    every = CADENCE_SECONDS[args.every]
+    limit = None
+    if args.every == "1m" and not args.allow_large_realtime:
+        limit = REAL_TIME_MAX_COHORT_USERS
+    rule = (
+        f"real-time sync supports at most {REAL_TIME_MAX_COHORT_USERS:,} users "
+        "(Amplitude's limit); use --every 1h or --allow-large-realtime"
+    )
+    tick, status = 0, 0
+    while args.ticks is None or tick < args.ticks:
+        started = time.monotonic()
+        args.computed_time = None
+        status = _finish(
+            args, push_once(args, push_request(args, max_users=limit, max_users_rule=rule))
+        )
+        tick += 1
+        if args.ticks is not None and tick >= args.ticks:
+            break
+        time.sleep(max(0.0, every - (time.monotonic() - started)))
+    return status
+
+
+def replay(args: argparse.Namespace) -> int:
+    """`replay`: re-send what the outbox still holds."""
+    from sync.destination import load_destination
+    from sync.push import run_replay
+
+    dest = load_destination(args.destination)
+    report = run_replay(
+        args.state,
+        dest,
+        connect=lambda: _assumed(args, dest),
+        options=_options(args),
+        endpoint_url=args.endpoint_url,
+        progress=lambda total: _progress(total, "replaying"),
+    )
+    if report.messages == 0:
+        _print("outbox empty: nothing to replay")
+        return 0
+    return _finish(args, report)
+
+
+# --- consumer --------------------------------------------------------------------------------
+
+
+def consume(args: argparse.Namespace) -> int:
+    """`consume`: the stream into materialized membership, with the customer's credentials."""
+    from sync.consumer import Consumer
+    from sync.destination import load_destination
+    from sync.membership_store import MembershipStore
+
+    dest = load_destination(args.destination)
+    kinesis = boto3.Session(region_name=dest.region).client(
+        "kinesis", region_name=dest.region, endpoint_url=args.endpoint_url
+    )
+    args.state.parent.mkdir(parents=True, exist_ok=True)
+    with MembershipStore(args.state) as store:
+        report = Consumer(kinesis, dest.stream_arn, store, from_start=args.from_start).consume(
+            until_idle=args.until_idle
+        )
+    if args.json:
+        _print(json.dumps(report.__dict__ if not hasattr(report, "to_json") else report.to_json()))
+    else:
+        _print(*(f"{key:<18}{value}" for key, value in vars(report).items()))
+    return 0
+
+
+def members(args: argparse.Namespace) -> int:
+    """`members`: a cohort's current members as CSV or JSONL."""
+    from sync.membership import render_members
+    from sync.membership_store import MembershipStore
+    from sync.membership_store import members as members_of
+
+    if not args.state.exists():
+        raise SyncError(f"--state {args.state}: no such consumer state file; run `consume` first")
+    with MembershipStore(args.state) as store:
+        for line in render_members(members_of(store, args.cohort_id), args.format):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`demo`: the product in one command on an embedded moto."""
+    from sync.demo import run_demo
+
+    return run_demo(args.workdir)

@@ -1,0 +1,343 @@
+"""One push: validate the snapshot, stage the diff in the outbox, deliver what is pending."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from sync.destination import Destination
+from sync.errors import SnapshotError, StateError
+from sync.limits import (
+    DEFAULT_BACKOFF_BASE_SECONDS,
+    DEFAULT_BACKOFF_CAP_SECONDS,
+    DEFAULT_MAX_TRIES,
+    DEFAULT_SENDERS,
+    DEFAULT_USERS_PER_MESSAGE,
+)
+from sync.messages import OutgoingRecord, PartitionKeyMode, build_messages
+from sync.publisher import DeliveryReport, ProgressEvent, Publisher
+from sync.state import DiffCounts, StagedSync, StateStore
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How records are built and sent; defaults follow Amplitude's partner cohort sync."""
+
+    max_users_per_message: int = DEFAULT_USERS_PER_MESSAGE
+    partition_key: PartitionKeyMode = "message_id"
+    senders: int = DEFAULT_SENDERS
+    max_tries: int = DEFAULT_MAX_TRIES
+    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
+    backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What a push (or a replay) did, as printed at the end of every run."""
+
+    cohort_id: str | None
+    sync_id: str | None
+    dry_run: bool
+    snapshot_users: int
+    entered: int
+    exited: int
+    messages: int
+    records: int
+    bytes: int
+    put_records_calls: int
+    retries: int
+    throttles: int
+    seconds: float
+    failed: tuple[str, ...] = field(default_factory=tuple)
+    pending_left: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is left undelivered."""
+        return not self.failed and self.pending_left == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        payload = asdict(self)
+        payload["failed"] = list(self.failed)
+        payload["ok"] = self.ok
+        return payload
+
+    def render(self) -> str:
+        """A few aligned lines for people."""
+        head = "dry run (nothing sent)" if self.dry_run else "push"
+        lines = [
+            f"{head}: cohort {self.cohort_id or '-'} sync {self.sync_id or '-'}",
+            f"  snapshot users    {self.snapshot_users:>12,}",
+            f"  entered           {self.entered:>12,}",
+            f"  exited            {self.exited:>12,}",
+            f"  messages          {self.messages:>12,}",
+            f"  records sent      {self.records:>12,}",
+            f"  bytes sent        {self.bytes:>12,}",
+            f"  PutRecords calls  {self.put_records_calls:>12,}",
+            f"  retries           {self.retries:>12,}",
+            f"  throttles         {self.throttles:>12,}",
+            f"  seconds           {self.seconds:>12.2f}",
+        ]
+        if not self.ok:
+            lines.append(
+                f"  NOT DELIVERED: {self.pending_left:,} record(s) remain in the outbox "
+                f"({len(self.failed):,} exhausted their tries this run); fix the cause, then "
+                "run `cohort-sync replay`"
+            )
+        return "\n".join(lines)
+
+
+def new_sync_id(cohort_id: str, computed_time: str) -> str:
+    """A unique sync id; message ids are `<sync id>:<sequence>`."""
+    return f"{cohort_id}-{computed_time}-{secrets.token_hex(4)}"
+
+
+def _builder(
+    cohort_id: str, cohort_name: str, computed_time: str, sync_id: str, options: DeliveryOptions
+) -> Callable[[bool, Iterable[str], int], Iterable[OutgoingRecord]]:
+    def build(
+        in_cohort: bool, users: Iterable[str], first_sequence: int
+    ) -> Iterable[OutgoingRecord]:
+        return build_messages(
+            cohort_id=cohort_id,
+            cohort_name=cohort_name,
+            in_cohort=in_cohort,
+            computed_time=computed_time,
+            sync_id=sync_id,
+            first_sequence=first_sequence,
+            users=users,
+            max_users_per_message=options.max_users_per_message,
+            partition_key=options.partition_key,
+        )
+
+    return build
+
+
+def load_and_plan(
+    store: StateStore,
+    snapshot: Path,
+    *,
+    cohort_id: str,
+    cohort_name: str,
+    stream_arn: str,
+    max_users: int | None = None,
+    max_users_rule: str = "",
+) -> tuple[int, DiffCounts]:
+    """Bind the cohort, validate and load the whole snapshot, and count the diff; sends nothing."""
+    store.bind(cohort_id, cohort_name, stream_arn)
+    summary = store.load_snapshot(snapshot)
+    if max_users is not None and summary.users > max_users:
+        raise SnapshotError(f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}")
+    return summary.users, store.plan(cohort_id)
+
+
+def stage(
+    store: StateStore,
+    *,
+    cohort_id: str,
+    cohort_name: str,
+    computed_time: str,
+    options: DeliveryOptions,
+    sync_id: str | None = None,
+) -> StagedSync:
+    """Commit the diff's messages and the new membership together (the loaded snapshot's)."""
+    sync_id = sync_id or new_sync_id(cohort_id, computed_time)
+    return store.stage(
+        cohort_id=cohort_id,
+        cohort_name=cohort_name,
+        computed_time=computed_time,
+        sync_id=sync_id,
+        build=_builder(cohort_id, cohort_name, computed_time, sync_id, options),
+    )
+
+
+def deliver_pending(
+    store: StateStore,
+    kinesis: Any,
+    stream: str,
+    options: DeliveryOptions,
+    *,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+) -> DeliveryReport:
+    """Send everything the outbox holds; only acknowledged records leave it."""
+    publisher = Publisher(
+        kinesis,
+        stream,
+        senders=options.senders,
+        max_tries=options.max_tries,
+        backoff_base_seconds=options.backoff_base_seconds,
+        backoff_cap_seconds=options.backoff_cap_seconds,
+        on_progress=on_progress,
+    )
+    report = publisher.send(store.pending(), on_acked=store.ack)
+    if report.failed:
+        store.record_failure(list(report.failed), "exhausted tries")
+    return report
+
+
+ProgressFactory = Callable[[int], AbstractContextManager[Callable[[ProgressEvent], None] | None]]
+
+
+@contextmanager
+def no_progress(total: int) -> Iterator[None]:
+    """The progress factory that shows nothing."""
+    yield None
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """Everything one push needs besides credentials."""
+
+    destination: Destination
+    snapshot: Path
+    cohort_id: str
+    cohort_name: str
+    state: Path
+    computed_time: str
+    options: DeliveryOptions = field(default_factory=DeliveryOptions)
+    dry_run: bool = False
+    skip_preflight: bool = False
+    max_users: int | None = None
+    max_users_rule: str = ""
+
+
+def run_push(
+    request: PushRequest,
+    *,
+    connect: Callable[[], boto3.Session],
+    check: Callable[[boto3.Session], object] | None = None,
+    endpoint_url: str | None = None,
+    progress: ProgressFactory = no_progress,
+) -> PushReport:
+    """Validate, (preflight,) stage and deliver one snapshot.
+
+    `connect` assumes the role and is called only when something will be sent; `check` is the
+    preflight, run before anything is staged so a role that cannot write stages nothing.
+    """
+    dest = request.destination
+    started = time.perf_counter()
+    request.state.parent.mkdir(parents=True, exist_ok=True)
+    with StateStore(request.state) as store:
+        users, counts = load_and_plan(
+            store,
+            request.snapshot,
+            cohort_id=request.cohort_id,
+            cohort_name=request.cohort_name,
+            stream_arn=dest.stream_arn,
+            max_users=request.max_users,
+            max_users_rule=request.max_users_rule,
+        )
+        if request.dry_run:
+            planned = store.preview(
+                cohort_id=request.cohort_id,
+                cohort_name=request.cohort_name,
+                computed_time=request.computed_time,
+                sync_id="dry-run",
+                build=_builder(
+                    request.cohort_id,
+                    request.cohort_name,
+                    request.computed_time,
+                    "dry-run",
+                    request.options,
+                ),
+            )
+            return PushReport(
+                request.cohort_id,
+                None,
+                True,
+                users,
+                counts.entering,
+                counts.exiting,
+                planned.messages,
+                0,
+                planned.bytes,
+                0,
+                0,
+                0,
+                time.perf_counter() - started,
+            )
+        session = connect()
+        if check is not None and not request.skip_preflight:
+            check(session)
+        staged = stage(
+            store,
+            cohort_id=request.cohort_id,
+            cohort_name=request.cohort_name,
+            computed_time=request.computed_time,
+            options=request.options,
+        )
+        kinesis = session.client("kinesis", region_name=dest.region, endpoint_url=endpoint_url)
+        with progress(store.outbox_counts().pending) as on_progress:
+            delivery = deliver_pending(
+                store, kinesis, dest.stream_arn, request.options, on_progress=on_progress
+            )
+        left = store.outbox_counts().pending
+    return PushReport(
+        request.cohort_id,
+        staged.sync_id,
+        False,
+        users,
+        staged.entering,
+        staged.exiting,
+        staged.messages,
+        delivery.records_sent,
+        delivery.bytes_sent,
+        delivery.put_records_calls,
+        delivery.retries,
+        delivery.throttles,
+        time.perf_counter() - started,
+        delivery.failed,
+        left,
+    )
+
+
+def run_replay(
+    state: Path,
+    destination: Destination,
+    *,
+    connect: Callable[[], boto3.Session],
+    options: DeliveryOptions,
+    endpoint_url: str | None = None,
+    progress: ProgressFactory = no_progress,
+) -> PushReport:
+    """Re-send whatever the outbox still holds."""
+    if not state.exists():
+        raise StateError(f"--state {state}: no such state file; nothing to replay")
+    started = time.perf_counter()
+    with StateStore(state) as store:
+        waiting = store.outbox_counts().pending
+        if waiting == 0:
+            return PushReport(None, None, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+        kinesis = connect().client(
+            "kinesis", region_name=destination.region, endpoint_url=endpoint_url
+        )
+        with progress(waiting) as on_progress:
+            delivery = deliver_pending(
+                store, kinesis, destination.stream_arn, options, on_progress=on_progress
+            )
+        left = store.outbox_counts().pending
+    return PushReport(
+        None,
+        None,
+        False,
+        0,
+        0,
+        0,
+        waiting,
+        delivery.records_sent,
+        delivery.bytes_sent,
+        delivery.put_records_calls,
+        delivery.retries,
+        delivery.throttles,
+        time.perf_counter() - started,
+        delivery.failed,
+        left,
+    )
