@@ -55,7 +55,7 @@ from moto.core.exceptions import AccessDeniedError, JsonRESTError, _RESTError
 from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model
 from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequest, PermissionResult
-from moto.iam.exceptions import InvalidInput, NotFoundException
+from moto.iam.exceptions import InvalidInput, NoSuchEntity, NotFoundException
 from moto.iam.models import IAMBackend, ManagedPolicy, iam_backends
 from moto.iam.responses import IamResponse
 from moto.kinesis.responses import KinesisResponse
@@ -121,9 +121,7 @@ def _check_assume_role(request: IAMRequest, role_arn: str) -> None:
     """AWS's sts:AssumeRole authorization: identity policy and the target role's trust policy."""
     identity = _identity_decision(request, role_arn)
     if identity == PermissionResult.DENIED:
-        raise _access_denied(
-            request, role_arn, " with an explicit deny in an identity-based policy"
-        )
+        raise _access_denied(request, role_arn, _EXPLICIT)
     found = _ROLE_ARN.fullmatch(role_arn)
     if found is None:
         raise _access_denied(request, role_arn)
@@ -197,7 +195,7 @@ def _source_policies(
             entity = backend.get_user(name)
         else:
             entity = backend.get_group(name)
-    except NotFoundException:
+    except (NotFoundException, NoSuchEntity):
         entity = None
     if entity is None or entity.arn != source_arn:
         # IAM answers only for principals of the caller's own account.
@@ -223,21 +221,23 @@ def _statement_effect(
     statement: dict[str, Any], action: str, resource: str, missing: list[str]
 ) -> PermissionResult:
     """PERMITTED / DENIED when the statement applies to (action, resource), else NEUTRAL."""
-    if statement.get("Condition"):
+    bare = {key: value for key, value in statement.items() if key != "Condition"}
+    if "NotResource" in bare:
+        not_resource = bare.pop("NotResource")
+        if IAMPolicyStatement({"NotResource": not_resource})._check_element_matches(
+            "NotResource", resource
+        ):
+            return PermissionResult.NEUTRAL
+        bare["Resource"] = "*"
+    # moto's statement matcher, so simulation agrees with moto's enforcement of the real call.
+    effect = IAMPolicyStatement(bare).is_action_permitted(action, resource)
+    if effect != PermissionResult.NEUTRAL and statement.get("Condition"):
         # No ContextEntries are supported: like AWS without them, a conditioned statement does not
         # apply, and its keys are reported as missing context.
         for pairs in statement["Condition"].values():
             missing.extend(key for key in pairs if key not in missing)
         return PermissionResult.NEUTRAL
-    # moto's statement matcher, so simulation agrees with moto's enforcement of the real call.
-    matcher = IAMPolicyStatement(statement)
-    if "NotResource" in statement:
-        if matcher._check_element_matches("NotResource", resource):
-            return PermissionResult.NEUTRAL
-        statement = {**statement, "Resource": "*"}
-        statement.pop("NotResource")
-        matcher = IAMPolicyStatement(statement)
-    return matcher.is_action_permitted(action, resource)
+    return effect
 
 
 def _decide(

@@ -566,6 +566,22 @@ def test_simulation_honours_managed_policies_and_boundary(world: MotoWorld) -> N
     ]
 
 
+def test_simulation_understands_not_resource(world: MotoWorld) -> None:
+    iam = world.client("iam", world.customer_admin)
+    secret = f"arn:aws:kinesis:us-east-1:{world.customer_account_id}:stream/secret"
+    public = f"arn:aws:kinesis:us-east-1:{world.customer_account_id}:stream/public"
+    document = {
+        "Version": c.POLICY_VERSION,
+        "Statement": [{"Effect": "Allow", "Action": "kinesis:PutRecord", "NotResource": secret}],
+    }
+    role_arn = _provision_role_only(world, "not-secret")
+    iam.put_role_policy(RoleName="not-secret", PolicyName="nr", PolicyDocument=json.dumps(document))
+
+    results = _simulate(iam, role_arn, ["kinesis:PutRecord"], [public, secret])
+
+    assert [r["EvalDecision"] for r in results] == ["allowed", "implicitDeny"]
+
+
 def test_simulation_of_a_user_includes_group_policies(world: MotoWorld) -> None:
     iam = world.client("iam", world.customer_admin)
     stream_arn = f"arn:aws:kinesis:us-east-1:{world.customer_account_id}:stream/s"
@@ -607,10 +623,11 @@ def test_simulation_reports_missing_context_for_conditions(world: MotoWorld) -> 
         RoleName="conditional", PolicyName="ip", PolicyDocument=json.dumps(conditional)
     )
 
-    (result,) = _simulate(iam, role_arn, ["kinesis:PutRecord"])
+    put, delete = _simulate(iam, role_arn, ["kinesis:PutRecord", "kinesis:DeleteStream"])
 
-    assert result["EvalDecision"] == "implicitDeny"
-    assert result["MissingContextValues"] == ["aws:SourceIp"]
+    assert put["EvalDecision"] == "implicitDeny"
+    assert put["MissingContextValues"] == ["aws:SourceIp"]
+    assert delete["MissingContextValues"] == []  # the conditioned statement is not about it
 
 
 # --- KMS ----------------------------------------------------------------------------------
