@@ -83,17 +83,22 @@ class StateStore:
     def __init__(
         self, path: Path | str, *, memory_limit: str = "1GB", threads: int | None = None
     ) -> None:
-        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": memory_limit,
+        }
         if threads is not None:
             config["threads"] = threads
         self.path = str(path)
         try:
             self._con = duckdb.connect(self.path, config=config)
+            self._con.execute("SET enable_progress_bar = false")  # a library draws no bars
             self._migrate()
         except duckdb.Error as exc:
             raise StateError(f"state store {self.path}: cannot open ({exc})") from exc
         self._outbox = Outbox(self._con)
         self._snapshot: SnapshotSummary | None = None
+        # The cohort whose diff against the loaded snapshot sits in the _delta temp table.
+        self._diffed: str | None = None
 
     def __enter__(self) -> StateStore:
         return self
@@ -159,7 +164,7 @@ class StateStore:
         max_problems: int = DEFAULT_MAX_PROBLEMS,
     ) -> SnapshotSummary:
         """Validate and load a snapshot into a temp table for plan() and stage()."""
-        self._snapshot = None
+        self._snapshot, self._diffed = None, None
         summary = _load_snapshot(
             self._con,
             Path(path),
@@ -174,7 +179,7 @@ class StateStore:
 
     def use_snapshot(self, relation: duckdb.DuckDBPyRelation, *, label: str = "generated") -> int:
         """Adopt a trusted (user_id, user_json) relation on this connection as the snapshot."""
-        self._snapshot = None
+        self._snapshot, self._diffed = None, None
         self._con.register("_incoming", relation)
         try:
             self._con.execute(
@@ -188,21 +193,18 @@ class StateStore:
         return users
 
     def plan(self, cohort_id: str) -> DiffCounts:
-        """Dry run: how many users would enter, exit and stay; writes nothing."""
+        """Dry run: how many users would enter, exit and stay; writes nothing to the state."""
         self._require_snapshot()
-        row = self._con.execute(
-            f"""SELECT count(*) FILTER (WHERE m.user_id IS NULL),
-                       count(*) FILTER (WHERE s.user_id IS NULL),
-                       count(*) FILTER (WHERE s.user_id IS NOT NULL AND m.user_id IS NOT NULL),
-                       count(*) FILTER (WHERE s.h <> m.h)
-                FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
-                FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
-                                 WHERE cohort_id = $c) AS m ON s.user_id = m.user_id""",
-            {"c": cohort_id},
-        ).fetchall()[0]
-        assert row is not None
-        entering, exiting, unchanged, updated = (int(n) for n in row)
-        return DiffCounts(entering, exiting, unchanged, updated, self._first_sync(cohort_id))
+        assert self._snapshot is not None
+        kinds = self._diff(cohort_id)
+        entering = kinds.get("enter", 0)
+        return DiffCounts(
+            entering=entering,
+            exiting=kinds.get("exit", 0),
+            unchanged=self._snapshot.users - entering,
+            updated=kinds.get("update", 0),
+            first_sync=self._first_sync(cohort_id),
+        )
 
     def stage(
         self,
@@ -220,7 +222,8 @@ class StateStore:
             raise StateError(f"sync_id {sync_id!r}: already staged; every sync needs a new id")
         self._con.begin()
         try:
-            entering, exiting = self._diff(cohort_id)
+            self._diff(cohort_id)
+            entering, exiting = self._split(cohort_id)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 records = build(in_cohort, self._users(table), sequence)
@@ -249,9 +252,10 @@ class StateStore:
         except BaseException:
             # Any failure, an interrupt included, must leave membership and outbox untouched.
             self._con.rollback()
+            self._diffed = None
             raise
         self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
-        self._snapshot = None
+        self._snapshot, self._diffed = None, None
         return StagedSync(sync_id, entering, exiting, sequence, size)
 
     def preview(
@@ -267,7 +271,8 @@ class StateStore:
         self._require_snapshot()
         self._con.begin()
         try:
-            entering, exiting = self._diff(cohort_id)
+            self._diff(cohort_id)
+            entering, exiting = self._split(cohort_id)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 for record in build(in_cohort, self._users(table), sequence):
@@ -329,21 +334,28 @@ class StateStore:
     def _first_sync(self, cohort_id: str) -> bool:
         return not self._scalar("SELECT count(*) FROM syncs WHERE cohort_id = $c", {"c": cohort_id})
 
-    def _diff(self, cohort_id: str) -> tuple[int, int]:
-        """Materialize the delta and the entering/exiting users, numbered in user_id order."""
-        # Comparing 64-bit hashes instead of the JSON keeps the join narrow; a collision could
-        # only skip storing a property change, and never changes who is sent.
-        self._con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {_DELTA} AS
-                SELECT coalesce(s.user_id, m.user_id) AS user_id,
-                       CASE WHEN m.user_id IS NULL THEN 'enter'
-                            WHEN s.user_id IS NULL THEN 'exit' ELSE 'update' END AS kind
-                FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
-                FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
-                                 WHERE cohort_id = $c) AS m ON s.user_id = m.user_id
-                WHERE s.h IS DISTINCT FROM m.h""",
-            {"c": cohort_id},
-        )
+    def _diff(self, cohort_id: str) -> dict[str, int]:
+        """Count the delta by kind, computing it into the _delta temp table unless cached."""
+        if self._diffed != cohort_id:
+            # Comparing 64-bit hashes instead of the JSON keeps the join narrow; a collision
+            # could only skip storing a property change, and never changes who is sent.
+            self._con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {_DELTA} AS
+                    SELECT coalesce(s.user_id, m.user_id) AS user_id,
+                           CASE WHEN m.user_id IS NULL THEN 'enter'
+                                WHEN s.user_id IS NULL THEN 'exit' ELSE 'update' END AS kind
+                    FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
+                    FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
+                                     WHERE cohort_id = $c) AS m ON s.user_id = m.user_id
+                    WHERE s.h IS DISTINCT FROM m.h""",
+                {"c": cohort_id},
+            )
+            self._diffed = cohort_id
+        rows = self._con.execute(f"SELECT kind, count(*) FROM {_DELTA} GROUP BY kind").fetchall()
+        return {str(kind): int(n) for kind, n in rows}
+
+    def _split(self, cohort_id: str) -> tuple[int, int]:
+        """Materialize entering and exiting users from the delta, numbered in user_id order."""
         self._con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
                 SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}

@@ -206,6 +206,22 @@ def test_pending_orders_by_sync_then_sequence_and_filters(
     assert [r.message_id for r in store.pending(limit=3)] == ids[:3]
 
 
+def test_plan_is_recomputed_per_cohort_and_after_a_new_snapshot(
+    store: StateStore, tmp_path: Path
+) -> None:
+    push(store, tmp_path / "a.jsonl", {"a": None, "b": None}, "s1")
+    store.bind("coh_2", "Other", STREAM)
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"b": None, "c": None}))
+    assert store.plan(COHORT) == DiffCounts(1, 1, 1, 0, first_sync=False)
+    assert store.plan("coh_2") == DiffCounts(2, 0, 0, 0, first_sync=True)
+    store.load_snapshot(write_jsonl(tmp_path / "c.jsonl", {"c": None}))
+    assert store.plan(COHORT) == DiffCounts(1, 2, 0, 0, first_sync=False)
+    staged = store.stage(
+        cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
+    )
+    assert (staged.entering, staged.exiting) == (1, 2)
+
+
 def test_binding_another_stream_is_refused(store: StateStore) -> None:
     other = "arn:aws:kinesis:us-east-1:123456789012:stream/other"
     with pytest.raises(StateError, match=r"bound to stream .*cohorts.*not .*other"):
@@ -262,7 +278,17 @@ def test_applying_each_sync_reproduces_each_snapshot(sequence: list[dict[str, An
         store.bind(COHORT, NAME, STREAM)
         members: dict[str, Any] = {}
         for index, snapshot in enumerate(sequence):
-            push(store, Path(tmp) / f"{index}.jsonl", snapshot, f"s{index}")
+            store.load_snapshot(write_jsonl(Path(tmp) / f"{index}.jsonl", snapshot))
+            planned = store.plan(COHORT)
+            staged = store.stage(
+                cohort_id=COHORT,
+                cohort_name=NAME,
+                computed_time="1",
+                sync_id=f"s{index}",
+                build=builder(f"s{index}"),
+            )
+            assert (planned.entering, planned.exiting) == (staged.entering, staged.exiting)
+            assert planned.first_sync is (index == 0)
             delta = sent(store.pending(sync_id=f"s{index}"))
             assert not set(delta[True]) & set(members)
             assert set(delta[False]) <= set(members)
