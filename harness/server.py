@@ -14,7 +14,7 @@ from types import TracebackType
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from harness import iam_gaps, world
+from harness import iam_gaps, moto_fixes, world
 from harness.world import MotoWorld
 
 
@@ -49,6 +49,7 @@ def start_server(port: int = 0, host: str = "127.0.0.1", region: str = "us-east-
         # moto's settings and backends are process-global; this process is the server's, so the
         # patches and enforcement apply to everything it serves until stop().
         restore.enter_context(iam_gaps.iam_gaps_installed())
+        restore.enter_context(moto_fixes.moto_fixes_installed())
         # Start from empty backends and leave them empty: the world is the server's alone.
         moto_api_backend.reset()
         restore.callback(moto_api_backend.reset)

@@ -21,7 +21,7 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
 
-from harness import iam_gaps
+from harness import iam_gaps, moto_fixes
 from provisioning import constants as c
 
 CUSTOMER_ADMIN_NAME = "customer-admin"
@@ -249,6 +249,7 @@ def moto_world(region: str = "us-east-1") -> Iterator[MotoWorld]:
         clean_aws_env(),
         mock_aws(),
         iam_gaps.iam_gaps_installed(),
+        moto_fixes.moto_fixes_installed(),
     ):
         world = bootstrap(region, endpoint_url=None)
         with enforcement():
