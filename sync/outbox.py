@@ -61,12 +61,15 @@ class Outbox:
     def add(
         self, sync_id: str, first_sequence: int, records: Iterable[OutgoingRecord]
     ) -> tuple[int, int]:
-        """Insert records numbered from `first_sequence`; return (records, data bytes) added."""
+        """Insert records numbered from `first_sequence`; return (records, bytes) added.
+
+        Bytes are what counts against Kinesis limits: data plus partition key.
+        """
         batch: list[OutgoingRecord] = []
         batch_bytes = count = total_bytes = 0
         for record in records:
             batch.append(record)
-            batch_bytes += len(record.data)
+            batch_bytes += record.size_bytes
             if len(batch) >= INSERT_BATCH_RECORDS or batch_bytes >= INSERT_BATCH_BYTES:
                 self._insert(sync_id, first_sequence + count, batch)
                 count += len(batch)

@@ -220,9 +220,11 @@ class StateStore:
         self._require_bound(cohort_id)
         if self._scalar("SELECT count(*) FROM syncs WHERE sync_id = $s", {"s": sync_id}):
             raise StateError(f"sync_id {sync_id!r}: already staged; every sync needs a new id")
+        # The diff is computed (or reused from plan()) outside the transaction: it is a temp
+        # table that survives a rollback, so a failed stage can be retried without redoing it.
+        self._diff(cohort_id)
         self._con.begin()
         try:
-            self._diff(cohort_id)
             entering, exiting = self._split(cohort_id)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
@@ -252,7 +254,6 @@ class StateStore:
         except BaseException:
             # Any failure, an interrupt included, must leave membership and outbox untouched.
             self._con.rollback()
-            self._diffed = None
             raise
         self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
         self._snapshot, self._diffed = None, None
@@ -269,9 +270,9 @@ class StateStore:
     ) -> StagedSync:
         """What stage() would commit (messages and bytes included), built and then discarded."""
         self._require_snapshot()
+        self._diff(cohort_id)  # outside the transaction, so the rollback keeps it for stage()
         self._con.begin()
         try:
-            self._diff(cohort_id)
             entering, exiting = self._split(cohort_id)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):

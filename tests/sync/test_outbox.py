@@ -44,7 +44,7 @@ def test_add_numbers_records_and_round_trips_them(con: duckdb.DuckDBPyConnection
     staged = records("s", INSERT_BATCH_RECORDS + 3)  # crosses an insert batch boundary
     outbox = Outbox(con)
 
-    assert outbox.add("s", 0, staged) == (len(staged), sum(len(r.data) for r in staged))
+    assert outbox.add("s", 0, staged) == (len(staged), sum(r.size_bytes for r in staged))
 
     assert list(outbox.pending()) == staged
     sequences = [row[0] for row in con.execute("SELECT sequence FROM outbox ORDER BY 1").fetchall()]

@@ -93,7 +93,7 @@ def test_first_sync_sends_everyone(store: StateStore, tmp_path: Path) -> None:
     records = list(store.pending())
     assert [r.message_id for r in records] == ["sync-1:0", "sync-1:1"]
     assert sent(records) == {True: {"u1": {"city": "SF"}, "u2": None, "u3": {"n": 3}}, False: {}}
-    assert staged.bytes == sum(len(r.data) for r in records)
+    assert staged.bytes == sum(r.size_bytes for r in records)
 
 
 def test_second_sync_sends_only_changes_with_last_known_properties(
@@ -220,6 +220,23 @@ def test_plan_is_recomputed_per_cohort_and_after_a_new_snapshot(
         cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
     )
     assert (staged.entering, staged.exiting) == (1, 2)
+
+
+def test_preview_builds_everything_and_keeps_nothing(store: StateStore, tmp_path: Path) -> None:
+    push(store, tmp_path / "a.jsonl", {"a": {"p": 1}, "b": None}, "s1")
+    before = (list(store.members(COHORT)), [r.message_id for r in store.pending()])
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"b": None, "c": None, "d": None}))
+
+    previewed = store.preview(
+        cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
+    )
+
+    assert (list(store.members(COHORT)), [r.message_id for r in store.pending()]) == before
+    staged = store.stage(
+        cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
+    )
+    assert previewed == staged
+    assert (staged.entering, staged.exiting, staged.messages) == (2, 1, 2)
 
 
 def test_binding_another_stream_is_refused(store: StateStore) -> None:
