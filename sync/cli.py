@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from provisioning.errors import ProvisioningError
 from sync import commands
 from sync.errors import SyncError
 from sync.limits import DEFAULT_MAX_TRIES, DEFAULT_SENDERS, DEFAULT_USERS_PER_MESSAGE
@@ -297,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except SyncError as exc:
+    except (SyncError, ProvisioningError) as exc:
         print(f"cohort-sync: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -42,12 +42,15 @@ def _write_private(path: Path, document: Any) -> None:
 
 def local_serve(args: argparse.Namespace) -> int:
     """`local serve`: moto with the harness's IAM behaviour (and faults) until interrupted."""
-    from harness.faults import FaultPlan, faults_installed
+    from harness.faults import FaultPlan, FaultSpecError, faults_installed
     from harness.server import serve_forever
 
     args.world_file.parent.mkdir(parents=True, exist_ok=True)
     if args.faults:
-        plan = FaultPlan.parse(args.faults)
+        try:
+            plan = FaultPlan.parse(args.faults)
+        except FaultSpecError as exc:
+            raise SyncError(f"--faults {args.faults!r}: {exc}") from exc
         with faults_installed(plan):
             _print(f"faults: {plan.to_spec()}")
             serve_forever(args.port, world_file=args.world_file)

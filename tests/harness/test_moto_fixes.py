@@ -19,7 +19,9 @@ def _concurrent_puts(puts: int) -> int:
         def put(index: int) -> None:
             kinesis.put_records(
                 StreamName="one",
-                Records=[{"Data": f"{index}-{n}".encode(), "PartitionKey": "k"} for n in range(500)],
+                Records=[
+                    {"Data": f"{index}-{n}".encode(), "PartitionKey": "k"} for n in range(500)
+                ],
             )
 
         with ThreadPoolExecutor(4) as pool:

@@ -1,0 +1,3 @@
+"""The suite uses the harness's fixtures exactly as a customer's tests would."""
+
+pytest_plugins = ["harness.pytest_plugin"]

@@ -1,0 +1,130 @@
+"""`cohort-sync local serve` and `local up` as a customer runs them: separate processes, HTTP."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from harness.world import MotoWorld
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cohort_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    world_file = tmp_path / "world.json"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sync",
+            "local",
+            "serve",
+            "--port",
+            "0",
+            "--world-file",
+            str(world_file),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), server.stderr.read() if server.stderr else url
+        assert server.stdout.readline().strip() == f"world: {world_file}"
+        yield url, world_file
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_local_up_against_local_serve(served: tuple[str, Path], tmp_path: Path) -> None:
+    url, world_file = served
+    out = tmp_path / "destination.json"
+
+    result = cohort_sync(
+        "local",
+        "up",
+        "--stack",
+        "example",
+        "--endpoint-url",
+        url,
+        "--world-file",
+        str(world_file),
+        "--out",
+        str(out),
+        "--config",
+        "externalId=ext-0042",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Plan: 5 to create." in result.stdout
+    assert "Applied: 5 resources created." in result.stdout
+    assert "  Stream Name  amplitude-cohorts-example" in result.stdout
+    assert result.stdout.count("  PASS  ") == 7 and "FAIL" not in result.stdout
+    assert "ext-0042" not in result.stdout  # the external ID only goes to the 0600 file
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    outputs = json.loads(out.read_text())
+    assert outputs["externalId"] == "ext-0042"
+
+    # THEN over HTTP, from this process, the same checks hold
+    world = MotoWorld.from_json({**json.loads(world_file.read_text()), "endpoint_url": url})
+    sts = world.client("sts", world.amplitude)
+    with pytest.raises(ClientError) as caught:
+        sts.assume_role(RoleArn=outputs["roleArn"], RoleSessionName="no-external-id")
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    creds = sts.assume_role(
+        RoleArn=outputs["roleArn"], RoleSessionName="amplitude", ExternalId="ext-0042"
+    )["Credentials"]
+    kinesis = boto3.client(
+        "kinesis",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    assert kinesis.put_record(StreamARN=outputs["streamArn"], Data=b"{}", PartitionKey="k")
+    with pytest.raises(ClientError) as caught:
+        kinesis.describe_stream(StreamName="amplitude-cohorts-example")
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_local_up_embedded_proves_the_role() -> None:
+    result = cohort_sync("local", "up", "--config", "streamName=embedded-check")
+
+    assert result.returncode == 0, result.stderr
+    assert "+ aws:kinesis/stream:Stream  cohort-stream" in result.stdout
+    assert "PASS  Amplitude assumes the role" in result.stdout
+    assert "PASS  a principal of account 111122223333 is refused" in result.stdout
+
+
+def test_local_up_bad_config_creates_nothing() -> None:
+    result = cohort_sync("local", "up", "--config", "retentionHours=1", "--config", "shardCount=2")
+
+    assert result.returncode == 2
+    assert "invalid stack configuration (2 problems)" in result.stderr
+    assert "retentionHours 1: must be between 24 and 8760" in result.stderr
+    assert "Applied" not in result.stdout

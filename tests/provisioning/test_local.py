@@ -1,0 +1,156 @@
+"""The local apply engine creates what the program declares, as the AWS provider would."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.world import MotoWorld
+from provisioning import local
+from provisioning.errors import ConfigError, UnsupportedResourceError
+from provisioning.runner import run_program
+from provisioning.stack import StackConfig, apply, load_stack_config, parse_overrides
+
+pytestmark = pytest.mark.integration
+BOUNDARY_DOC = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "kinesis:PutRecords", "Resource": "*"}],
+}
+
+
+def test_apply_creates_every_resource_with_its_properties(moto_world: MotoWorld) -> None:
+    # GIVEN a boundary policy and a stack using most knobs
+    iam = moto_world.client("iam", moto_world.customer_admin)
+    boundary = iam.create_policy(PolicyName="boundary", PolicyDocument=json.dumps(BOUNDARY_DOC))
+    config = StackConfig(
+        stack="dev",
+        values={
+            "streamName": "cohorts-dev",
+            "streamMode": "PROVISIONED",
+            "shardCount": "2",
+            "retentionHours": "72",
+            "rolePath": "/amplitude/",
+            "maxSessionSeconds": "7200",
+            "permissionsBoundaryArn": boundary["Policy"]["Arn"],
+            "tags": {"team": "growth"},
+        },
+    )
+
+    # WHEN the program is applied
+    run = apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+
+    # THEN AWS holds what the program declared
+    kinesis = moto_world.client("kinesis", moto_world.customer_admin)
+    summary = kinesis.describe_stream_summary(StreamName="cohorts-dev")["StreamDescriptionSummary"]
+    assert summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    assert summary["OpenShardCount"] == 2
+    assert summary["RetentionPeriodHours"] == 72
+    assert (summary["EncryptionType"], summary["KeyId"]) == ("KMS", "alias/aws/kinesis")
+    tags = kinesis.list_tags_for_stream(StreamName="cohorts-dev")["Tags"]
+    assert tags == [{"Key": "team", "Value": "growth"}]
+
+    role = iam.get_role(RoleName="amplitude-kinesis-cohort")["Role"]
+    assert role["Path"] == "/amplitude/"
+    assert role["MaxSessionDuration"] == 7200
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary["Policy"]["Arn"]
+    assert role["Tags"] == [{"Key": "team", "Value": "growth"}]
+    attached = iam.list_attached_role_policies(RoleName="amplitude-kinesis-cohort")
+    (policy,) = attached["AttachedPolicies"]
+    assert re.fullmatch(r"cohort-write-[0-9a-f]{7}", policy["PolicyName"])  # auto-named
+    assert policy["PolicyArn"] == run.outputs["policyArn"]
+    assert run.outputs["streamArn"] == summary["StreamARN"]
+    assert run.outputs["roleArn"] == role["Arn"]
+
+
+def test_encryption_none_leaves_the_stream_unencrypted(moto_world: MotoWorld) -> None:
+    config = StackConfig(stack="dev", values={"encryption": "NONE"})
+
+    apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+
+    kinesis = moto_world.client("kinesis", moto_world.customer_admin)
+    summary = kinesis.describe_stream_summary(StreamName="amplitude-cohorts")
+    assert summary["StreamDescriptionSummary"]["EncryptionType"] == "NONE"
+
+
+def test_unsupported_resource_type_is_named(moto_world: MotoWorld, tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    program.write_text(
+        "import pulumi_aws as aws\n"
+        "aws.kinesis.Stream('s', name='s', shard_count=1)\n"
+        "aws.sqs.Queue('q')\n"
+    )
+    engine = local.LocalApply(moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+
+    with pytest.raises(UnsupportedResourceError) as caught:
+        run_program(engine, stack="dev", program=program)
+
+    assert str(caught.value).startswith("resource type 'aws:sqs/queue:Queue' (resource 'q'):")
+    assert "aws:kinesis/stream:Stream" in str(caught.value)
+
+
+def test_aws_refusal_names_the_resource(moto_world: MotoWorld) -> None:
+    # GIVEN the role already exists
+    moto_world.client("iam", moto_world.customer_admin).create_role(
+        RoleName="amplitude-kinesis-cohort", AssumeRolePolicyDocument="{}"
+    )
+
+    with pytest.raises(local.ApplyError) as caught:
+        apply(
+            StackConfig(stack="dev"),
+            session=moto_world.customer_admin.session("us-east-1"),
+            region="us-east-1",
+        )
+
+    assert str(caught.value).startswith(
+        "creating aws:iam/role:Role 'cohort-role' failed: EntityAlreadyExists:"
+    )
+
+
+STACK_FILE = """
+config:
+  aws:region: eu-west-1
+  amplitude-kinesis-cohort:streamName: from-file
+  amplitude-kinesis-cohort:tags:
+    team: data
+  amplitude-kinesis-cohort:externalId:
+    secure: v1:AAAABBBBCCCC
+"""
+
+
+def test_stack_file_secret_must_be_supplied(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.prod.yaml").write_text(STACK_FILE)
+
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config("prod", project_dir=tmp_path, environ={})
+
+    assert caught.value.problems == [
+        "externalId (secret in Pulumi.prod.yaml): the file holds it encrypted and only the "
+        "Pulumi CLI can decrypt it; supply it with --config externalId=... or "
+        "$COHORT_SECRET_externalId"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "environ"),
+    [({"externalId": "from-flag"}, {}), ({}, {"COHORT_SECRET_externalId": "from-flag"})],
+)
+def test_stack_file_plus_supplied_secret(
+    tmp_path: Path, overrides: dict[str, str], environ: dict[str, str]
+) -> None:
+    (tmp_path / "Pulumi.prod.yaml").write_text(STACK_FILE)
+
+    config = load_stack_config("prod", project_dir=tmp_path, overrides=overrides, environ=environ)
+
+    assert config.region == "eu-west-1"
+    assert config.values["streamName"] == "from-file"
+    assert config.values["tags"] == {"team": "data"}
+    assert config.values["externalId"] == "from-flag"
+    assert config.secret_keys == {"externalId"}
+
+
+def test_overrides_must_be_key_value() -> None:
+    assert parse_overrides(["streamName=a", "tags={}"]) == {"streamName": "a", "tags": "{}"}
+    with pytest.raises(ConfigError) as caught:
+        parse_overrides(["streamName"])
+    assert caught.value.problems == ["--config 'streamName': must be key=value"]
