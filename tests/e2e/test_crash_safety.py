@@ -1,0 +1,365 @@
+"""`cohort-sync push` killed with SIGKILL at 20 points, resumed each time, loses nothing.
+
+The moto server runs in this process, so the kill can be pulled from inside the server at exact
+points (the n-th PutRecords, before or after its records land) as well as on timers during
+validation and staging. Resumption is `push` of the same snapshot again, or `replay`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from moto.core.responses import BaseResponse
+
+from harness.server import ServedWorld, start_server
+from harness.world import MotoWorld
+from provisioning.stack import StackConfig, apply
+from sync.limits import MAX_PUT_RECORDS_COUNT
+from sync.state import StateStore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+COHORT_ID = "crash01"
+SEED = 2026
+KILLS = 20
+USERS_PER_MESSAGE = 10
+RUN_TIMEOUT_SECONDS = 30
+VALIDATION, STAGING, SENDING = "validation", "staging", "sending"
+# Each snapshot is a set of user numbers; properties derive from the number, so a user's
+# properties never change while it stays (changes of staying users are stored, not sent).
+SNAPSHOTS: tuple[frozenset[int], ...] = (
+    frozenset(range(0, 30_000)),
+    frozenset(range(5_000, 30_000)) | frozenset(range(30_000, 35_000)),
+    frozenset(range(10_000, 30_000)) | frozenset(range(32_000, 40_000)),
+)
+KILLS_PER_SNAPSHOT = (7, 7, 6)
+COMPUTED_TIMES = ("1700000000", "1700086400", "1700172800")
+
+
+def user_id(number: int) -> str:
+    return f"user-{number:06d}"
+
+
+def properties(number: int) -> dict[str, str] | None:
+    return None if number % 7 == 0 else {"plan": f"p{number % 3}", "city": f"c{number % 11}"}
+
+
+def write_snapshot(path: Path, users: frozenset[int]) -> Path:
+    with path.open("w", encoding="utf-8") as handle:
+        for number in sorted(users):
+            row = {"user_id": user_id(number), "user_properties": properties(number)}
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+@dataclass
+class Tripwire:
+    """Pulls SIGKILL on the armed child from inside the server, or on a timer."""
+
+    pid: int | None = None
+    phase: str = ""
+    put_number: int = 0
+    after_landing: bool = False
+    delay_seconds: float = 0.0
+    fired_at: str = ""
+    started: float = 0.0
+    seen: dict[str, float] = field(default_factory=dict)
+    puts: int = 0
+    _timer: threading.Timer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arm(
+        self, pid: int, phase: str, *, delay: float = 0.0, put: int = 0, landed: bool = False
+    ) -> None:
+        with self._lock:
+            self.pid, self.phase, self.delay_seconds = pid, phase, delay
+            self.put_number, self.after_landing = put, landed
+            self.fired_at, self.seen, self.puts = "", {}, 0
+            self.started = time.monotonic()
+        if phase == VALIDATION:
+            self._start_timer(delay)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.pid = None
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def kill(self, where: str) -> bool:
+        with self._lock:
+            if self.pid is None or self.fired_at:
+                return False
+            os.kill(self.pid, signal.SIGKILL)
+            self.fired_at = where
+            return True
+
+    def _start_timer(self, delay: float) -> None:
+        timer = threading.Timer(delay, self.kill, args=(f"timer {delay:.3f}s",))
+        timer.daemon = True
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = timer
+        timer.start()
+
+    def call_action(self, response: BaseResponse, original: Callable[[BaseResponse], Any]) -> Any:
+        action = response._get_action()
+        with self._lock:
+            armed = self.pid is not None and not self.fired_at
+            self.seen.setdefault(action, time.monotonic() - self.started)
+            if action == "PutRecords":
+                self.puts += 1
+            number = self.puts
+        if armed and self.phase == VALIDATION and action == "AssumeRole":
+            self.kill("AssumeRole arrived")  # validation is over: stop at its very end
+            return 500, {}, "killed"
+        if armed and self.phase == STAGING and action == "PutRecords":
+            self.kill("first PutRecords arrived")
+            return 500, {}, "killed"
+        landed = armed and self.phase == SENDING and action == "PutRecords"
+        landed = landed and number == self.put_number
+        if landed and not self.after_landing:
+            self.kill(f"PutRecords #{number} before landing")
+            return 500, {}, "killed"
+        result = original(response)
+        if landed:
+            self.kill(f"PutRecords #{number} after landing")
+        elif armed and self.phase == STAGING and action == "SimulatePrincipalPolicy":
+            self._start_timer(self.delay_seconds)  # preflight done: staging begins
+        return result
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[ServedWorld, Tripwire]]:
+    tripwire = Tripwire()
+    original = BaseResponse.call_action
+
+    def patched(self: BaseResponse) -> Any:
+        return tripwire.call_action(self, original)
+
+    with start_server() as server, mock.patch.object(BaseResponse, "call_action", patched):
+        yield server, tripwire
+
+
+@dataclass
+class Crash:
+    """Everything one crash-test run needs, and the runs it made."""
+
+    world: MotoWorld
+    tripwire: Tripwire
+    tmp: Path
+    rng: random.Random
+    kills: list[tuple[str, str, str]] = field(default_factory=list)
+    estimates: dict[str, float] = field(default_factory=lambda: {VALIDATION: 0.5, STAGING: 0.2})
+
+    @property
+    def destination(self) -> Path:
+        return self.tmp / "destination.json"
+
+    @property
+    def state(self) -> Path:
+        return self.tmp / "state.duckdb"
+
+    def env(self, who: str = "amplitude") -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        creds = self.world.amplitude if who == "amplitude" else self.world.customer_admin
+        env.update(
+            AWS_ENDPOINT_URL=str(self.world.endpoint_url),
+            AWS_DEFAULT_REGION=self.world.region,
+            AWS_ACCESS_KEY_ID=creds.access_key_id,
+            AWS_SECRET_ACCESS_KEY=creds.secret_access_key,
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        )
+        return env
+
+    def push_args(self, index: int) -> list[str]:
+        return [
+            "push",
+            "--destination",
+            str(self.destination),
+            "--cohort-id",
+            COHORT_ID,
+            "--cohort-name",
+            "Crash Cohort",
+            "--state",
+            str(self.state),
+            "--max-users-per-message",
+            str(USERS_PER_MESSAGE),
+            "--computed-time",
+            COMPUTED_TIMES[index],
+            str(self.tmp / f"snapshot-{index}.jsonl"),
+        ]
+
+    def replay_args(self) -> list[str]:
+        return ["replay", "--destination", str(self.destination), "--state", str(self.state)]
+
+    def cli(self, args: list[str], who: str = "amplitude") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sync", *args],
+            cwd=REPO,
+            env=self.env(who),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    def outbox(self) -> tuple[int, set[str]]:
+        """Records pending, and the computed times of the syncs staged so far."""
+        if not self.state.exists():
+            return 0, set()
+        with StateStore(self.state) as store:
+            pending = store.outbox_counts().pending
+            times = store.connection.execute("SELECT computed_time FROM syncs").fetchall()
+        return pending, {str(row[0]) for row in times}
+
+    def killed_run(self, index: int, phase: str) -> None:
+        """Start one run, arm the tripwire for `phase`, and insist the run died by SIGKILL."""
+        pending, staged_times = self.outbox()
+        staged = COMPUTED_TIMES[index] in staged_times
+        to_send = pending + (0 if staged else diff_records(index))
+        if phase == SENDING and to_send == 0:
+            phase = VALIDATION  # nothing left to send: die validating instead
+        replay = phase == SENDING and pending > 0 and self.rng.random() < 0.5
+        args = self.replay_args() if replay else self.push_args(index)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sync", *args],
+            cwd=REPO,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        sending_calls = math.ceil((pending if replay else to_send) / MAX_PUT_RECORDS_COUNT)
+        self.tripwire.arm(
+            process.pid,
+            phase,
+            delay=self.rng.uniform(0.0, self.estimates.get(phase, 0.0)),
+            put=self.rng.randint(1, max(1, sending_calls)),
+            landed=self.rng.random() < 0.5,
+        )
+        try:
+            _, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+        finally:
+            self.tripwire.disarm()
+        assert process.returncode == -signal.SIGKILL, (phase, self.tripwire.fired_at, stderr)
+        self.learn()
+        command = "replay" if replay else f"push {index}"
+        self.kills.append((command, phase, self.tripwire.fired_at))
+
+    def learn(self) -> None:
+        """Keep the timers' ranges near how long validation and staging really take."""
+        seen = self.tripwire.seen
+        if "AssumeRole" in seen:
+            self.estimates[VALIDATION] = seen["AssumeRole"]
+        if "SimulatePrincipalPolicy" in seen and "PutRecords" in seen:
+            self.estimates[STAGING] = seen["PutRecords"] - seen["SimulatePrincipalPolicy"]
+
+
+def diff_records(index: int) -> int:
+    before = SNAPSHOTS[index - 1] if index else frozenset()
+    entering, exiting = SNAPSHOTS[index] - before, before - SNAPSHOTS[index]
+    return sum(math.ceil(len(users) / USERS_PER_MESSAGE) for users in (entering, exiting))
+
+
+def read_stream(world: MotoWorld, stream_arn: str) -> list[bytes]:
+    """Every record the stream holds, read with the customer's credentials."""
+    kinesis = world.client("kinesis", world.customer_admin)
+    data: list[bytes] = []
+    for shard in kinesis.list_shards(StreamARN=stream_arn)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamARN=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10_000)
+            data.extend(record["Data"] for record in page["Records"])
+            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = page.get("NextShardIterator")
+    return data
+
+
+def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
+    served: tuple[ServedWorld, Tripwire], tmp_path: Path
+) -> None:
+    server, tripwire = served
+    world = server.world
+    # GIVEN the stack applied to the server, three snapshots and a seeded kill plan
+    applied = apply(
+        StackConfig(stack="crash"),
+        session=world.customer_admin.session(world.region),
+        region=world.region,
+        endpoint_url=server.url,
+    )
+    crash = Crash(world, tripwire, tmp_path, random.Random(SEED))
+    crash.destination.write_text(json.dumps(applied.outputs))
+    for index, users in enumerate(SNAPSHOTS):
+        write_snapshot(tmp_path / f"snapshot-{index}.jsonl", users)
+    phases = [VALIDATION, STAGING, SENDING]
+
+    # WHEN every snapshot's push is killed again and again, then allowed to finish
+    for index, kills in enumerate(KILLS_PER_SNAPSHOT):
+        plan = [phases[n % 3] for n in range(kills)]
+        crash.rng.shuffle(plan)
+        for phase in plan:
+            crash.killed_run(index, phase)
+        finished = crash.cli(crash.push_args(index))
+        assert finished.returncode == 0, finished.stderr
+        assert "NOT DELIVERED" not in finished.stdout
+    drained = crash.cli(crash.replay_args())
+
+    # THEN the outbox is empty and every kill point was used
+    assert (drained.returncode, drained.stdout.strip()) == (0, "outbox empty: nothing to replay")
+    assert len(crash.kills) == KILLS
+    by_phase = Counter(phase for _, phase, _ in crash.kills)
+    assert set(by_phase) == {VALIDATION, STAGING, SENDING}, crash.kills
+    landed_kills = [k for k in crash.kills if k[2].endswith("after landing")]
+
+    # AND each message id carries the one payload its outbox row holds, however often it was sent
+    with StateStore(crash.state) as store:
+        rows = store.connection.execute("SELECT message_id, data, acked FROM outbox").fetchall()
+    outbox = {str(message_id): bytes(data) for message_id, data, _ in rows}
+    assert all(acked for _, _, acked in rows)
+    assert len(outbox) == sum(diff_records(i) for i in range(len(SNAPSHOTS)))
+    payloads: dict[str, set[bytes]] = defaultdict(set)
+    sent = Counter[str]()
+    for data in read_stream(world, applied.outputs["streamArn"]):
+        message_id = json.loads(data)["message_id"]
+        payloads[message_id].add(data)
+        sent[message_id] += 1
+    assert set(payloads) == set(outbox)
+    assert all(payloads[m] == {outbox[m]} for m in outbox)
+    if landed_kills:
+        # records that landed before their push died were sent again, under the same id
+        assert max(sent.values()) > 1
+
+    # AND the consumer's membership is exactly the last snapshot
+    consumer_state = tmp_path / "consumer.sqlite"
+    common = ["--destination", str(crash.destination), "--state", str(consumer_state)]
+    consumed = crash.cli(["consume", *common, "--from-start", "--until-idle"], who="customer")
+    assert consumed.returncode == 0, consumed.stderr
+    listed = crash.cli(
+        ["members", "--state", str(consumer_state), "--cohort-id", COHORT_ID, "--format", "jsonl"]
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows_out = [json.loads(line) for line in listed.stdout.splitlines()]
+    got = {row["user_id"]: row["user_properties"] for row in rows_out}
+    want = {user_id(n): properties(n) for n in SNAPSHOTS[-1]}
+    assert got == want
