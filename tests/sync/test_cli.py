@@ -1,0 +1,152 @@
+"""The CLI's own behaviour in a moto world: preflight, watch cadences, consume and members."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.pytest_plugin import AppliedDestination
+from harness.world import Credentials
+from sync import commands
+from sync.cli import main
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def destination_file(cohort_destination: AppliedDestination, tmp_path: Path) -> Path:
+    path = tmp_path / "destination.json"
+    path.write_text(json.dumps(cohort_destination.outputs))
+    return path
+
+
+def act_as(monkeypatch: pytest.MonkeyPatch, who: Credentials) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", who.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", who.secret_access_key)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+
+
+def push_args(destination: Path, state: Path, snapshot: str) -> list[str]:
+    return [
+        "--destination",
+        str(destination),
+        "--state",
+        str(state),
+        "--cohort-id",
+        "gs72ns",
+        "--cohort-name",
+        "Test Cohort",
+        str(EXAMPLES / snapshot),
+    ]
+
+
+def test_preflight_passes_for_amplitude(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    act_as(monkeypatch, cohort_destination.world.amplitude)
+
+    assert main(["preflight", "--destination", str(destination_file)]) == 0
+
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 4
+    assert "kinesis:PutRecords on arn:aws:kinesis:us-east-1:123456789012:stream/" in out
+
+
+def test_preflight_fails_for_a_stranger(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    act_as(monkeypatch, cohort_destination.world.customer_admin)
+
+    assert main(["preflight", "--destination", str(destination_file)]) == 2
+
+    err = capsys.readouterr().err
+    assert "cohort-sync: error:" in err
+    assert "AccessDenied" in err
+    assert "arn:aws:iam::123456789012:role/amplitude-kinesis-cohort" in err
+
+
+def test_watch_pushes_each_tick_then_consume_and_members(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a watch over a snapshot file that changes between ticks
+    snapshot = tmp_path / "cohort.csv"
+    snapshot.write_text((EXAMPLES / "day1.csv").read_text())
+    sleeps: list[float] = []
+
+    def next_day(seconds: float) -> None:
+        sleeps.append(seconds)
+        snapshot.write_text((EXAMPLES / "day2.csv").read_text())
+
+    monkeypatch.setattr(commands.time, "sleep", next_day)
+    act_as(monkeypatch, cohort_destination.world.amplitude)
+    state = tmp_path / "state.duckdb"
+    args = [*push_args(destination_file, state, "unused")[:-1], str(snapshot)]
+
+    # WHEN it runs two hourly ticks
+    assert main(["watch", *args, "--every", "1h", "--ticks", "2", "--json"]) == 0
+
+    # THEN the first tick sent the whole cohort and the second only the changes
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["entered"], r["exited"]) for r in reports] == [(6, 0), (3, 2)]
+    assert len(sleeps) == 1 and 3590 < sleeps[0] <= 3600
+
+    # AND the customer, with their own credentials, consumes exactly day 2
+    act_as(monkeypatch, cohort_destination.world.customer_admin)
+    consumer_state = tmp_path / "consumer.sqlite"
+    consume = ["consume", "--destination", str(destination_file), "--state", str(consumer_state)]
+    assert main([*consume, "--from-start", "--until-idle", "--json"]) == 0
+    consumed = json.loads(capsys.readouterr().out)
+    assert consumed["applied"] == 3 and consumed["quarantined"] == 0
+    members = ["members", "--state", str(consumer_state), "--cohort-id", "gs72ns"]
+    assert main([*members, "--format", "csv"]) == 0
+    got = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    want = list(csv.DictReader((EXAMPLES / "day2.csv").open(encoding="utf-8")))
+    assert [row["user_id"] for row in got] == [row["user_id"] for row in want]
+    assert [json.loads(row["user_properties"]) for row in got] == [
+        {k: v for k, v in row.items() if k != "user_id"} for row in want
+    ]
+
+
+def test_real_time_refuses_cohorts_over_amplitudes_limit(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The limit is 1,000,000 users; a smaller one exercises the same rule without the data.
+    monkeypatch.setattr(commands, "REAL_TIME_MAX_COHORT_USERS", 5)
+    act_as(monkeypatch, cohort_destination.world.amplitude)
+    args = push_args(destination_file, tmp_path / "state.duckdb", "day1.csv")
+
+    assert main(["watch", *args, "--every", "1m", "--ticks", "1"]) == 2
+
+    err = capsys.readouterr().err
+    assert "6 users; real-time sync supports at most 5 users (Amplitude's limit)" in err
+    assert "use --every 1h or --allow-large-realtime" in err
+    assert main(["watch", *args, "--every", "1m", "--ticks", "1", "--allow-large-realtime"]) == 0
+
+
+def test_members_without_state_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.sqlite"
+
+    assert main(["members", "--state", str(missing), "--cohort-id", "x"]) == 2
+
+    assert f"--state {missing}: no such consumer state file; run `consume` first" in (
+        capsys.readouterr().err
+    )
