@@ -357,16 +357,19 @@ class StateStore:
 
     def _split(self, cohort_id: str) -> tuple[int, int]:
         """Materialize entering and exiting users from the delta, numbered in user_id order."""
+        # Stored in rn order, so each page's rn range is pruned by DuckDB's zone maps.
         self._con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
                 SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}
-                WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')"""
+                WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')
+                ORDER BY rn"""
         )
         self._con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_EXITING} AS
                 SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM membership
                 WHERE cohort_id = $c
-                  AND user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'exit')""",
+                  AND user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'exit')
+                ORDER BY rn""",
             {"c": cohort_id},
         )
         return (
@@ -375,17 +378,19 @@ class StateStore:
         )
 
     def _users(self, table: str) -> Iterator[str]:
+        # rn runs 1..N without gaps, so a page is a closed range: no LIMIT, no top-N over the
+        # rest of the table (`rn > $a ORDER BY rn LIMIT $n` made paging quadratic).
         after = 0
         while True:
             rows = self._con.execute(
-                f"SELECT rn, user_json FROM {table} WHERE rn > $a ORDER BY rn LIMIT $n",
+                f"SELECT user_json FROM {table} WHERE rn BETWEEN $a + 1 AND $a + $n ORDER BY rn",
                 {"a": after, "n": USERS_PER_PAGE},
             ).fetchall()
-            for _, user_json in rows:
+            for (user_json,) in rows:
                 yield str(user_json)
             if len(rows) < USERS_PER_PAGE:
                 return
-            after = int(rows[-1][0])
+            after += USERS_PER_PAGE
 
     def _replace_membership(self, cohort_id: str) -> None:
         # Only changed rows are rewritten, so a 1% churn sync writes 1% of the cohort.
