@@ -58,6 +58,39 @@ class PushReport:
     failed: tuple[str, ...] = field(default_factory=tuple)
     pending_left: int = 0
 
+    @classmethod
+    def delivered(
+        cls,
+        delivery: DeliveryReport,
+        *,
+        started: float,
+        pending_left: int,
+        messages: int,
+        cohort_id: str | None = None,
+        sync_id: str | None = None,
+        snapshot_users: int = 0,
+        entered: int = 0,
+        exited: int = 0,
+    ) -> PushReport:
+        """The report of a run that staged `messages` and then delivered as `delivery` says."""
+        return cls(
+            cohort_id=cohort_id,
+            sync_id=sync_id,
+            dry_run=False,
+            snapshot_users=snapshot_users,
+            entered=entered,
+            exited=exited,
+            messages=messages,
+            records=delivery.records_sent,
+            bytes=delivery.bytes_sent,
+            put_records_calls=delivery.put_records_calls,
+            retries=delivery.retries,
+            throttles=delivery.throttles,
+            seconds=time.perf_counter() - started,
+            failed=delivery.failed,
+            pending_left=pending_left,
+        )
+
     @property
     def ok(self) -> bool:
         """True when nothing is left undelivered."""
@@ -250,19 +283,19 @@ def run_push(
                 ),
             )
             return PushReport(
-                request.cohort_id,
-                None,
-                True,
-                users,
-                counts.entering,
-                counts.exiting,
-                planned.messages,
-                0,
-                planned.bytes,
-                0,
-                0,
-                0,
-                time.perf_counter() - started,
+                cohort_id=request.cohort_id,
+                sync_id=None,
+                dry_run=True,
+                snapshot_users=users,
+                entered=counts.entering,
+                exited=counts.exiting,
+                messages=planned.messages,
+                records=0,
+                bytes=planned.bytes,
+                put_records_calls=0,
+                retries=0,
+                throttles=0,
+                seconds=time.perf_counter() - started,
             )
         session = connect()
         if check is not None and not request.skip_preflight:
@@ -280,22 +313,16 @@ def run_push(
                 store, kinesis, dest.stream_arn, request.options, on_progress=on_progress
             )
         left = store.outbox_counts().pending
-    return PushReport(
-        request.cohort_id,
-        staged.sync_id,
-        False,
-        users,
-        staged.entering,
-        staged.exiting,
-        staged.messages,
-        delivery.records_sent,
-        delivery.bytes_sent,
-        delivery.put_records_calls,
-        delivery.retries,
-        delivery.throttles,
-        time.perf_counter() - started,
-        delivery.failed,
-        left,
+    return PushReport.delivered(
+        delivery,
+        started=started,
+        pending_left=left,
+        messages=staged.messages,
+        cohort_id=request.cohort_id,
+        sync_id=staged.sync_id,
+        snapshot_users=users,
+        entered=staged.entering,
+        exited=staged.exiting,
     )
 
 
@@ -315,7 +342,9 @@ def run_replay(
     with StateStore(state) as store:
         waiting = store.outbox_counts().pending
         if waiting == 0:
-            return PushReport(None, None, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+            return PushReport.delivered(
+                DeliveryReport(0, 0, 0, 0, 0, (), 0.0), started=started, pending_left=0, messages=0
+            )
         kinesis = connect().client(
             "kinesis", region_name=destination.region, endpoint_url=endpoint_url
         )
@@ -324,20 +353,4 @@ def run_replay(
                 store, kinesis, destination.stream_arn, options, on_progress=on_progress
             )
         left = store.outbox_counts().pending
-    return PushReport(
-        None,
-        None,
-        False,
-        0,
-        0,
-        0,
-        waiting,
-        delivery.records_sent,
-        delivery.bytes_sent,
-        delivery.put_records_calls,
-        delivery.retries,
-        delivery.throttles,
-        time.perf_counter() - started,
-        delivery.failed,
-        left,
-    )
+    return PushReport.delivered(delivery, started=started, pending_left=left, messages=waiting)
