@@ -1,0 +1,241 @@
+"""Push benchmark: a full run_push of an N-user cohort versus the bare PutRecords transport floor.
+
+Run: .venv/bin/python -m bench.push_bench [--users 1000000] [--shards 4] [--senders 4]
+
+Both sides run in one process against in-process moto (mock_aws, with harness.moto_fixes so
+concurrent puts lose nothing), each into a fresh stream of the same shape.
+
+(b) the push: a CSV snapshot of N users with two properties each is written before the clock
+starts; timed is `run_push` with a fresh state file and preflight skipped: validate and load the
+snapshot, diff, build and stage every message, deliver with the Publisher, ack.
+
+(a) the floor: the exact records (data and partition key) the push staged, read back from its
+outbox, packed into the fewest PutRecords requests the limits allow (500 records, 5 MiB with
+partition keys) and sent with a bare boto3 client. The floor is the faster of two sends: one
+after another, and with the push's `senders` concurrent calls; so neither our batching nor our
+concurrency can make the floor look slower than moving those bytes can be.
+
+The 10M x 10M diff at 1% churn (<= 5 s, <= 1.5 GB) is bench.diff_bench's job, not this one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+from moto import mock_aws
+
+from harness.moto_fixes import moto_fixes_installed
+from sync.destination import Destination
+from sync.limits import DEFAULT_SENDERS, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT
+from sync.push import DeliveryOptions, PushReport, PushRequest, run_push
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+COHORT = "bench-cohort"
+COMPUTED_TIME = "1700000000"
+RATIO_TARGET = 1.25
+CALLS_TARGET = 1.02
+
+Record = tuple[bytes, str]  # (data, partition key)
+
+
+def write_snapshot(path: Path, users: int) -> None:
+    """A CSV snapshot: user_id plus two properties, `plan` and `n`, for every user."""
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"""COPY (SELECT 'user-' || lpad(i::VARCHAR, 10, '0') AS user_id,
+                             'p' || (i % 7) AS plan, (i % 1000)::VARCHAR AS n
+                      FROM range({int(users)}) AS t(i))
+                TO '{path}' (HEADER, DELIMITER ',')"""
+        )
+    finally:
+        con.close()
+
+
+def create_stream(kinesis: Any, name: str, shards: int) -> str:
+    """A fresh stream; its ARN once it is active."""
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+    summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    return str(summary["StreamARN"])
+
+
+def staged_records(state: Path) -> list[Record]:
+    """Every record the push staged, in outbox order, as sent."""
+    con = duckdb.connect(str(state), read_only=True)
+    try:
+        rows = con.execute("SELECT data, partition_key FROM outbox ORDER BY sequence").fetchall()
+    finally:
+        con.close()
+    return [(bytes(data), str(key)) for data, key in rows]
+
+
+def size_of(record: Record) -> int:
+    """What a record counts against the request limit: data plus UTF-8 partition key."""
+    return len(record[0]) + len(record[1].encode())
+
+
+def lower_bound_calls(records: Sequence[Record]) -> int:
+    """No packing can use fewer requests than the count or the byte limit forces."""
+    total = sum(size_of(r) for r in records)
+    return max(
+        math.ceil(len(records) / MAX_PUT_RECORDS_COUNT), math.ceil(total / MAX_PUT_RECORDS_BYTES)
+    )
+
+
+def pack_fewest(records: Sequence[Record]) -> list[list[Record]]:
+    """First-fit decreasing into requests; Kinesis keeps no order, so none is kept here."""
+    bins: list[tuple[list[Record], list[int]]] = []  # (records, [bytes])
+    for record in sorted(records, key=size_of, reverse=True):
+        size = size_of(record)
+        for members, used in bins:
+            if len(members) < MAX_PUT_RECORDS_COUNT and used[0] + size <= MAX_PUT_RECORDS_BYTES:
+                members.append(record)
+                used[0] += size
+                break
+        else:
+            bins.append(([record], [size]))
+    return [members for members, _ in bins]
+
+
+def send_floor(kinesis: Any, stream_arn: str, batches: list[list[Record]], senders: int) -> float:
+    """Seconds to PutRecords every batch with `senders` concurrent calls (1: one after another)."""
+
+    def put(batch: list[Record]) -> None:
+        entries = [{"Data": data, "PartitionKey": key} for data, key in batch]
+        response = kinesis.put_records(StreamARN=stream_arn, Records=entries)
+        if response["FailedRecordCount"]:
+            raise SystemExit(f"floor: moto refused {response['FailedRecordCount']} record(s)")
+
+    started = time.perf_counter()
+    if senders == 1:
+        for batch in batches:
+            put(batch)
+    else:
+        with ThreadPoolExecutor(senders) as pool:
+            list(pool.map(put, batches))
+    return time.perf_counter() - started
+
+
+def stream_record_count(kinesis: Any, stream_arn: str) -> int:
+    """Records stored in the stream, over every shard (moto keeps them all)."""
+    name = stream_arn.rsplit("/", 1)[1]  # moto's shard iterators only resolve stream names
+    count = 0
+    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            count += len(response["Records"])
+            if not response["Records"]:
+                break
+            iterator = response.get("NextShardIterator")
+    return count
+
+
+def push(
+    snapshot: Path, state: Path, stream_arn: str, senders: int, connect: Callable[[], Any]
+) -> PushReport:
+    """One full push with a fresh state and no preflight."""
+    destination = Destination(
+        stream_name=stream_arn.rsplit("/", 1)[1],
+        stream_arn=stream_arn,
+        region=REGION,
+        role_arn=f"arn:aws:iam::{ACCOUNT}:role/bench",
+        role_name="bench",
+        policy_arn=f"arn:aws:iam::{ACCOUNT}:policy/bench",
+        display_name="bench",
+    )
+    request = PushRequest(
+        destination=destination,
+        snapshot=snapshot,
+        cohort_id=COHORT,
+        cohort_name="Bench cohort",
+        state=state,
+        computed_time=COMPUTED_TIME,
+        options=DeliveryOptions(senders=senders),
+        skip_preflight=True,
+    )
+    return run_push(request, connect=connect)
+
+
+def run(users: int, shards: int, senders: int) -> None:
+    """Generate the snapshot, push, send the floor, print the figures."""
+    with tempfile.TemporaryDirectory(prefix="push-bench-") as tmp:
+        snapshot = Path(tmp) / "snapshot.csv"
+        started = time.perf_counter()
+        write_snapshot(snapshot, users)
+        print(
+            f"snapshot: {users:,} users, {snapshot.stat().st_size / 1e6:.1f} MB CSV "
+            f"(written in {time.perf_counter() - started:.1f} s, not timed)"
+        )
+        with mock_aws(), moto_fixes_installed():
+            session = boto3.Session(region_name=REGION)
+            kinesis = session.client("kinesis", region_name=REGION)
+            push_arn = create_stream(kinesis, "bench-push", shards)
+            floor_arn = create_stream(kinesis, "bench-floor", shards)
+
+            report = push(snapshot, Path(tmp) / "state.duckdb", push_arn, senders, lambda: session)
+            if not report.ok:
+                raise SystemExit(f"push left records undelivered:\n{report.render()}")
+
+            records = staged_records(Path(tmp) / "state.duckdb")
+            batches = pack_fewest(records)
+            minimum = lower_bound_calls(records)
+            sequential = send_floor(kinesis, floor_arn, batches, 1)
+            # Each send goes to its own fresh stream, so neither pays for the other's records.
+            floor_arn_2 = create_stream(kinesis, "bench-floor-concurrent", shards)
+            concurrent = send_floor(kinesis, floor_arn_2, batches, senders)
+            floor = min(sequential, concurrent)
+            stored = [stream_record_count(kinesis, arn) for arn in (push_arn, floor_arn)]
+
+    total_bytes = sum(size_of(r) for r in records)
+    print(f"records: {len(records):,} ({total_bytes / 1e6:.1f} MB with partition keys)")
+    print(f"stored:  push stream {stored[0]:,}, floor stream {stored[1]:,}")
+    print(
+        f"(a) floor, {len(batches)} PutRecords: sequential {sequential:6.2f} s, "
+        f"{senders} concurrent {concurrent:6.2f} s -> floor {floor:.2f} s"
+    )
+    print(
+        f"(b) run_push:                 {report.seconds:6.2f} s  "
+        f"({report.put_records_calls} PutRecords, {report.messages:,} messages, "
+        f"{report.entered:,} entered)"
+    )
+    ratio = report.seconds / floor
+    calls = report.put_records_calls / minimum
+    print(f"ratio (b)/(a):    {ratio:5.2f}x  (target <= {RATIO_TARGET}x)")
+    print(
+        f"PutRecords calls: {report.put_records_calls} vs minimum {minimum} "
+        f"(first-fit decreasing packs {len(batches)}) = {calls:.3f}x  (target <= {CALLS_TARGET}x)"
+    )
+    print("diff 10M x 10M at 1% churn: see bench.diff_bench (`python -m bench.diff_bench`)")
+
+
+def main() -> None:
+    """Parse arguments and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--users", type=int, default=1_000_000, help="cohort size")
+    parser.add_argument("--shards", type=int, default=4, help="shards per stream (default 4)")
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=DEFAULT_SENDERS,
+        help=f"concurrent PutRecords calls, push and floor alike (default {DEFAULT_SENDERS})",
+    )
+    args = parser.parse_args()
+    run(args.users, args.shards, args.senders)
+
+
+if __name__ == "__main__":
+    main()
