@@ -42,6 +42,10 @@ class DestinationConfig:
         return self.encryption == "KMS"
 
 
+# Characters IAM reads as wildcards or variables in a policy's Resource.
+_POLICY_SPECIAL = ("*", "?", "$")
+
+
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
@@ -188,6 +192,13 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
         "must be '/' or start and end with '/', printable ASCII, at most 512 characters",
         problems,
     )
+    if any(char in role_path for char in _POLICY_SPECIAL):
+        # AWS accepts these in a path, but the role's ARN is a Resource in the write policy,
+        # where '*' and '?' are wildcards and '${...}' a variable: they would widen the grant.
+        problems.append(
+            f"{c.CONFIG_ROLE_PATH} {role_path!r}: '*', '?' and '$' are not allowed "
+            "(the role ARN is a policy resource, where they would match other roles)"
+        )
 
     session = raw.get(c.CONFIG_MAX_SESSION_SECONDS)
     max_session = (
