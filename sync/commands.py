@@ -100,9 +100,9 @@ def local_up(args: argparse.Namespace) -> int:
         _print(*(f"  {step.render()}" for step in steps))
         if args.endpoint_url:
             _print("", "To act as Amplitude against this server:")
-            _print(*_env_lines(world.endpoint_url, region, world.amplitude))
+            _print(*_env_lines(world, region, "amplitude", args.world_file))
             _print("", "To act as the customer (consume, inspect):")
-            _print(*_env_lines(world.endpoint_url, region, world.customer_admin))
+            _print(*_env_lines(world, region, "customer_admin", args.world_file))
         else:
             _print(
                 "",
@@ -125,15 +125,22 @@ def _form_lines(outputs: dict[str, Any]) -> list[str]:
     return [f"  {label:<13}{form[key]}" for key, label in labels.items()]
 
 
-def _env_lines(endpoint_url: str | None, region: str, who: Any) -> list[str]:
+def _env_lines(world: Any, region: str, who: str, world_file: Path) -> list[str]:
+    """Shell lines that act as `who`; secrets are read from the 0600 world file, not printed."""
+    credentials = getattr(world, who)
+
+    def from_file(key: str) -> str:
+        read = f"import json; print(json.load(open('{world_file}'))['{who}']['{key}'])"
+        return f'"$(python -c "{read}")"'
+
     lines = [
-        f"  export AWS_ENDPOINT_URL={endpoint_url}",
+        f"  export AWS_ENDPOINT_URL={world.endpoint_url}",
         f"  export AWS_DEFAULT_REGION={region}",
-        f"  export AWS_ACCESS_KEY_ID={who.access_key_id}",
-        f"  export AWS_SECRET_ACCESS_KEY={who.secret_access_key}",
+        f"  export AWS_ACCESS_KEY_ID={credentials.access_key_id}",
+        f"  export AWS_SECRET_ACCESS_KEY={from_file('secret_access_key')}",
     ]
-    if who.session_token:
-        lines.append(f"  export AWS_SESSION_TOKEN={who.session_token}")
+    if credentials.session_token:
+        lines.append(f"  export AWS_SESSION_TOKEN={from_file('session_token')}")
     return lines
 
 
