@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import runpy
@@ -109,6 +110,17 @@ class _Monitor(pulumi_mocks.MockMonitor):
         return result
 
 
+async def _drain_rpcs() -> None:
+    manager = pulumi_settings._get_rpc_manager()
+    while manager.rpcs:
+        await asyncio.sleep(0)
+        rpc = manager.rpcs.pop()
+        try:
+            await rpc
+        except Exception:  # noqa: BLE001 - the run's first failure is already propagating
+            continue
+
+
 def _resolve(value: Any) -> tuple[Any, bool]:
     output = pulumi.Output.from_input(value)
     resolved = _sync_await(output.future())
@@ -138,6 +150,9 @@ def run_program(
         pulumi.runtime.set_mocks(
             monitor.recording, project=c.PROJECT_NAME, stack=stack, preview=preview, monitor=monitor
         )
+        # set_mocks leaves the outstanding-outputs set at its shared default; a failed run's
+        # tasks would stay in it and fail the next run with a stale error.
+        pulumi_settings.SETTINGS.outputs = set()
         full = {
             (k if ":" in k else f"{c.PROJECT_NAME}:{k}"): _config_text(v)
             for k, v in (config or {}).items()
@@ -153,13 +168,31 @@ def run_program(
             # Resources nobody exports (the attachment) may still be registering: wait for all.
             _sync_await(pulumi_stack.wait_for_rpcs())
         finally:
+            # Even after a failure, let every registration already under way finish, so no
+            # engine call outlives this run (it would act on whatever AWS the caller uses next).
+            _sync_await(_drain_rpcs())
             run.resources.extend(monitor.registrations())
         for key, (value, secret) in resolved.items():
             run.outputs[key] = value
             if secret:
                 run.secret_outputs.add(key)
 
-    contextvars.Context().run(execute)
+    def isolated() -> None:
+        # A fresh event loop per run: a failed run leaves tasks waiting on Outputs that never
+        # resolve, and on a shared loop the next run would resume them against its own AWS.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            execute()
+        finally:
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    contextvars.Context().run(isolated)
     return run
 
 

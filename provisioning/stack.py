@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,20 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
+def project_defaults(project_dir: Path = PROGRAM_DIR) -> dict[str, Any]:
+    """The `default` of every key `Pulumi.yaml` declares, as the Pulumi CLI passes them."""
+    path = project_dir / "Pulumi.yaml"
+    if not path.exists():
+        raise ConfigError([f"{path}: no Pulumi project file (is this the project directory?)"])
+    document = yaml.safe_load(path.read_text()) or {}
+    declared = document.get("config") or {}
+    return {
+        key: value["default"] if isinstance(value["default"], str) else json.dumps(value["default"])
+        for key, value in declared.items()
+        if isinstance(value, dict) and "default" in value
+    }
+
+
 def load_stack_config(
     stack: str,
     *,
@@ -63,7 +78,10 @@ def load_stack_config(
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> StackConfig:
-    """Read `Pulumi.<stack>.yaml` (if present), then apply overrides; secrets must be supplied."""
+    """Project defaults, then `Pulumi.<stack>.yaml` (if present), then overrides.
+
+    Values the stack file holds encrypted must be supplied by override or environment.
+    """
     environ = os.environ if environ is None else environ
     path = project_dir / f"Pulumi.{stack}.yaml"
     document: Any = {}
@@ -76,7 +94,7 @@ def load_stack_config(
     if not isinstance(raw_config, dict):
         raise ConfigError([f"{path.name} config: must be a mapping of keys to values"])
 
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = project_defaults(project_dir)
     secret_keys: set[str] = set()
     problems: list[str] = []
     prefix = f"{c.PROJECT_NAME}:"

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from harness.world import MotoWorld
 from provisioning import local
 from provisioning.errors import ConfigError, UnsupportedResourceError
-from provisioning.runner import run_program
+from provisioning.runner import PROGRAM_DIR, run_program
 from provisioning.stack import StackConfig, apply, load_stack_config, parse_overrides
 
 pytestmark = pytest.mark.integration
@@ -118,11 +119,16 @@ config:
 """
 
 
-def test_stack_file_secret_must_be_supplied(tmp_path: Path) -> None:
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copy(PROGRAM_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     (tmp_path / "Pulumi.prod.yaml").write_text(STACK_FILE)
+    return tmp_path
 
+
+def test_stack_file_secret_must_be_supplied(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_stack_config("prod", project_dir=tmp_path, environ={})
+        load_stack_config("prod", project_dir=project, environ={})
 
     assert caught.value.problems == [
         "externalId (secret in Pulumi.prod.yaml): the file holds it encrypted and only the "
@@ -136,11 +142,9 @@ def test_stack_file_secret_must_be_supplied(tmp_path: Path) -> None:
     [({"externalId": "from-flag"}, {}), ({}, {"COHORT_SECRET_externalId": "from-flag"})],
 )
 def test_stack_file_plus_supplied_secret(
-    tmp_path: Path, overrides: dict[str, str], environ: dict[str, str]
+    project: Path, overrides: dict[str, str], environ: dict[str, str]
 ) -> None:
-    (tmp_path / "Pulumi.prod.yaml").write_text(STACK_FILE)
-
-    config = load_stack_config("prod", project_dir=tmp_path, overrides=overrides, environ=environ)
+    config = load_stack_config("prod", project_dir=project, overrides=overrides, environ=environ)
 
     assert config.region == "eu-west-1"
     assert config.values["streamName"] == "from-file"
@@ -154,3 +158,39 @@ def test_overrides_must_be_key_value() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_overrides(["streamName"])
     assert caught.value.problems == ["--config 'streamName': must be key=value"]
+
+
+def test_project_defaults_are_what_the_cli_passes_and_they_validate(moto_world: MotoWorld) -> None:
+    # The Pulumi CLI hands Pulumi.yaml's declared defaults to the program; they must be valid
+    # together (a declared shardCount default would break every ON_DEMAND stack).
+    config = load_stack_config("fresh", project_dir=PROGRAM_DIR, environ={})
+
+    assert config.values["streamMode"] == "ON_DEMAND"
+    assert "shardCount" not in config.values
+    run = apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+    assert run.outputs["streamName"] == "amplitude-cohorts"
+
+
+def test_a_failed_run_leaves_nothing_behind_for_the_next() -> None:
+    # Regression: a failed run's pending Outputs stayed in Pulumi's shared set, and the next run
+    # (in another world) re-raised the first run's error.
+    from harness.world import moto_world
+
+    with moto_world() as first:
+        iam = first.client("iam", first.customer_admin)
+        iam.create_role(RoleName="amplitude-kinesis-cohort", AssumeRolePolicyDocument="{}")
+        with pytest.raises(local.ApplyError):
+            apply(
+                StackConfig(stack="a"),
+                session=first.customer_admin.session("us-east-1"),
+                region="us-east-1",
+            )
+
+    with moto_world() as second:
+        run = apply(
+            StackConfig(stack="b"),
+            session=second.customer_admin.session("us-east-1"),
+            region="us-east-1",
+        )
+
+    assert run.outputs["roleName"] == "amplitude-kinesis-cohort"

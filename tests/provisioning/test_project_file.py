@@ -1,0 +1,37 @@
+"""Pulumi.yaml: the runtime the customer's CLI uses, and the schema `pulumi config` shows."""
+
+from pathlib import Path
+
+import yaml
+
+from provisioning import constants as c
+from provisioning.runner import PROGRAM_DIR
+
+PROJECT = yaml.safe_load((PROGRAM_DIR / "Pulumi.yaml").read_text())
+
+
+def test_project_name_and_runtime() -> None:
+    assert PROJECT["name"] == c.PROJECT_NAME == "amplitude-kinesis-cohort"
+    assert PROJECT["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+    }
+    assert (Path(PROGRAM_DIR) / "requirements.txt").read_text().splitlines()[-1] == "-e ."
+
+
+def test_every_config_key_is_declared_with_a_description() -> None:
+    declared = PROJECT["config"]
+
+    assert set(declared) == set(c.CONFIG_KEYS)
+    for key, entry in declared.items():
+        assert entry["description"], key
+
+
+def test_declared_defaults_match_the_programs_defaults() -> None:
+    declared = {k: v.get("default") for k, v in PROJECT["config"].items()}
+
+    assert declared["streamName"] == c.DEFAULT_STREAM_NAME
+    assert declared["roleName"] == c.DEFAULT_ROLE_NAME
+    assert declared["trustedAccountId"] == c.AMPLITUDE_ACCOUNT_ID
+    assert (declared["retentionHours"], declared["maxSessionSeconds"]) == (24, 3600)
+    assert (declared["streamMode"], declared["encryption"]) == ("ON_DEMAND", "AWS_MANAGED")
