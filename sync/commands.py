@@ -69,12 +69,20 @@ def local_up(args: argparse.Namespace) -> int:
 
     config = load_stack_config(args.stack, overrides=parse_overrides(args.config))
     region = args.region or config.region or "us-east-1"
+    # Like every command here, boto3's AWS_ENDPOINT_URL stands in for --endpoint-url.
+    args.endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     _print(f"Previewing stack {args.stack!r} in {region}:", "")
     _print(render_plan(preview(config, region=region)), "")
 
     @contextmanager
     def world_for_run() -> Iterator[MotoWorld]:
         if args.endpoint_url:
+            if not args.world_file.exists():
+                raise SyncError(
+                    f"--world-file {args.world_file}: not found; `cohort-sync local serve "
+                    f"--world-file {args.world_file}` writes it for the server at "
+                    f"{args.endpoint_url}"
+                )
             data = json.loads(args.world_file.read_text())
             yield MotoWorld.from_json({**data, "endpoint_url": args.endpoint_url, "region": region})
         else:

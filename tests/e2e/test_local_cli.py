@@ -128,3 +128,16 @@ def test_local_up_bad_config_creates_nothing() -> None:
     assert "invalid stack configuration (2 problems)" in result.stderr
     assert "retentionHours 1: must be between 24 and 8760" in result.stderr
     assert "Applied" not in result.stdout
+
+
+def test_local_up_honours_aws_endpoint_url(tmp_path: Path) -> None:
+    missing = tmp_path / "world.json"
+
+    result = cohort_sync(
+        "local", "up", "--world-file", str(missing),
+        env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+    )
+
+    assert result.returncode == 2
+    assert f"--world-file {missing}: not found" in result.stderr
+    assert "for the server at http://127.0.0.1:9" in result.stderr
