@@ -61,3 +61,18 @@ def test_every_command_is_documented_and_has_help(
 
     assert caught.value.code == 0
     assert "usage: cohort-sync " + command in capsys.readouterr().out
+
+
+def test_readme_fixture_example_runs_as_a_customer_would(pytester: pytest.Pytester) -> None:
+    # GIVEN the README's conftest line and example test, verbatim, in a fresh project
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    conftest = next(b for b in blocks if "pytest_plugins" in b)
+    example = next(b for b in blocks if "def test_" in b)
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_example=example)
+
+    # WHEN pytest runs them
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    # THEN the example passes against the harness
+    result.assert_outcomes(passed=1)
