@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -139,7 +140,7 @@ def _env_lines(world: Any, region: str, who: str, world_file: Path) -> list[str]
 
     def from_file(key: str) -> str:
         read = f"import json; print(json.load(open('{world_file}'))['{who}']['{key}'])"
-        return f'"$(python -c "{read}")"'
+        return f'"$({shlex.quote(sys.executable)} -c "{read}")"'
 
     lines = [
         f"  export AWS_ENDPOINT_URL={world.endpoint_url}",
