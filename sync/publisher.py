@@ -1,4 +1,9 @@
-"""Delivers records with PutRecords: re-sends only what Kinesis refused, acks only what it took."""
+"""Delivers records with PutRecords: re-sends only what Kinesis refused, acks only what it took.
+
+Sends are paced by `sync.pacing.Pacer`, which learns the stream's write capacity from throttling
+(seeded from the shard count when the caller knows it), so a push runs near capacity instead of
+storming and retrying.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,11 @@ from sync.limits import (
     DEFAULT_SENDERS,
     MAX_PUT_RECORDS_BYTES,
     MAX_PUT_RECORDS_COUNT,
+    SHARD_WRITE_BYTES_PER_SECOND,
+    SHARD_WRITE_RECORDS_PER_SECOND,
 )
 from sync.messages import OutgoingRecord
+from sync.pacing import Pacer, PacingSettings, record_cost
 
 # Per-record ErrorCodes Kinesis documents for PutRecords; both are worth another try.
 RETRYABLE_RECORD_CODES = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
@@ -54,6 +62,8 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+# Whole-request codes a fresh session fixes, when the caller says how to get one.
+EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
 _PUT = "kinesis:PutRecords"
 _ACCESS_FIX = "role lacks {action} on {stream}: re-run `pulumi up` / check the policy attachment"
 _TOKEN_FIX = (
@@ -112,7 +122,7 @@ class DeliveryReport:
     record re-sends (a record's second and later tries). `throttles` counts record-tries refused
     for throughput: per-record ProvisionedThroughputExceededException plus every record of a
     request refused whole with a throttling code. `failed` lists records that exhausted their
-    tries (never acked).
+    tries (never acked). `reconnects` counts sessions replaced after ExpiredToken.
     """
 
     records_sent: int
@@ -122,6 +132,7 @@ class DeliveryReport:
     throttles: int
     failed: tuple[str, ...]
     seconds: float
+    reconnects: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON values."""
@@ -135,6 +146,8 @@ class _Call:
     """One PutRecords call's outcome, handed from a sender thread to the calling thread."""
 
     batch: list[OutgoingRecord]
+    sent_at: float
+    generation: int  # which session sent it: one expiry answers every call of that session
     response: Mapping[str, Any] | None = None
     error: Exception | None = None
 
@@ -154,12 +167,17 @@ class _Run:
     retries: int = 0
     throttles: int = 0
     failed: list[str] = field(default_factory=list)
+    reconnects: int = 0
     refusal: DeliveryRefusedError | None = None
     refused: list[OutgoingRecord] = field(default_factory=list)
 
 
 class Publisher:
-    """Sends records to one Kinesis stream with `senders` concurrent PutRecords calls."""
+    """Sends records to one Kinesis stream with `senders` concurrent PutRecords calls.
+
+    `shards` seeds the pacer with the stream's capacity; `pacing=None` sends unpaced;
+    `reconnect` returns a fresh Kinesis client when Kinesis answers ExpiredToken.
+    """
 
     def __init__(
         self,
@@ -176,6 +194,9 @@ class Publisher:
         clock: Callable[[], float] = time.monotonic,
         max_batch_count: int = MAX_PUT_RECORDS_COUNT,
         max_batch_bytes: int = MAX_PUT_RECORDS_BYTES,
+        shards: int | None = None,
+        pacing: PacingSettings | None = PacingSettings(),  # noqa: B008 - frozen, shared safely
+        reconnect: Callable[[], Any] | None = None,
     ) -> None:
         problems = []
         if not stream_name:
@@ -188,6 +209,8 @@ class Publisher:
             problems.append(
                 f"backoff {backoff_base_seconds}..{backoff_cap_seconds} s: need 0 < base <= cap"
             )
+        if shards is not None and shards < 1:
+            problems.append(f"shards {shards}: must be >= 1")
         if problems:
             raise ValueError("; ".join(problems))
         self._kinesis = kinesis
@@ -206,6 +229,11 @@ class Publisher:
         self._max_count = max_batch_count
         self._max_bytes = max_batch_bytes
         self._order = count()
+        self._shards = shards
+        self._pacing = pacing
+        self._reconnect = reconnect
+        self._generation = 0
+        self.pacer: Pacer | None = None  # the last send's, for callers that report what it learned
 
     def backoff_seconds(self, tries: int) -> float:
         """Full-jitter delay before a record's next try, after `tries` tries: U(0, base*2^(n-1))."""
@@ -222,6 +250,8 @@ class Publisher:
         every record not acknowledged, the rest of `records` included.
         """
         started = time.perf_counter()
+        pacer = None if self._pacing is None else Pacer(self._shards, self._pacing)
+        self.pacer = pacer
         run = _Run(
             fresh=pack_put_records(records, max_count=self._max_count, max_bytes=self._max_bytes)
         )
@@ -229,23 +259,33 @@ class Publisher:
         with ThreadPoolExecutor(self._senders, thread_name_prefix="put-records") as pool:
             while True:
                 self._release_ready(run)
+                paced_until: float | None = None
                 while run.refusal is None and len(in_flight) < self._senders:
-                    batch = self._next_batch(run)
+                    now = self._clock()
+                    has_work = bool(run.queue) or not run.fresh_done
+                    delay = 0.0 if pacer is None or not has_work else pacer.delay(now)
+                    if delay > 0:
+                        paced_until = now + delay
+                        break
+                    batch = self._next_batch(run, pacer)
                     if not batch:
                         break
                     self._count_try(run, batch)
-                    in_flight.add(pool.submit(self._put, batch))
+                    if pacer is not None:
+                        pacer.spend(sum(record_cost(r.size_bytes) for r in batch), now)
+                    in_flight.add(
+                        pool.submit(self._put, batch, self._kinesis, now, self._generation)
+                    )
+                wake = self._wake_at(run, paced_until)
                 if not in_flight:
-                    if run.waiting and run.refusal is None:
-                        self._sleep(max(0.0, run.waiting[0][0] - self._clock()))
-                        continue
-                    break
-                timeout = None
-                if run.waiting and run.refusal is None:
-                    timeout = max(0.0, run.waiting[0][0] - self._clock())
+                    if wake is None:
+                        break
+                    self._sleep(max(0.0, wake - self._clock()))
+                    continue
+                timeout = None if wake is None else max(0.0, wake - self._clock())
                 done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._settle(run, future.result(), on_acked)
+                    self._settle(run, future.result(), on_acked, pacer)
         if run.refusal is not None:
             raise self._with_unsent(run)
         return DeliveryReport(
@@ -256,6 +296,7 @@ class Publisher:
             throttles=run.throttles,
             failed=tuple(run.failed),
             seconds=time.perf_counter() - started,
+            reconnects=run.reconnects,
         )
 
     # --- calling thread: scheduling -------------------------------------------------------
@@ -268,14 +309,31 @@ class Publisher:
         # Retries go first so they coalesce into the very next request instead of their own.
         run.queue.extendleft(reversed(ready))
 
-    def _next_batch(self, run: _Run) -> list[OutgoingRecord]:
+    def _wake_at(self, run: _Run, paced_until: float | None) -> float | None:
+        """When the loop has something to do besides settling calls: a retry or a paced send."""
+        if run.refusal is not None:
+            return None
+        times = [paced_until] if paced_until is not None else []
+        if run.waiting:
+            times.append(run.waiting[0][0])
+        return min(times, default=None)
+
+    def _next_batch(self, run: _Run, pacer: Pacer | None) -> list[OutgoingRecord]:
         if not run.fresh_done and not self._fills_a_batch(run.queue):
             fresh = next(run.fresh, None)
             if fresh is None:
                 run.fresh_done = True
             else:
                 run.queue.extend(fresh)
-        return take_batch(run.queue, max_count=self._max_count, max_bytes=self._max_bytes)
+        max_count, max_bytes = self._max_count, self._max_bytes
+        if pacer is not None and run.queue:
+            limit = pacer.batch_limit()
+            # Small requests at a steady pace, not one big one per pacing interval: a 5 MiB
+            # request to a one-shard stream is mostly throttled however well it is timed.
+            max_count = max(1, min(max_count, int(limit * SHARD_WRITE_RECORDS_PER_SECOND)))
+            max_bytes = min(max_bytes, int(limit * SHARD_WRITE_BYTES_PER_SECOND))
+            max_bytes = max(max_bytes, run.queue[0].size_bytes)
+        return take_batch(run.queue, max_count=max_count, max_bytes=max_bytes)
 
     def _fills_a_batch(self, queue: deque[OutgoingRecord]) -> bool:
         if len(queue) >= self._max_count:
@@ -295,9 +353,16 @@ class Publisher:
             if tries > 1:
                 run.retries += 1
 
-    def _settle(self, run: _Run, call: _Call, on_acked: Callable[[list[str]], None]) -> None:
+    def _settle(
+        self,
+        run: _Run,
+        call: _Call,
+        on_acked: Callable[[list[str]], None],
+        pacer: Pacer | None,
+    ) -> None:
         acked: list[OutgoingRecord] = []
         again: list[OutgoingRecord] = []
+        throttled = False
         if call.response is not None:
             if call.response.get("FailedRecordCount", 0) == 0:
                 acked = call.batch
@@ -309,6 +374,7 @@ class Publisher:
                         continue
                     if code in THROTTLE_CODES:
                         run.throttles += 1
+                        throttled = True
                     if code in RETRYABLE_RECORD_CODES or code not in FATAL_FIXES:
                         again.append(record)
                     else:
@@ -317,10 +383,20 @@ class Publisher:
             code = _code_of(call.error)
             if code in THROTTLE_CODES:
                 run.throttles += len(call.batch)
+                throttled = True
             if code in THROTTLE_CODES or code in TRANSIENT_CODES:
                 again = call.batch
+            elif code in EXPIRED_CODES and self._reconnect is not None:
+                if self._renew_session(run, call, self._reconnect):
+                    again = call.batch
             else:
                 self._refuse(run, code, str(call.error), call.batch, cause=call.error)
+        if pacer is not None:
+            now = self._clock()
+            if acked:
+                pacer.accepted(sum(record_cost(r.size_bytes) for r in acked), now)
+            if throttled:
+                pacer.throttled(call.sent_at, now)
         if acked:
             run.acked += len(acked)
             run.acked_bytes += sum(r.size_bytes for r in acked)
@@ -341,6 +417,19 @@ class Publisher:
                     records_waiting=sum(len(w[2]) for w in run.waiting),
                 )
             )
+
+    def _renew_session(self, run: _Run, call: _Call, reconnect: Callable[[], Any]) -> bool:
+        """Replace the client after ExpiredToken; refuses the batch if no session can be had."""
+        if call.generation != self._generation:
+            return True  # an older session's expiry: the client was already replaced
+        try:
+            self._kinesis = reconnect()
+        except PreflightError as exc:
+            self._refuse(run, "ExpiredTokenException", str(exc), call.batch, cause=exc)
+            return False
+        self._generation += 1
+        run.reconnects += 1
+        return True
 
     def _schedule_retries(self, run: _Run, records: list[OutgoingRecord]) -> None:
         # One jittered delay per try count per call: records refused together wait together,
@@ -398,14 +487,16 @@ class Publisher:
 
     # --- sender threads ---------------------------------------------------------------------
 
-    def _put(self, batch: list[OutgoingRecord]) -> _Call:
+    def _put(
+        self, batch: list[OutgoingRecord], kinesis: Any, sent_at: float, generation: int
+    ) -> _Call:
         entries = [{"Data": r.data, "PartitionKey": r.partition_key} for r in batch]
         try:
-            response = self._kinesis.put_records(Records=entries, **self._target)
+            response = kinesis.put_records(Records=entries, **self._target)
         except (ClientError, BotocoreConnectionError, HTTPClientError, PreflightError) as exc:
             # Classified by the calling thread, which owns all bookkeeping.
-            return _Call(batch, error=exc)
-        return _Call(batch, response=response)
+            return _Call(batch, sent_at, generation, error=exc)
+        return _Call(batch, sent_at, generation, response=response)
 
 
 def _code_of(error: Exception | None) -> str:

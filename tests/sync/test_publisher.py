@@ -192,7 +192,8 @@ def test_retries_coalesce_into_the_next_request_with_fresh_records() -> None:
     first = partial(refused)
     kinesis = FakeKinesis(lambda i, keys: first(keys) if i == 0 else None, clock)
     acks = Acks()
-    report = publisher(kinesis, clock).send(records(1200), acks)
+    # Unpaced: the retry mechanics alone (a pacer would shrink requests after the throttle)
+    report = publisher(kinesis, clock, pacing=None).send(records(1200), acks)
     # THEN the ten retries ride along with fresh records: 3 calls, the minimum for 1210 sends
     assert [len(c) for c in kinesis.calls] == [500, 500, 210]
     assert kinesis.calls[2][:10] == list(refused)
@@ -208,7 +209,8 @@ def test_whole_request_throttle_resends_the_whole_batch_after_backoff() -> None:
         lambda i, keys: client_error("ProvisionedThroughputExceededException") if i < 2 else None
     )
     acks = Acks()
-    report = publisher(kinesis, clock).send(records(4), acks)
+    # Unpaced: only the backoff sleeps (a pacer would add its own after the throttle)
+    report = publisher(kinesis, clock, pacing=None).send(records(4), acks)
     assert kinesis.calls == [["s:0", "s:1", "s:2", "s:3"]] * 3
     assert clock.sleeps == pytest.approx(expected_delays(1.0, 2.0))
     assert acks.calls == [["s:0", "s:1", "s:2", "s:3"]]
@@ -461,8 +463,14 @@ def test_nothing_is_lost_when_moto_fails_records_throttles_and_drops_responses()
         client.create_stream(StreamName=STREAM, ShardCount=2)
         sent = records(1500)
         acks = Acks()
+        # Unpaced, so the lost call is a whole 500-record request (pacing shrinks them)
         report = Publisher(
-            client, STREAM, senders=1, backoff_base_seconds=0.001, backoff_cap_seconds=0.01
+            client,
+            STREAM,
+            senders=1,
+            backoff_base_seconds=0.001,
+            backoff_cap_seconds=0.01,
+            pacing=None,
         ).send(sent, acks)
         stored = Counter(read_all(client))
     # THEN every record arrived, duplicates only from the lost answer, each acked exactly once
