@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from sync.destination import Destination
 from sync.errors import SnapshotError, StateError
@@ -25,6 +26,10 @@ from sync.messages import OutgoingRecord, PartitionKeyMode, build_messages
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
 from sync.state import DiffCounts, StagedSync, StateStore
 
+# The publisher decides every re-send (only refused records, paced, counted in the report);
+# botocore's own retries would multiply its tries and hide throttles from the report.
+PUBLISHER_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+
 
 @dataclass(frozen=True)
 class DeliveryOptions:
@@ -36,6 +41,7 @@ class DeliveryOptions:
     max_tries: int = DEFAULT_MAX_TRIES
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
+    shards: int | None = None  # the stream's shard count, if known: seeds the publisher's pacing
 
 
 @dataclass(frozen=True)
@@ -199,8 +205,12 @@ def deliver_pending(
     options: DeliveryOptions,
     *,
     on_progress: Callable[[ProgressEvent], None] | None = None,
+    reconnect: Callable[[], Any] | None = None,
 ) -> DeliveryReport:
-    """Send everything the outbox holds; only acknowledged records leave it."""
+    """Send everything the outbox holds; only acknowledged records leave it.
+
+    `reconnect` returns a fresh Kinesis client; without it ExpiredToken stops the delivery.
+    """
     publisher = Publisher(
         kinesis,
         stream,
@@ -209,6 +219,8 @@ def deliver_pending(
         backoff_base_seconds=options.backoff_base_seconds,
         backoff_cap_seconds=options.backoff_cap_seconds,
         on_progress=on_progress,
+        shards=options.shards,
+        reconnect=reconnect,
     )
     report = publisher.send(store.pending(), on_acked=store.ack)
     if report.failed:
@@ -307,10 +319,26 @@ def run_push(
             computed_time=request.computed_time,
             options=request.options,
         )
-        kinesis = session.client("kinesis", region_name=dest.region, endpoint_url=endpoint_url)
+
+        def reconnect(session: boto3.Session | None = None) -> Any:
+            # Kinesis said the keys expired before the session thought so: assume the role anew.
+            return (session or connect()).client(
+                "kinesis",
+                region_name=dest.region,
+                endpoint_url=endpoint_url,
+                config=PUBLISHER_CLIENT_CONFIG,
+            )
+
+        kinesis = reconnect(session)
+
         with progress(store.outbox_counts().pending) as on_progress:
             delivery = deliver_pending(
-                store, kinesis, dest.stream_arn, request.options, on_progress=on_progress
+                store,
+                kinesis,
+                dest.stream_arn,
+                request.options,
+                on_progress=on_progress,
+                reconnect=reconnect,
             )
         left = store.outbox_counts().pending
     return PushReport.delivered(
@@ -345,12 +373,23 @@ def run_replay(
             return PushReport.delivered(
                 DeliveryReport(0, 0, 0, 0, 0, (), 0.0), started=started, pending_left=0, messages=0
             )
-        kinesis = connect().client(
-            "kinesis", region_name=destination.region, endpoint_url=endpoint_url
-        )
+
+        def reconnect() -> Any:
+            return connect().client(
+                "kinesis",
+                region_name=destination.region,
+                endpoint_url=endpoint_url,
+                config=PUBLISHER_CLIENT_CONFIG,
+            )
+
         with progress(waiting) as on_progress:
             delivery = deliver_pending(
-                store, kinesis, destination.stream_arn, options, on_progress=on_progress
+                store,
+                reconnect(),
+                destination.stream_arn,
+                options,
+                on_progress=on_progress,
+                reconnect=reconnect,
             )
         left = store.outbox_counts().pending
     return PushReport.delivered(delivery, started=started, pending_left=left, messages=waiting)
