@@ -28,6 +28,9 @@ from sync.snapshots import load_snapshot as _load_snapshot
 
 SCHEMA_VERSION: Final = "1"
 USERS_PER_PAGE: Final = 10_000
+# Users handed to the message builder per read: as many as its own read-ahead holds, fetched as
+# Arrow (half the cost of building a tuple per row).
+BUILD_USERS_PER_PAGE: Final = 65_536
 
 _SNAPSHOT: Final = "_snapshot"
 _DELTA: Final = "_delta"
@@ -222,17 +225,17 @@ class StateStore:
             raise StateError(f"sync_id {sync_id!r}: already staged; every sync needs a new id")
         # The diff is computed (or reused from plan()) outside the transaction: it is a temp
         # table that survives a rollback, so a failed stage can be retried without redoing it.
-        self._diff(cohort_id)
+        everyone = self._everyone_enters(self._diff(cohort_id))
         self._con.begin()
         try:
-            entering, exiting = self._split(cohort_id)
+            entering, exiting = self._split(cohort_id, everyone_enters=everyone)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 records = build(in_cohort, self._users(table), sequence)
                 added, added_bytes = self._outbox.add(sync_id, sequence, records)
                 sequence += added
                 size += added_bytes
-            self._replace_membership(cohort_id)
+            self._replace_membership(cohort_id, everyone_enters=everyone)
             self._con.execute(
                 """INSERT INTO syncs VALUES ($s, (SELECT coalesce(max(ordinal), 0) + 1 FROM syncs),
                        $c, $t, $now, $status, $e, $x, $m, $b)""",
@@ -270,10 +273,11 @@ class StateStore:
     ) -> StagedSync:
         """What stage() would commit (messages and bytes included), built and then discarded."""
         self._require_snapshot()
-        self._diff(cohort_id)  # outside the transaction, so the rollback keeps it for stage()
+        # Outside the transaction, so the rollback keeps the diff for stage().
+        everyone = self._everyone_enters(self._diff(cohort_id))
         self._con.begin()
         try:
-            entering, exiting = self._split(cohort_id)
+            entering, exiting = self._split(cohort_id, everyone_enters=everyone)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 for record in build(in_cohort, self._users(table), sequence):
@@ -355,14 +359,24 @@ class StateStore:
         rows = self._con.execute(f"SELECT kind, count(*) FROM {_DELTA} GROUP BY kind").fetchall()
         return {str(kind): int(n) for kind, n in rows}
 
-    def _split(self, cohort_id: str) -> tuple[int, int]:
+    def _everyone_enters(self, kinds: dict[str, int]) -> bool:
+        """True when the whole snapshot enters and nobody is stored (a cohort's first sync)."""
+        assert self._snapshot is not None
+        return set(kinds) <= {"enter"} and kinds.get("enter", 0) == self._snapshot.users
+
+    def _split(self, cohort_id: str, *, everyone_enters: bool) -> tuple[int, int]:
         """Materialize entering and exiting users from the delta, numbered in user_id order."""
+        # A first sync sends the whole snapshot: no semi-join against a delta that is all of it.
+        entering = (
+            ""
+            if everyone_enters
+            else (f"WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')")
+        )
         # Stored in rn order, so each page's rn range is pruned by DuckDB's zone maps.
         self._con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
                 SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}
-                WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')
-                ORDER BY rn"""
+                {entering} ORDER BY rn"""
         )
         self._con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_EXITING} AS
@@ -377,22 +391,33 @@ class StateStore:
             self._scalar(f"SELECT count(*) FROM {_EXITING}"),
         )
 
-    def _users(self, table: str) -> Iterator[str]:
+    def _users(self, table_name: str) -> Iterator[str]:
         # rn runs 1..N without gaps, so a page is a closed range: no LIMIT, no top-N over the
         # rest of the table (`rn > $a ORDER BY rn LIMIT $n` made paging quadratic).
         after = 0
         while True:
-            rows = self._con.execute(
-                f"SELECT user_json FROM {table} WHERE rn BETWEEN $a + 1 AND $a + $n ORDER BY rn",
-                {"a": after, "n": USERS_PER_PAGE},
-            ).fetchall()
-            for (user_json,) in rows:
-                yield str(user_json)
-            if len(rows) < USERS_PER_PAGE:
+            # con.sql, not execute: Arrow from a DB-API result is one more copy of every row.
+            table = self._con.sql(
+                f"SELECT user_json FROM {table_name} WHERE rn BETWEEN $a + 1 AND $a + $n "
+                "ORDER BY rn",
+                params={"a": after, "n": BUILD_USERS_PER_PAGE},
+            ).to_arrow_table()
+            page: list[str] = table.column(0).to_pylist()
+            yield from page
+            if len(page) < BUILD_USERS_PER_PAGE:
                 return
-            after += USERS_PER_PAGE
+            after += BUILD_USERS_PER_PAGE
 
-    def _replace_membership(self, cohort_id: str) -> None:
+    def _replace_membership(self, cohort_id: str, *, everyone_enters: bool) -> None:
+        if everyone_enters:
+            # Nothing stored to delete, and every snapshot row is new: no semi-join (half the
+            # cost of a 1M-user first sync's membership write).
+            self._con.execute(
+                f"""INSERT INTO membership
+                    SELECT $c, user_id, user_json, hash(user_json) FROM {_SNAPSHOT}""",
+                {"c": cohort_id},
+            )
+            return
         # Only changed rows are rewritten, so a 1% churn sync writes 1% of the cohort.
         self._con.execute(
             f"""DELETE FROM membership WHERE cohort_id = $c
