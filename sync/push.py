@@ -21,6 +21,7 @@ from sync.limits import (
     DEFAULT_MAX_TRIES,
     DEFAULT_SENDERS,
     DEFAULT_USERS_PER_MESSAGE,
+    MAX_PUT_RECORDS_COUNT,
 )
 from sync.messages import OutgoingRecord, PartitionKeyMode, build_messages
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
@@ -42,6 +43,7 @@ class DeliveryOptions:
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
     shards: int | None = None  # the stream's shard count, if known: seeds the publisher's pacing
+    max_records_per_request: int = MAX_PUT_RECORDS_COUNT
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def deliver_pending(
         on_progress=on_progress,
         shards=options.shards,
         reconnect=reconnect,
+        max_batch_count=options.max_records_per_request,
     )
     report = publisher.send(store.pending(), on_acked=store.ack)
     if report.failed:
