@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -130,3 +131,55 @@ def test_empty_ack_and_failure_are_no_ops(con: duckdb.DuckDBPyConnection) -> Non
     outbox.ack([])
     outbox.record_failure([], "x")
     assert outbox.counts() == OutboxCounts(0, 0, 0, 0, 0)
+
+
+def test_pending_reads_data_in_byte_bounded_slices_after_the_keys(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN five records and data slices of two records' bytes
+    outbox = Outbox(con)
+    add_sync(con, "s", 1)
+    staged = records("s", 5)
+    outbox.add("s", 0, staged)
+    monkeypatch.setattr("sync.outbox.PAGE_BYTES", 2 * staged[0].size_bytes)
+    # WHEN s:3 is acked while s:0 is being handled (its keys are read, its data is not)
+    seen = []
+    for record in outbox.pending():
+        if record.message_id == "s:0":
+            outbox.ack(["s:3"])
+        seen.append(record)
+    # THEN the later slice no longer holds it; the rest arrives whole and in order
+    assert seen == [staged[0], staged[1], staged[2], staged[4]]
+
+
+def test_a_record_larger_than_a_slice_is_read_alone(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = Outbox(con)
+    add_sync(con, "a", 1)
+    add_sync(con, "b", 2)
+    outbox.add("a", 0, records("a", 3))
+    outbox.add("b", 0, records("b", 2))
+    monkeypatch.setattr("sync.outbox.PAGE_BYTES", 1)
+
+    ids = [r.message_id for r in outbox.pending()]
+
+    assert ids == ["a:0", "a:1", "a:2", "b:0", "b:1"]
+    assert [r.message_id for r in outbox.pending(limit=4)] == ids[:4]
+
+
+def test_record_data_is_stored_uncompressed(tmp_path: Path) -> None:
+    # ZSTD compresses a vector of blobs as one frame: reading one record decompressed them all.
+    with duckdb.connect(str(tmp_path / "outbox.duckdb")) as connection:
+        connection.execute("CREATE TABLE syncs (sync_id VARCHAR, ordinal BIGINT, status VARCHAR)")
+        connection.execute(SCHEMA)
+        add_sync(connection, "s", 1)
+        Outbox(connection).add(
+            "s", 0, [OutgoingRecord(f"s:{i}", f"s:{i}", b"x" * 70_000, 1, True) for i in range(50)]
+        )
+        connection.execute("CHECKPOINT")
+        methods = connection.execute(
+            "SELECT DISTINCT compression FROM pragma_storage_info('outbox') "
+            "WHERE column_name = 'data' AND segment_type = 'BLOB'"
+        ).fetchall()
+    assert methods == [("Uncompressed",)]

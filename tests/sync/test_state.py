@@ -222,6 +222,32 @@ def test_plan_is_recomputed_per_cohort_and_after_a_new_snapshot(
     assert (staged.entering, staged.exiting) == (1, 2)
 
 
+def test_a_cohorts_first_sync_leaves_other_cohorts_members_alone(
+    store: StateStore, tmp_path: Path
+) -> None:
+    # GIVEN a delivered cohort, and a second cohort bound to the same stream
+    push(store, tmp_path / "a.jsonl", {"a": {"p": 1}, "b": None}, "s1")
+    store.ack([r.message_id for r in store.pending()])
+    store.bind("coh_2", "Other", STREAM)
+    # WHEN the second cohort's first sync sends its whole snapshot, a stored user included
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"b": {"p": 2}, "c": None}))
+    assert store.plan("coh_2") == DiffCounts(2, 0, 0, 0, first_sync=True)
+    staged = store.stage(
+        cohort_id="coh_2", cohort_name="Other", computed_time="1", sync_id="s2", build=builder("s2")
+    )
+    # THEN everyone enters the second cohort and the first keeps its own members
+    assert (staged.entering, staged.exiting) == (2, 0)
+    assert sent(store.pending(sync_id="s2")) == {True: {"b": {"p": 2}, "c": None}, False: {}}
+    assert dict(store.members("coh_2")) == {
+        "b": '{"user_id":"b","user_properties":{"p":2}}',
+        "c": '{"user_id":"c"}',
+    }
+    assert dict(store.members(COHORT)) == {
+        "a": '{"user_id":"a","user_properties":{"p":1}}',
+        "b": '{"user_id":"b"}',
+    }
+
+
 def test_preview_builds_everything_and_keeps_nothing(store: StateStore, tmp_path: Path) -> None:
     push(store, tmp_path / "a.jsonl", {"a": {"p": 1}, "b": None}, "s1")
     before = (list(store.members(COHORT)), [r.message_id for r in store.pending()])
