@@ -343,14 +343,18 @@ def consume(args: argparse.Namespace) -> int:
 
 def members(args: argparse.Namespace) -> int:
     """`members`: a cohort's current members as CSV or JSONL."""
-    from sync.membership import render_members
+    from sync.membership import property_columns, render_members
     from sync.membership_store import MembershipStore
     from sync.membership_store import members as members_of
 
     if not args.state.exists():
         raise SyncError(f"--state {args.state}: no such consumer state file; run `consume` first")
     with MembershipStore(args.state) as store:
-        for line in render_members(members_of(store, args.cohort_id), args.format):
+        # Two passes over the store: the CSV's columns first, then the rows, memory bounded.
+        columns = (
+            property_columns(members_of(store, args.cohort_id)) if args.format == "csv" else []
+        )
+        for line in render_members(members_of(store, args.cohort_id), args.format, columns):
             sys.stdout.write(line if line.endswith("\n") else line + "\n")
     return 0
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -97,8 +97,22 @@ def members_of(state: Mapping[tuple[str, str], MemberState], cohort_id: str) -> 
     ]
 
 
-def render_members(members: Iterable[Member], fmt: str) -> Iterator[str]:
-    """Lines (newline-terminated) printing members as `csv` (with a header) or `jsonl`."""
+def property_columns(members: Iterable[Member]) -> list[str]:
+    """Every property name the members carry, sorted: the CSV columns after `user_id`."""
+    names: set[str] = set()
+    for member in members:
+        names.update(member.user_properties or ())
+    return sorted(names)
+
+
+def render_members(
+    members: Iterable[Member], fmt: str, columns: Sequence[str] = ()
+) -> Iterator[str]:
+    """Lines (newline-terminated) printing members as `csv` or `jsonl`.
+
+    CSV has a snapshot's shape — `user_id`, then one column per name in `columns` (strings as
+    they are, other values as JSON, absent ones empty) — so it can be pushed again as is.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: must be one of {', '.join(FORMATS)}")
     if fmt == "jsonl":
@@ -107,16 +121,20 @@ def render_members(members: Iterable[Member], fmt: str) -> Iterator[str]:
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow((USER_ID, USER_PROPERTIES))
+    writer.writerow((USER_ID, *columns))
     for member in members:
-        props = member.user_properties
-        writer.writerow((member.user_id, "" if props is None else _json(props)))
+        props = member.user_properties or {}
+        writer.writerow((member.user_id, *(_cell(props[c]) if c in props else "" for c in columns)))
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     # The header alone still goes out for an empty cohort, so consumers can parse it.
     if buffer.getvalue():
         yield buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else _json(value)
 
 
 def _jsonl_line(member: Member) -> str:

@@ -18,6 +18,7 @@ from sync.membership import (
     Version,
     apply_message,
     members_of,
+    property_columns,
     render_members,
     tiebreak_of,
 )
@@ -104,10 +105,13 @@ def test_computed_time_compares_as_an_integer_not_a_string() -> None:
 
 
 @pytest.mark.unit
-def test_render_members_csv_and_jsonl() -> None:
+def test_render_members_csv_has_a_snapshots_shape_and_jsonl_keeps_json() -> None:
     people = [Member("u1", {"city": "Zürich", "n": 1}), Member("u,2", None)]
-    assert "".join(render_members(people, "csv")) == (
-        'user_id,user_properties\nu1,"{""city"":""Zürich"",""n"":1}"\n"u,2",\n'
+    columns = property_columns(people)
+
+    assert columns == ["city", "n"]
+    assert "".join(render_members(people, "csv", columns)) == (
+        'user_id,city,n\nu1,Zürich,1\n"u,2",,\n'
     )
     lines = list(render_members(people, "jsonl"))
     assert [json.loads(line) for line in lines] == [
@@ -119,7 +123,7 @@ def test_render_members_csv_and_jsonl() -> None:
 
 @pytest.mark.unit
 def test_render_members_empty_csv_still_has_a_header() -> None:
-    assert list(render_members([], "csv")) == ["user_id,user_properties\n"]
+    assert list(render_members([], "csv")) == ["user_id\n"]
     assert list(render_members([], "jsonl")) == []
 
 
