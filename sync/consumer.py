@@ -17,15 +17,12 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from sync.contract import decode
-from sync.errors import ConsumerError, ContractError
+from sync.errors import ConsumerError
 from sync.limits import GET_RECORDS_MAX_RECORDS, SHARD_READ_CALLS_PER_SECOND
 from sync.membership_store import (
     Checkpoint,
-    InvalidRecord,
     MembershipStore,
-    PageEntry,
-    ValidRecord,
+    RawRecord,
 )
 
 THROTTLE_BACKOFF_BASE_SECONDS: Final = 0.5
@@ -311,7 +308,8 @@ class _ShardReader:
         finished = next_iterator is None or (
             shard.ending_sequence_number is not None and not records and behind == 0
         )
-        entries = [_entry(record) for record in records]
+        # The store checks each record against the contract, in bulk, inside SQLite.
+        entries = [RawRecord(str(r["SequenceNumber"]), bytes(r["Data"])) for r in records]
         outcome = store.apply_page(self.arn, sid, entries, shard_closed=finished)
         if next_iterator is not None:
             self.iterators[sid] = next_iterator
@@ -345,15 +343,6 @@ class _ShardReader:
         if self.deadline is not None and self.c._clock() + seconds > self.deadline:
             raise _Deadline
         self.c._sleep(seconds)
-
-
-def _entry(record: dict[str, Any]) -> PageEntry:
-    sequence_number = str(record["SequenceNumber"])
-    data = bytes(record["Data"])
-    try:
-        return ValidRecord(sequence_number, decode(data))
-    except ContractError as exc:
-        return InvalidRecord(sequence_number, str(exc), data)
 
 
 def _sequence_of(checkpoint: Checkpoint | None) -> str | None:
