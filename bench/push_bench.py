@@ -1,6 +1,7 @@
 """Push benchmark: a full run_push of an N-user cohort versus the bare PutRecords transport floor.
 
 Run: .venv/bin/python -m bench.push_bench [--users 1000000] [--shards 4] [--senders 4] [--repeat 1]
+     [--phases]
 
 Both sides run in one process against in-process moto (mock_aws, with harness.moto_fixes so
 concurrent puts lose nothing), each into a fresh stream of the same shape.
@@ -15,6 +16,10 @@ partition keys) and sent with a bare boto3 client. The floor is the faster of tw
 after another, and with the push's `senders` concurrent calls; so neither our batching nor our
 concurrency can make the floor look slower than moving those bytes can be. With --repeat, each
 figure is the best of its runs (the machine is shared, and the best run is the least disturbed).
+
+With --phases, one more push is run step by step with the same public functions run_push calls
+(load_and_plan, stage, deliver_pending) and each step's seconds are printed, so the ratio can be
+read against where the time goes.
 
 The 10M x 10M diff at 1% churn (<= 5 s, <= 1.5 GB) is bench.diff_bench's job, not this one's.
 """
@@ -37,7 +42,16 @@ from moto import mock_aws
 from harness.moto_fixes import moto_fixes_installed
 from sync.destination import Destination
 from sync.limits import DEFAULT_SENDERS, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT
-from sync.push import DeliveryOptions, PushReport, PushRequest, run_push
+from sync.push import (
+    DeliveryOptions,
+    PushReport,
+    PushRequest,
+    deliver_pending,
+    load_and_plan,
+    run_push,
+    stage,
+)
+from sync.state import StateStore
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -145,11 +159,9 @@ def stream_record_count(kinesis: Any, stream_arn: str) -> int:
     return count
 
 
-def push(
-    snapshot: Path, state: Path, stream_arn: str, senders: int, connect: Callable[[], Any]
-) -> PushReport:
-    """One full push with a fresh state and no preflight."""
-    destination = Destination(
+def destination_of(stream_arn: str) -> Destination:
+    """The bench's destination for a stream; roles are not used (no preflight, moto)."""
+    return Destination(
         stream_name=stream_arn.rsplit("/", 1)[1],
         stream_arn=stream_arn,
         region=REGION,
@@ -158,8 +170,14 @@ def push(
         policy_arn=f"arn:aws:iam::{ACCOUNT}:policy/bench",
         display_name="bench",
     )
+
+
+def push(
+    snapshot: Path, state: Path, stream_arn: str, senders: int, connect: Callable[[], Any]
+) -> PushReport:
+    """One full push with a fresh state and no preflight."""
     request = PushRequest(
-        destination=destination,
+        destination=destination_of(stream_arn),
         snapshot=snapshot,
         cohort_id=COHORT,
         cohort_name="Bench cohort",
@@ -171,7 +189,42 @@ def push(
     return run_push(request, connect=connect)
 
 
-def run(users: int, shards: int, senders: int, repeat: int) -> None:
+def phases(
+    snapshot: Path, state: Path, stream_arn: str, senders: int, kinesis: Any
+) -> dict[str, float]:
+    """Seconds of each step of one push, run as run_push runs them (preflight skipped)."""
+    options = DeliveryOptions(senders=senders)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    store = StateStore(state)
+    try:
+        load_and_plan(
+            store, snapshot, cohort_id=COHORT, cohort_name="Bench cohort", stream_arn=stream_arn
+        )
+        seconds["load + validate + plan"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        stage(
+            store,
+            cohort_id=COHORT,
+            cohort_name="Bench cohort",
+            computed_time=COMPUTED_TIME,
+            options=options,
+        )
+        seconds["stage (build, outbox, membership, commit)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        report = deliver_pending(store, kinesis, stream_arn, options)
+        seconds[f"deliver + acks ({report.put_records_calls} PutRecords)"] = (
+            time.perf_counter() - mark
+        )
+        mark = time.perf_counter()
+    finally:
+        store.close()
+    seconds["close (checkpoint)"] = time.perf_counter() - mark
+    seconds["total"] = time.perf_counter() - started
+    return seconds
+
+
+def run(users: int, shards: int, senders: int, repeat: int, show_phases: bool = False) -> None:
     """Generate the snapshot, then `repeat` times push and send the floor; print the best."""
     with tempfile.TemporaryDirectory(prefix="push-bench-") as tmp:
         snapshot = Path(tmp) / "snapshot.csv"
@@ -206,6 +259,9 @@ def run(users: int, shards: int, senders: int, repeat: int) -> None:
                         raise SystemExit(f"floor: {stored} of {len(records)} records stored")
                 if stream_record_count(kinesis, push_arn) != len(records):
                     raise SystemExit("push: the stream does not hold every staged record")
+            if show_phases:
+                arn = create_stream(kinesis, "bench-phases", shards)
+                steps = phases(snapshot, Path(tmp) / "state-phases.duckdb", arn, senders, kinesis)
 
     best = min(pushes, key=lambda r: r.seconds)
     minimum = lower_bound_calls(records)
@@ -233,6 +289,10 @@ def run(users: int, shards: int, senders: int, repeat: int) -> None:
         f"(first-fit decreasing packs {len(batches)}) = "
         f"{best.put_records_calls / minimum:.3f}x  (target <= {CALLS_TARGET}x)"
     )
+    if show_phases:
+        print("one more push, step by step:")
+        for step, seconds in steps.items():
+            print(f"  {step:44s} {seconds:6.2f} s")
     print("diff 10M x 10M at 1% churn: see bench.diff_bench (`python -m bench.diff_bench`)")
 
 
@@ -248,8 +308,11 @@ def main() -> None:
         help=f"concurrent PutRecords calls, push and floor alike (default {DEFAULT_SENDERS})",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs; the best of each is shown")
+    parser.add_argument(
+        "--phases", action="store_true", help="time one more push step by step and print the steps"
+    )
     args = parser.parse_args()
-    run(args.users, args.shards, args.senders, args.repeat)
+    run(args.users, args.shards, args.senders, args.repeat, args.phases)
 
 
 if __name__ == "__main__":
