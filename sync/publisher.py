@@ -260,7 +260,7 @@ class Publisher:
             while True:
                 self._release_ready(run)
                 paced_until: float | None = None
-                while run.refusal is None and len(in_flight) < self._senders:
+                while run.refusal is None and len(in_flight) < self._window(pacer):
                     now = self._clock()
                     has_work = bool(run.queue) or not run.fresh_done
                     delay = 0.0 if pacer is None or not has_work else pacer.delay(now)
@@ -308,6 +308,11 @@ class Publisher:
             ready.extend(heapq.heappop(run.waiting)[2])
         # Retries go first so they coalesce into the very next request instead of their own.
         run.queue.extendleft(reversed(ready))
+
+    def _window(self, pacer: Pacer | None) -> int:
+        """How many calls may be in flight now: the senders, fewer while the pacer probes."""
+        limit = None if pacer is None else pacer.max_in_flight()
+        return self._senders if limit is None else min(self._senders, limit)
 
     def _wake_at(self, run: _Run, paced_until: float | None) -> float | None:
         """When the loop has something to do besides settling calls: a retry or a paced send."""

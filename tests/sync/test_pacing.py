@@ -22,14 +22,79 @@ def test_record_cost_is_the_tighter_of_the_two_shard_limits(size: int, cost: flo
     assert record_cost(size) == pytest.approx(cost)
 
 
-def test_without_a_hint_nothing_is_paced_until_a_throttle() -> None:
+def test_without_a_hint_one_request_probes_at_one_shard_until_the_first_answer() -> None:
     pacer = Pacer()
-    for step in range(100):
-        pacer.spend(10.0, now=step * 0.01)
-        assert pacer.delay(now=step * 0.01) == 0.0
-    # Requests are still capped at one shard's burst: every stream has at least that.
+    # One request in flight, at one shard's rate (every stream has a shard)...
+    assert pacer.max_in_flight() == 1
+    assert pacer.rate == 1.0
+    # ...carrying up to one shard's burst, so a small push still goes in a few full requests.
     assert pacer.batch_limit() == 1.0
-    assert pacer.rate is None
+    pacer.spend(0.5, now=0.0)
+    assert pacer.delay(now=0.0) == pytest.approx(0.4)
+    # Once Kinesis answers, the caller's senders set the concurrency.
+    pacer.accepted(0.5, now=0.1)
+    assert pacer.max_in_flight() is None
+
+
+def test_a_hint_needs_no_probe() -> None:
+    assert Pacer(shards=2).max_in_flight() is None
+
+
+def test_a_throttle_is_an_answer_too() -> None:
+    pacer = Pacer()
+    pacer.spend(0.1, now=0.0)
+    pacer.throttled(sent_at=0.0, now=0.1)
+    assert pacer.max_in_flight() is None
+
+
+def saturate(pacer: Pacer, start: float, stop: float, step: float = 0.01) -> float:
+    """Spend whatever the pacer allows and have all of it accepted, like a sender that keeps up."""
+    now = start
+    while now < stop:
+        cost = pacer.rate * step
+        pacer.spend(cost, now)
+        now += step
+        pacer.accepted(cost, now)
+    return now
+
+
+def test_slow_start_doubles_the_rate_while_the_sender_keeps_up() -> None:
+    # GIVEN no hint and a sender that uses all the rate allows
+    pacer = Pacer(settings=PacingSettings(slow_start_doublings_per_second=2.0))
+    # WHEN Kinesis takes everything for 1.5 s
+    saturate(pacer, 0.0, 1.5)
+    # THEN the rate has doubled about twice a second (the first window is the first second)
+    assert 2**2.5 < pacer.rate < 2**3.5
+    assert pacer.ceiling is None
+
+
+def test_slow_start_does_not_grow_while_the_sender_is_the_bottleneck() -> None:
+    # GIVEN a sender that uses only half of the one-shard start rate
+    pacer = Pacer()
+    now = 0.0
+    for _ in range(300):
+        pacer.spend(0.005, now)
+        now += 0.01
+        pacer.accepted(0.005, now)
+    # THEN after its first window the rate stops growing: Kinesis taking half a shard's worth
+    # says nothing about a higher rate.
+    assert pacer.rate < 2**2.5
+
+
+def test_first_throttle_measures_capacity_from_the_last_full_bucket() -> None:
+    # GIVEN a 4-shard stream that slow start reached only after 1 s at one shard (its bucket
+    # sat full and lost that refill), then 2 s at 6 shards: 4 x (2 + 1 burst) = 12 accepted
+    pacer = Pacer()
+    pacer.spend(1.0, now=0.0)
+    pacer.accepted(1.0, now=1.0)
+    for step in range(1, 21):
+        pacer.accepted(0.6, now=1.0 + step * 0.1)
+    # WHEN the first throttle arrives at t=3
+    assert pacer.throttled(sent_at=2.9, now=3.0)
+    # THEN the ceiling is what the bucket let through since it was last full, 12 / (2 + 1):
+    # averaging from the first send, 13 / (3 + 1), would take 3.25 shards for 4
+    assert pacer.ceiling == pytest.approx(4.0)
+    assert pacer.rate == pytest.approx(3.6)
 
 
 def test_a_hint_paces_to_the_shard_count() -> None:
@@ -41,18 +106,6 @@ def test_a_hint_paces_to_the_shard_count() -> None:
     assert pacer.delay(now=0.0) == pytest.approx(0.15)
     assert pacer.delay(now=0.15) == 0.0
     assert pacer.batch_limit() == pytest.approx(0.2)
-
-
-def test_first_throttle_sets_the_ceiling_from_what_was_accepted() -> None:
-    # GIVEN an unpaced start that got 3 shard-seconds accepted in its first 2 seconds
-    pacer = Pacer()
-    pacer.accepted(1.0, now=0.0)
-    pacer.accepted(2.0, now=2.0)
-    # WHEN a throttle arrives
-    assert pacer.throttled(sent_at=1.9, now=2.0)
-    # THEN capacity is what was accepted per second, and the rate drops 10% below it
-    assert pacer.ceiling == pytest.approx(1.5)
-    assert pacer.rate == pytest.approx(1.35)
 
 
 def test_throttles_of_requests_sent_before_a_decrease_are_echoes() -> None:
@@ -95,9 +148,7 @@ def test_recovers_quickly_to_just_below_the_ceiling_then_probes_slowly() -> None
 def test_a_ceiling_that_holds_is_probed_ever_faster() -> None:
     # A ceiling learned from a small sample must not pin the rate: growth doubles every second.
     pacer = Pacer(shards=1)
-    for step in range(1, 101):
-        pacer.accepted(0.1, now=step * 0.1)
-    assert pacer.rate is not None
+    saturate(pacer, 0.0, 10.0)
     assert pacer.rate > 10
 
 
