@@ -42,7 +42,27 @@ def _external_id(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_count(text: str) -> int:
+    """argparse type for --shards: a whole number of shards, at least one."""
+    try:
+        shards = int(text)
+    except ValueError:
+        shards = 0
+    if shards < 1:
+        # argparse prefixes "argument --shards:", so the message names the option too.
+        raise argparse.ArgumentTypeError(f"{text!r}: need a whole number of shards >= 1")
+    return shards
+
+
 def _delivery(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shards",
+        type=_shard_count,
+        default=None,
+        metavar="N",
+        help="the stream's shard count, to pace sends from the start (default: learn it from "
+        "throttling; the role cannot describe the stream)",
+    )
     parser.add_argument(
         "--senders",
         type=int,

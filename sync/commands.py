@@ -210,6 +210,7 @@ def _options(args: argparse.Namespace) -> Any:
         partition_key=getattr(args, "partition_key", "message_id"),
         senders=args.senders,
         max_tries=args.max_tries,
+        shards=args.shards,
     )
 
 

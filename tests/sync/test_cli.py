@@ -8,7 +8,7 @@ import pytest
 from harness.pytest_plugin import AppliedDestination
 from harness.world import Credentials
 from sync import commands
-from sync.cli import main
+from sync.cli import build_parser, main
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -145,3 +145,28 @@ def test_members_without_state_says_what_to_do(
     assert f"--state {missing}: no such consumer state file; run `consume` first" in (
         capsys.readouterr().err
     )
+
+
+def test_shards_paces_push_from_the_start_and_must_be_a_positive_count(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    act_as(monkeypatch, cohort_destination.world.amplitude)
+    args = push_args(destination_file, tmp_path / "state.duckdb", "day1.csv")
+
+    # GIVEN the stream's shard count, a dry run parses and runs, and delivery would use it
+    assert main(["push", *args, "--shards", "2", "--dry-run"]) == 0
+    parsed = build_parser().parse_args(["push", *args, "--shards", "2", "--dry-run"])
+    assert commands._options(parsed).shards == 2
+    capsys.readouterr()
+
+    # WHEN the count is not a positive whole number THEN argparse refuses it, naming all three
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit) as refused:
+            main(["push", *args, "--shards", bad, "--dry-run"])
+        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --shards: '{bad}': need a whole number of shards >= 1" in err
