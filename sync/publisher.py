@@ -64,6 +64,7 @@ TRANSIENT_CODES = frozenset(
 )
 # Whole-request codes a fresh session fixes, when the caller says how to get one.
 EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
+MAX_UNPROVEN_RENEWALS = 5  # sessions in a row that may expire before carrying any record
 _PUT = "kinesis:PutRecords"
 _ACCESS_FIX = "role lacks {action} on {stream}: re-run `pulumi up` / check the policy attachment"
 _TOKEN_FIX = (
@@ -233,6 +234,7 @@ class Publisher:
         self._pacing = pacing
         self._reconnect = reconnect
         self._generation = 0
+        self._unproven_renewals = 0  # renewals in a row whose session carried no record yet
         self.pacer: Pacer | None = None  # the last send's, for callers that report what it learned
 
     def backoff_seconds(self, tries: int) -> float:
@@ -403,6 +405,8 @@ class Publisher:
             if throttled:
                 pacer.throttled(call.sent_at, now)
         if acked:
+            if call.generation == self._generation:
+                self._unproven_renewals = 0
             run.acked += len(acked)
             run.acked_bytes += sum(r.size_bytes for r in acked)
             for record in acked:
@@ -427,12 +431,18 @@ class Publisher:
         """Replace the client after ExpiredToken; refuses the batch if no session can be had."""
         if call.generation != self._generation:
             return True  # an older session's expiry: the client was already replaced
+        if self._unproven_renewals >= MAX_UNPROVEN_RENEWALS:
+            # Session after session expired before carrying a single record: renewing again
+            # cannot help (a skewed clock, revoked sessions), so stop and say so.
+            self._refuse(run, _code_of(call.error), str(call.error), call.batch, cause=call.error)
+            return False
         try:
             self._kinesis = reconnect()
         except PreflightError as exc:
             self._refuse(run, "ExpiredTokenException", str(exc), call.batch, cause=exc)
             return False
         self._generation += 1
+        self._unproven_renewals += 1
         run.reconnects += 1
         return True
 

@@ -18,7 +18,7 @@ from harness.faults import FaultPlan, Rate, Schedule, faults_installed
 from sync.contract import decode
 from sync.errors import DeliveryError, DeliveryRefusedError, PreflightError
 from sync.messages import OutgoingRecord, build_messages
-from sync.publisher import DeliveryReport, ProgressEvent, Publisher
+from sync.publisher import MAX_UNPROVEN_RENEWALS, DeliveryReport, ProgressEvent, Publisher
 
 STREAM = "cohorts"
 
@@ -484,3 +484,43 @@ def test_nothing_is_lost_when_moto_fails_records_throttles_and_drops_responses()
     assert report.records_sent == 1500
     assert report.throttles >= 500
     assert report.retries > 500 + 500  # the throttled call and the lost call, re-sent whole
+
+
+@pytest.mark.unit
+def test_sessions_that_keep_expiring_unused_stop_the_push() -> None:
+    # GIVEN a Kinesis that answers ExpiredToken to every session, however fresh
+    clock = FakeClock()
+    kinesis = FakeKinesis(lambda i, keys: client_error("ExpiredTokenException"), clock)
+    renewals: list[int] = []
+
+    def reconnect() -> FakeKinesis:
+        renewals.append(1)
+        return kinesis
+
+    # WHEN records are sent
+    with pytest.raises(DeliveryRefusedError) as caught:
+        publisher(kinesis, clock, reconnect=reconnect).send(records(3), Acks())
+
+    # THEN it renews a bounded number of times, then stops naming the cause; nothing is acked
+    assert len(renewals) == MAX_UNPROVEN_RENEWALS
+    assert caught.value.code == "ExpiredTokenException"
+    assert "could not be refreshed" in str(caught.value)
+    assert len(caught.value.unsent) == 3
+
+
+@pytest.mark.unit
+def test_sessions_that_expire_after_carrying_records_are_renewed_without_limit() -> None:
+    # GIVEN a session that expires on every other call, after the previous one succeeded
+    clock = FakeClock()
+    expire_odd = FakeKinesis(
+        lambda i, keys: client_error("ExpiredTokenException") if i % 2 else None, clock
+    )
+
+    # WHEN more calls than the renewal bound are needed
+    report = publisher(
+        expire_odd, clock, reconnect=lambda: expire_odd, max_batch_count=1, pacing=None
+    ).send(records(2 * MAX_UNPROVEN_RENEWALS), Acks())
+
+    # THEN every record arrives and each expiry was a renewal
+    assert report.records_sent == 2 * MAX_UNPROVEN_RENEWALS
+    assert report.reconnects == 2 * MAX_UNPROVEN_RENEWALS - 1
