@@ -134,7 +134,10 @@ def test_local_up_honours_aws_endpoint_url(tmp_path: Path) -> None:
     missing = tmp_path / "world.json"
 
     result = cohort_sync(
-        "local", "up", "--world-file", str(missing),
+        "local",
+        "up",
+        "--world-file",
+        str(missing),
         env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
     )
 
