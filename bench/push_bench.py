@@ -1,7 +1,7 @@
 """Push benchmark: a full run_push of an N-user cohort versus the bare PutRecords transport floor.
 
-Run: .venv/bin/python -m bench.push_bench [--users 1000000] [--shards 4] [--senders 4] [--repeat 1]
-     [--phases]
+Run: .venv/bin/python -m bench.push_bench [--users 1000000] [--shards 64] [--no-shard-hint]
+     [--senders 4] [--repeat 1] [--phases]
 
 Both sides run in one process against in-process moto (mock_aws, with harness.moto_fixes so
 concurrent puts lose nothing), each into a fresh stream of the same shape.
@@ -173,7 +173,12 @@ def destination_of(stream_arn: str) -> Destination:
 
 
 def push(
-    snapshot: Path, state: Path, stream_arn: str, senders: int, connect: Callable[[], Any]
+    snapshot: Path,
+    state: Path,
+    stream_arn: str,
+    senders: int,
+    connect: Callable[[], Any],
+    shards: int | None = None,
 ) -> PushReport:
     """One full push with a fresh state and no preflight."""
     request = PushRequest(
@@ -183,7 +188,7 @@ def push(
         cohort_name="Bench cohort",
         state=state,
         computed_time=COMPUTED_TIME,
-        options=DeliveryOptions(senders=senders),
+        options=DeliveryOptions(senders=senders, shards=shards),
         skip_preflight=True,
     )
     return run_push(request, connect=connect)
@@ -224,7 +229,14 @@ def phases(
     return seconds
 
 
-def run(users: int, shards: int, senders: int, repeat: int, show_phases: bool = False) -> None:
+def run(
+    users: int,
+    shards: int,
+    senders: int,
+    repeat: int,
+    show_phases: bool = False,
+    hint: bool = True,
+) -> None:
     """Generate the snapshot, then `repeat` times push and send the floor; print the best."""
     with tempfile.TemporaryDirectory(prefix="push-bench-") as tmp:
         snapshot = Path(tmp) / "snapshot.csv"
@@ -245,7 +257,11 @@ def run(users: int, shards: int, senders: int, repeat: int, show_phases: bool = 
                 # pays for another's records (moto's shards grow and never trim).
                 push_arn = create_stream(kinesis, f"bench-push-{round_}", shards)
                 state = Path(tmp) / f"state-{round_}.duckdb"
-                report = push(snapshot, state, push_arn, senders, lambda: session)
+                # With the hint the publisher paces from the stream's real capacity, as
+                # `push --shards N` does; without it, it starts at one shard (slow start).
+                report = push(
+                    snapshot, state, push_arn, senders, lambda: session, shards if hint else None
+                )
                 if not report.ok:
                     raise SystemExit(f"push left records undelivered:\n{report.render()}")
                 pushes.append(report)
@@ -269,7 +285,8 @@ def run(users: int, shards: int, senders: int, repeat: int, show_phases: bool = 
     total_bytes = sum(size_of(r) for r in records)
     print(
         f"records: {len(records):,} ({total_bytes / 1e6:.1f} MB with partition keys), "
-        f"best of {repeat}, {shards} shards, {senders} senders"
+        f"best of {repeat}, {shards} shards ({'given to' if hint else 'learned by'} the "
+        f"publisher), {senders} senders"
     )
     print(
         f"(a) floor, {len(batches)} PutRecords: sequential {min(sequential):6.2f} s, "
@@ -300,7 +317,12 @@ def main() -> None:
     """Parse arguments and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--users", type=int, default=1_000_000, help="cohort size")
-    parser.add_argument("--shards", type=int, default=4, help="shards per stream (default 4)")
+    parser.add_argument("--shards", type=int, default=64, help="shards per stream (default 64)")
+    parser.add_argument(
+        "--no-shard-hint",
+        action="store_true",
+        help="do not tell the publisher the shard count (it then learns it, starting at one)",
+    )
     parser.add_argument(
         "--senders",
         type=int,
@@ -312,7 +334,7 @@ def main() -> None:
         "--phases", action="store_true", help="time one more push step by step and print the steps"
     )
     args = parser.parse_args()
-    run(args.users, args.shards, args.senders, args.repeat, args.phases)
+    run(args.users, args.shards, args.senders, args.repeat, args.phases, not args.no_shard_hint)
 
 
 if __name__ == "__main__":
