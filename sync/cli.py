@@ -221,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="epoch seconds for computed_time (default: now)",
     )
     push.add_argument(
+        "--resend-all",
+        action="store_true",
+        help="send every snapshot user as entering (and who left as exiting) whatever the state "
+        "says: after the stream was re-created, or when consumers lost their data",
+    )
+    push.add_argument(
         "--dry-run",
         action="store_true",
         help="print entering/exiting/messages/bytes and send nothing",

@@ -244,6 +244,7 @@ def push_request(
         computed_time=str(computed),
         options=_options(args),
         dry_run=getattr(args, "dry_run", False),
+        resend_all=getattr(args, "resend_all", False),
         skip_preflight=args.skip_preflight,
         max_users=max_users,
         max_users_rule=max_users_rule,

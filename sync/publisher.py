@@ -79,7 +79,8 @@ FATAL_FIXES: Mapping[str, str] = {
     "AccessDenied": _ACCESS_FIX,
     "ResourceNotFoundException": (
         "stream {stream} not found: check the destination's region and stream name, "
-        "or re-run `pulumi up`"
+        "or re-run `pulumi up`; a re-created stream is empty, so `replay` what is pending, "
+        "then push with --resend-all so consumers get the whole cohort again"
     ),
     "KMSAccessDeniedException": (
         "role lacks kms:GenerateDataKey on the KMS key of {stream}: grant it in the key policy "

@@ -188,6 +188,7 @@ def stage(
     computed_time: str,
     options: DeliveryOptions,
     sync_id: str | None = None,
+    resend_all: bool = False,
 ) -> StagedSync:
     """Commit the diff's messages and the new membership together (the loaded snapshot's)."""
     sync_id = sync_id or new_sync_id(cohort_id, computed_time)
@@ -197,6 +198,7 @@ def stage(
         computed_time=computed_time,
         sync_id=sync_id,
         build=_builder(cohort_id, cohort_name, computed_time, sync_id, options),
+        resend_all=resend_all,
     )
 
 
@@ -253,6 +255,7 @@ class PushRequest:
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
     dry_run: bool = False
     skip_preflight: bool = False
+    resend_all: bool = False  # every snapshot user enters again, whatever the state says
     max_users: int | None = None
     max_users_rule: str = ""
 
@@ -274,7 +277,7 @@ def run_push(
     started = time.perf_counter()
     request.state.parent.mkdir(parents=True, exist_ok=True)
     with StateStore(request.state) as store:
-        users, counts = load_and_plan(
+        users, _ = load_and_plan(
             store,
             request.snapshot,
             cohort_id=request.cohort_id,
@@ -296,14 +299,15 @@ def run_push(
                     "dry-run",
                     request.options,
                 ),
+                resend_all=request.resend_all,
             )
             return PushReport(
                 cohort_id=request.cohort_id,
                 sync_id=None,
                 dry_run=True,
                 snapshot_users=users,
-                entered=counts.entering,
-                exited=counts.exiting,
+                entered=planned.entering,
+                exited=planned.exiting,
                 messages=planned.messages,
                 records=0,
                 bytes=planned.bytes,
@@ -321,6 +325,7 @@ def run_push(
             cohort_name=request.cohort_name,
             computed_time=request.computed_time,
             options=request.options,
+            resend_all=request.resend_all,
         )
 
         def reconnect(session: boto3.Session | None = None) -> Any:

@@ -217,8 +217,13 @@ class StateStore:
         computed_time: str,
         sync_id: str,
         build: Build,
+        resend_all: bool = False,
     ) -> StagedSync:
-        """Diff, build and store every record, replace membership, record the sync: atomically."""
+        """Diff, build and store every record, replace membership, record the sync: atomically.
+
+        `resend_all` sends every snapshot user as entering (and who left as exiting), whatever
+        the stored membership says: for a stream re-created empty, or consumers that lost state.
+        """
         self._require_snapshot()
         self._require_bound(cohort_id)
         if self._scalar("SELECT count(*) FROM syncs WHERE sync_id = $s", {"s": sync_id}):
@@ -228,7 +233,7 @@ class StateStore:
         everyone = self._everyone_enters(self._diff(cohort_id))
         self._con.begin()
         try:
-            entering, exiting = self._split(cohort_id, everyone_enters=everyone)
+            entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 records = build(in_cohort, self._users(table), sequence)
@@ -270,6 +275,7 @@ class StateStore:
         computed_time: str,
         sync_id: str,
         build: Build,
+        resend_all: bool = False,
     ) -> StagedSync:
         """What stage() would commit (messages and bytes included), built and then discarded."""
         self._require_snapshot()
@@ -277,7 +283,7 @@ class StateStore:
         everyone = self._everyone_enters(self._diff(cohort_id))
         self._con.begin()
         try:
-            entering, exiting = self._split(cohort_id, everyone_enters=everyone)
+            entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
             sequence, size = 0, 0
             for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
                 for record in build(in_cohort, self._users(table), sequence):
@@ -364,12 +370,12 @@ class StateStore:
         assert self._snapshot is not None
         return set(kinds) <= {"enter"} and kinds.get("enter", 0) == self._snapshot.users
 
-    def _split(self, cohort_id: str, *, everyone_enters: bool) -> tuple[int, int]:
+    def _split(self, cohort_id: str, *, whole_snapshot: bool) -> tuple[int, int]:
         """Materialize entering and exiting users from the delta, numbered in user_id order."""
-        # A first sync sends the whole snapshot: no semi-join against a delta that is all of it.
+        # A first sync (or a resend) sends the whole snapshot: no semi-join against the delta.
         entering = (
             ""
-            if everyone_enters
+            if whole_snapshot
             else (f"WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')")
         )
         # Stored in rn order, so each page's rn range is pruned by DuckDB's zone maps.

@@ -283,7 +283,8 @@ def test_stream_deleted_stops_the_push_and_replay_delivers_after_recreating(
     arn = loop.dest.stream_arn
     assert (
         f"ResourceNotFoundException from PutRecords on {arn}: stream {arn} not found: check the "
-        "destination's region and stream name, or re-run `pulumi up`"
+        "destination's region and stream name, or re-run `pulumi up`; a re-created stream is "
+        "empty, so `replay` what is pending, then push with --resend-all"
     ) in run.err
     assert loop.pending() == RECORDS
 

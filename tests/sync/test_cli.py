@@ -170,3 +170,29 @@ def test_shards_paces_push_from_the_start_and_must_be_a_positive_count(
         assert refused.value.code == 2
         err = capsys.readouterr().err
         assert f"argument --shards: '{bad}': need a whole number of shards >= 1" in err
+
+
+def test_resend_all_sends_the_whole_cohort_again(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN day 1 delivered, and day 2's snapshot next
+    act_as(monkeypatch, cohort_destination.world.amplitude)
+    state = tmp_path / "state.duckdb"
+    assert main(["push", *push_args(destination_file, state, "day1.csv"), "--json"]) == 0
+    capsys.readouterr()
+    day2 = push_args(destination_file, state, "day2.csv")
+
+    # WHEN day 2 is pushed with --resend-all (first as a dry run)
+    assert main(["push", *day2, "--resend-all", "--dry-run", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert main(["push", *day2, "--resend-all", "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+
+    # THEN every day-2 user enters again, and the two who left still exit
+    assert (planned["entered"], planned["exited"], planned["records"]) == (7, 2, 0)
+    assert (sent["entered"], sent["exited"], sent["messages"]) == (7, 2, 2)
+    assert sent["ok"] is True
