@@ -40,6 +40,7 @@ import duckdb
 from moto import mock_aws
 
 from harness.moto_fixes import moto_fixes_installed
+from harness.streams import read_records
 from sync.destination import Destination
 from sync.limits import DEFAULT_SENDERS, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT
 from sync.push import (
@@ -144,19 +145,7 @@ def send_floor(kinesis: Any, stream_arn: str, batches: list[list[Record]], sende
 
 def stream_record_count(kinesis: Any, stream_arn: str) -> int:
     """Records stored in the stream, over every shard (moto keeps them all)."""
-    name = stream_arn.rsplit("/", 1)[1]  # moto's shard iterators only resolve stream names
-    count = 0
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            count += len(response["Records"])
-            if not response["Records"]:
-                break
-            iterator = response.get("NextShardIterator")
-    return count
+    return len(read_records(kinesis, stream_arn))
 
 
 def destination_of(stream_arn: str) -> Destination:

@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from harness.faults import FaultController, FaultKind, FaultPlan, Rate, faults_installed
+from harness.streams import read_records
 from harness.world import MotoWorld, moto_world
 from provisioning import constants as c
 from provisioning.stack import StackConfig, apply
@@ -121,17 +122,10 @@ class Outcome:
 def read_stream(world: MotoWorld, stream_arn: str) -> dict[str, list[bytes]]:
     kinesis = world.client("kinesis", world.customer_admin)
     stored: dict[str, list[bytes]] = defaultdict(list)
-    for shard in kinesis.list_shards(StreamARN=stream_arn)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamARN=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10_000)
-            for record in page["Records"]:
-                message_id = json.loads(record["Data"])["message_id"]
-                if message_id != "probe:0":
-                    stored[message_id].append(record["Data"])
-            iterator = page.get("NextShardIterator") if page["Records"] else None
+    for record in read_records(kinesis, stream_arn):
+        message_id = json.loads(record["Data"])["message_id"]
+        if message_id != "probe:0":
+            stored[message_id].append(record["Data"])
     return stored
 
 

@@ -27,6 +27,7 @@ import pytest
 from moto.core.responses import BaseResponse
 
 from harness.server import ServedWorld, start_server
+from harness.streams import read_records
 from harness.world import MotoWorld
 from provisioning.stack import StackConfig, apply
 from sync.limits import MAX_PUT_RECORDS_COUNT
@@ -284,18 +285,7 @@ def diff_records(index: int) -> int:
 def read_stream(world: MotoWorld, stream_arn: str) -> list[bytes]:
     """Every record the stream holds, read with the customer's credentials."""
     kinesis = world.client("kinesis", world.customer_admin)
-    data: list[bytes] = []
-    for shard in kinesis.list_shards(StreamARN=stream_arn)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamARN=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10_000)
-            data.extend(record["Data"] for record in page["Records"])
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = page.get("NextShardIterator")
-    return data
+    return [record["Data"] for record in read_records(kinesis, stream_arn)]
 
 
 def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(

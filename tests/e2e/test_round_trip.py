@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from harness.pytest_plugin import AppliedDestination
+from harness.streams import read_records
 from sync.consumer import Consumer
 from sync.destination import Destination
 from sync.membership_store import MembershipStore, members
@@ -38,14 +39,7 @@ def push_both_days(applied: AppliedDestination, session: boto3.Session, state: P
 
 
 def read_stream(kinesis: Any, name: str) -> list[dict[str, Any]]:
-    records = []
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-        records.extend(page["Records"])
-    return records
+    return read_records(kinesis, name)
 
 
 def consume(kinesis: Any, destination: Destination, state: Path) -> dict[str, dict[str, Any]]:

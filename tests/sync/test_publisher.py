@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
 from harness.faults import FaultPlan, Rate, Schedule, faults_installed
+from harness.streams import read_records
 from sync.contract import decode
 from sync.errors import DeliveryError, DeliveryRefusedError, PreflightError
 from sync.messages import OutgoingRecord, build_messages
@@ -392,18 +393,7 @@ class SerializedPuts:
 
 
 def read_all(client: Any) -> list[bytes]:
-    out: list[bytes] = []
-    for shard in client.list_shards(StreamName=STREAM)["Shards"]:
-        iterator = client.get_shard_iterator(
-            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = client.get_records(ShardIterator=iterator, Limit=10_000)
-            out.extend(r["Data"] for r in page["Records"])
-            if not page["Records"]:
-                break
-            iterator = page["NextShardIterator"]
-    return out
+    return [record["Data"] for record in read_records(client, STREAM)]
 
 
 @pytest.mark.integration

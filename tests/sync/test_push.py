@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.streams import read_records
 from harness.world import MotoWorld, moto_world
 from provisioning import constants as c
 from provisioning.stack import StackConfig, apply
@@ -79,19 +80,8 @@ class Env:
     def read_stream(self) -> list[Record]:
         """Every record of every shard, read with the customer's credentials."""
         kinesis = self.world.client("kinesis", self.world.customer_admin)
-        name = self.destination.stream_name  # moto's shard iterators resolve names, not ARNs
-        records: list[Record] = []
-        for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-            iterator = kinesis.get_shard_iterator(
-                StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-            while iterator:
-                response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-                records.extend(Record(r["PartitionKey"], r["Data"]) for r in response["Records"])
-                if not response["Records"]:
-                    break
-                iterator = response.get("NextShardIterator")
-        return records
+        records = read_records(kinesis, self.destination.stream_name)
+        return [Record(r["PartitionKey"], r["Data"]) for r in records]
 
     def push(
         self,
