@@ -45,8 +45,7 @@ import json
 import logging
 import re
 from binascii import Error as BinasciiError
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +61,7 @@ from moto.kinesis.responses import KinesisResponse
 from moto.kinesis.utils import decompose_shard_iterator
 from moto.kms.responses import KmsResponse
 
+from harness.patching import PatchSet
 from harness.trust import evaluate_trust
 from provisioning import constants as c
 
@@ -74,12 +74,6 @@ _IMPLICIT = " because no identity-based policy allows the {action} action"
 _EXPLICIT = " with an explicit deny in an identity-based policy"
 
 log = logging.getLogger(__name__)
-
-_MISSING = object()
-# (class, attribute) -> what the class itself held before install (_MISSING: inherited or absent).
-_originals: dict[tuple[type, str], Any] = {}
-# (class, attribute) -> what the attribute resolved to before install, for wrappers to delegate to.
-_wrapped: dict[tuple[type, str], Any] = {}
 
 
 # --- 1. authorization -----------------------------------------------------------------------
@@ -150,7 +144,9 @@ def _check_action_permitted(self: IAMRequest, resource: str) -> None:
     if self._action == c.ASSUME_ROLE_ACTION:
         _check_assume_role(self, resource)
         return
-    original: Callable[[IAMRequest, str], None] = _wrapped[(IAMRequest, "check_action_permitted")]
+    original: Callable[[IAMRequest, str], None] = _PATCHES.previous(
+        IAMRequest, "check_action_permitted"
+    )
     try:
         original(self, resource)
     except AccessDeniedError:
@@ -300,7 +296,7 @@ def _simulate_principal_policy(self: IamResponse) -> ActionResult:
 def _iam_resource(self: IamResponse) -> str:
     if self._get_action() == _SIMULATE_ACTION_NAME:
         return str(self._get_param("PolicySourceArn") or "*")
-    original: Callable[[IamResponse], str] = _wrapped[(IamResponse, "_determine_resource")]
+    original: Callable[[IamResponse], str] = _PATCHES.previous(IamResponse, "_determine_resource")
     return original(self)
 
 
@@ -335,48 +331,16 @@ def _kms_resource(self: KmsResponse) -> str:
         return str(key_id) if str(key_id).startswith("arn:") else "*"
 
 
-_PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
-    (IAMRequest, "check_action_permitted", _check_action_permitted),
-    (IamResponse, "simulate_principal_policy", _simulate_principal_policy),
-    (IamResponse, "_determine_resource", _iam_resource),
-    (KinesisResponse, "_determine_resource", _kinesis_resource),
-    (KmsResponse, "_determine_resource", _kms_resource),
+_PATCHES = PatchSet(
+    (
+        (IAMRequest, "check_action_permitted", _check_action_permitted),
+        (IamResponse, "simulate_principal_policy", _simulate_principal_policy),
+        (IamResponse, "_determine_resource", _iam_resource),
+        (KinesisResponse, "_determine_resource", _kinesis_resource),
+        (KmsResponse, "_determine_resource", _kms_resource),
+    )
 )
-
-
-def is_installed() -> bool:
-    """Whether the patches are in place."""
-    return bool(_originals)
-
-
-def install() -> None:
-    """Patch moto (idempotent)."""
-    if is_installed():
-        return
-    for cls, name, replacement in _PATCHES:
-        _originals[(cls, name)] = cls.__dict__.get(name, _MISSING)
-        _wrapped[(cls, name)] = getattr(cls, name, None)
-        setattr(cls, name, replacement)
-
-
-def uninstall() -> None:
-    """Restore moto's own attributes (idempotent)."""
-    for (cls, name), original in reversed(list(_originals.items())):
-        if original is _MISSING:
-            delattr(cls, name)
-        else:
-            setattr(cls, name, original)
-    _originals.clear()
-    _wrapped.clear()
-
-
-@contextmanager
-def iam_gaps_installed() -> Iterator[None]:
-    """Install the patches for the block; leave them if an outer block installed them."""
-    already = is_installed()
-    install()
-    try:
-        yield
-    finally:
-        if not already:
-            uninstall()
+is_installed = _PATCHES.is_installed
+install = _PATCHES.install
+uninstall = _PATCHES.uninstall
+iam_gaps_installed = _PATCHES.installed

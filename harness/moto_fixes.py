@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from moto.kinesis.models import Shard
 
+from harness.patching import PatchSet
+
 _LOCK = threading.RLock()
-_ORIGINALS: dict[str, Callable[..., Any]] = {}
-_PATCHED = ("put_record", "get_records")
 
 
 def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,35 +30,10 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-def is_installed() -> bool:
-    """True while shard access is serialized."""
-    return bool(_ORIGINALS)
-
-
-def install() -> None:
-    """Serialize shard writes and reads (idempotent)."""
-    if _ORIGINALS:
-        return
-    for name in _PATCHED:
-        original = Shard.__dict__[name]
-        _ORIGINALS[name] = original
-        setattr(Shard, name, _serialized(original))
-
-
-def uninstall() -> None:
-    """Restore moto's own methods (idempotent)."""
-    for name, original in _ORIGINALS.items():
-        setattr(Shard, name, original)
-    _ORIGINALS.clear()
-
-
-@contextmanager
-def moto_fixes_installed() -> Iterator[None]:
-    """The fixes for the block, restored after unless they were already installed."""
-    already = is_installed()
-    install()
-    try:
-        yield
-    finally:
-        if not already:
-            uninstall()
+_PATCHES = PatchSet(
+    [(Shard, name, _serialized(Shard.__dict__[name])) for name in ("put_record", "get_records")]
+)
+is_installed = _PATCHES.is_installed
+install = _PATCHES.install
+uninstall = _PATCHES.uninstall
+moto_fixes_installed = _PATCHES.installed
