@@ -144,3 +144,42 @@ def test_local_up_honours_aws_endpoint_url(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"--world-file {missing}: not found" in result.stderr
     assert "for the server at http://127.0.0.1:9" in result.stderr
+
+
+def test_local_serve_with_faults_throttles_as_planned(tmp_path: Path) -> None:
+    world_file = tmp_path / "world.json"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sync",
+            "local",
+            "serve",
+            "--port",
+            "0",
+            "--world-file",
+            str(world_file),
+            "--faults",
+            "throttle=@1-,seed=3",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "faults: seed=3,throttle=@1-"
+        url = server.stdout.readline().strip()
+        server.stdout.readline()  # where the world was written
+        world = MotoWorld.from_json({**json.loads(world_file.read_text()), "endpoint_url": url})
+        kinesis = world.client("kinesis", world.customer_admin)
+        kinesis.create_stream(StreamName="s", ShardCount=1)
+
+        with pytest.raises(ClientError) as caught:
+            kinesis.put_records(StreamName="s", Records=[{"Data": b"{}", "PartitionKey": "k"}])
+
+        assert caught.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
