@@ -336,10 +336,7 @@ def consume(args: argparse.Namespace) -> int:
         report = Consumer(kinesis, dest.stream_arn, store, from_start=args.from_start).consume(
             until_idle=args.until_idle
         )
-    if args.json:
-        _print(json.dumps(report.__dict__ if not hasattr(report, "to_json") else report.to_json()))
-    else:
-        _print(*(f"{key:<18}{value}" for key, value in vars(report).items()))
+    _print(json.dumps(report.to_json()) if args.json else report.render())
     return 0
 
 

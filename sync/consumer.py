@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
@@ -52,6 +52,23 @@ class ConsumeReport:
     get_records_calls: int = 0
     throttles: int = 0
     seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        return asdict(self)
+
+    def render(self) -> str:
+        """Aligned lines for people; invalid records are pointed at, never silently counted."""
+        lines = [
+            f"  {key:<18}{value:>12,}" for key, value in asdict(self).items() if key != "seconds"
+        ]
+        lines.append(f"  {'seconds':<18}{self.seconds:>12.2f}")
+        if self.quarantined:
+            lines.append(
+                f"  {self.quarantined:,} invalid record(s) quarantined with their reasons in the "
+                "state file; valid records around them were applied"
+            )
+        return "\n".join(["consume:", *lines])
 
 
 @dataclass(frozen=True)

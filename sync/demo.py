@@ -103,8 +103,7 @@ def run_demo(workdir: Path, examples: Path = EXAMPLES) -> int:
             consumed = Consumer(kinesis, destination.stream_arn, store, from_start=True).consume(
                 until_idle=True
             )
-            for key, value in vars(consumed).items():
-                print(f"  {key:<18}{value}")
+            print(consumed.render())
             got = {m.user_id: dict(m.user_properties or {}) for m in members(store, COHORT_ID)}
 
     _heading(f"7. cohort {COHORT_ID} membership vs the day-2 snapshot")
