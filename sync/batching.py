@@ -46,11 +46,17 @@ def take_batch(
     max_count: int = MAX_PUT_RECORDS_COUNT,
     max_bytes: int = MAX_PUT_RECORDS_BYTES,
 ) -> list[OutgoingRecord]:
-    """Pop from the left of `queue` the longest prefix that fits one PutRecords request."""
+    """Pop from the left of `queue` the longest prefix that fits one PutRecords request.
+
+    Only a first record over `max_bytes` is refused; a later one ends the batch and leads the
+    next, since callers pass limits tighter than Kinesis's (the publisher's pacing does).
+    """
+    if queue:
+        _check_fits(queue[0], max_bytes)
     batch: list[OutgoingRecord] = []
     batch_bytes = 0
     while queue and len(batch) < max_count:
-        size = _check_fits(queue[0], max_bytes)
+        size = queue[0].size_bytes
         if batch_bytes + size > max_bytes:
             break
         batch.append(queue.popleft())

@@ -95,3 +95,20 @@ def test_property_batches_fit_keep_order_and_are_minimal(
     while queue:
         taken.append(take_batch(queue, max_count=max_count, max_bytes=max_bytes))
     assert taken == batches
+
+
+def test_take_batch_stops_before_a_later_record_over_the_limit() -> None:
+    # GIVEN a queue whose second record alone exceeds the (paced) request limit
+    queue = deque([record(0, 7), record(1, 40), record(2, 7)])
+    # WHEN a batch is taken, THEN it ends before that record, which waits for the next batch
+    assert [r.message_id for r in take_batch(queue, max_bytes=25)] == ["s:0"]
+    assert [r.message_id for r in queue] == ["s:1", "s:2"]
+
+
+def test_take_batch_refuses_a_first_record_over_the_limit() -> None:
+    queue = deque([record(0, 40)])
+    with pytest.raises(SnapshotError) as info:
+        take_batch(queue, max_bytes=25)
+    assert str(info.value) == (
+        "record 's:0' is 43 bytes (data plus partition key): a PutRecords request holds at most 25"
+    )

@@ -514,3 +514,20 @@ def test_sessions_that_expire_after_carrying_records_are_renewed_without_limit()
     # THEN every record arrives and each expiry was a renewal
     assert report.records_sent == 2 * MAX_UNPROVEN_RENEWALS
     assert report.reconnects == 2 * MAX_UNPROVEN_RENEWALS - 1
+
+
+@pytest.mark.unit
+def test_paced_requests_carry_a_record_bigger_than_the_paced_limit_after_a_small_one() -> None:
+    # GIVEN a one-shard stream, whose paced requests carry about 100 KiB, and a small record
+    # followed by one of 300 KiB (the last entering message, then a full exiting one)
+    clock = FakeClock()
+    kinesis = FakeKinesis(lambda index, keys: None, clock)
+    small = OutgoingRecord("s:0", "s:0", b"x" * 1000, 1, True)
+    big = OutgoingRecord("s:1", "s:1", b"y" * 300 * 1024, 1000, False)
+    acks = Acks()
+    # WHEN both are sent
+    report = publisher(kinesis, clock, shards=1).send([small, big], on_acked=acks)
+    # THEN each goes in its own request and both are acked
+    assert kinesis.calls == [["s:0"], ["s:1"]]
+    assert acks.ids == ["s:0", "s:1"]
+    assert report.records_sent == 2
