@@ -137,7 +137,9 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
     shard_count: int | None = None
     if not _blank(raw.get(c.CONFIG_SHARD_COUNT)):
         shard_count = _as_int(c.CONFIG_SHARD_COUNT, raw[c.CONFIG_SHARD_COUNT], problems)
-        if stream_mode == "ON_DEMAND" and shard_count is not None:
+        if shard_count == c.SHARD_COUNT_UNSET:
+            shard_count = 1 if stream_mode == "PROVISIONED" else None
+        elif stream_mode == "ON_DEMAND" and shard_count is not None:
             problems.append(
                 f"{c.CONFIG_SHARD_COUNT} {shard_count!r}: only allowed with {c.CONFIG_STREAM_MODE} "
                 "PROVISIONED (ON_DEMAND streams scale their own shards)"

@@ -83,6 +83,8 @@ MANAGED_POLICY_ARN_PATTERN: Final = (
 RETENTION_HOURS_RANGE: Final = (24, 8760)
 MAX_SESSION_SECONDS_RANGE: Final = (3600, 43200)
 SHARD_COUNT_RANGE: Final = (1, 10000)
+# Pulumi.yaml's declared shardCount default, which every stack receives: "not set".
+SHARD_COUNT_UNSET: Final = 0
 TAG_KEY_MAX_CHARS: Final = 128
 TAG_VALUE_MAX_CHARS: Final = 256
 MAX_TAGS: Final = 50

@@ -57,18 +57,38 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
-def project_defaults(project_dir: Path = PROGRAM_DIR) -> dict[str, Any]:
-    """The `default` of every key `Pulumi.yaml` declares, as the Pulumi CLI passes them."""
+def _declared_config(project_dir: Path) -> dict[str, Any]:
     path = project_dir / "Pulumi.yaml"
     if not path.exists():
         raise ConfigError([f"{path}: no Pulumi project file (is this the project directory?)"])
     document = yaml.safe_load(path.read_text()) or {}
-    declared = document.get("config") or {}
-    return {
-        key: value["default"] if isinstance(value["default"], str) else json.dumps(value["default"])
-        for key, value in declared.items()
-        if isinstance(value, dict) and "default" in value
-    }
+    return dict(document.get("config") or {})
+
+
+def _declared_value(entry: Any) -> Any:
+    """What Pulumi passes for a declared key the stack leaves unset: `default`, else `value`."""
+    if not isinstance(entry, dict):
+        return entry  # the short form, `key: value`
+    return entry.get("default", entry.get("value"))
+
+
+def project_defaults(project_dir: Path = PROGRAM_DIR) -> dict[str, Any]:
+    """The `default` of every key `Pulumi.yaml` declares, as the Pulumi CLI passes them."""
+    defaults = {}
+    for key, entry in _declared_config(project_dir).items():
+        value = _declared_value(entry)
+        if value is not None:
+            defaults[key] = value if isinstance(value, str) else json.dumps(value)
+    return defaults
+
+
+def _required_keys(project_dir: Path) -> list[str]:
+    """Project keys declared with neither default nor value: every stack must set them."""
+    return sorted(
+        key
+        for key, entry in _declared_config(project_dir).items()
+        if ":" not in key and _declared_value(entry) is None
+    )
 
 
 def load_stack_config(
@@ -114,6 +134,12 @@ def load_stack_config(
         values[key] = value
     for key, value in (overrides or {}).items():
         values[key] = value
+    for key in _required_keys(project_dir):
+        if key not in values and key not in secret_keys:
+            problems.append(
+                f"{key}: Pulumi.yaml declares it without a default, so stack {stack!r} must set "
+                "it (the Pulumi CLI refuses to run without it)"
+            )
     if c.CONFIG_EXTERNAL_ID in values:
         # The external ID is a shared secret whether or not the stack file encrypted it.
         secret_keys.add(c.CONFIG_EXTERNAL_ID)

@@ -59,6 +59,15 @@ def test_provisioned_stream_defaults_to_one_shard() -> None:
     assert parse_config({"streamMode": "PROVISIONED"}, stack="s").shard_count == 1
 
 
+@pytest.mark.parametrize(("mode", "shards"), [("ON_DEMAND", None), ("PROVISIONED", 1)])
+def test_shard_count_zero_is_pulumi_yamls_not_set(mode: str, shards: int | None) -> None:
+    # Pulumi passes a declared default to every stack, so shardCount's default (0) must mean
+    # "not set": valid with ON_DEMAND, one shard with PROVISIONED.
+    config = parse_config({"streamMode": mode, "shardCount": 0}, stack="s")
+
+    assert config.shard_count == shards
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -70,8 +79,8 @@ def test_provisioned_stream_defaults_to_one_shard() -> None:
         ),
         ({"shardCount": "2"}, "shardCount 2: only allowed with streamMode PROVISIONED"),
         (
-            {"streamMode": "PROVISIONED", "shardCount": "0"},
-            "shardCount 0: must be between 1 and 10000",
+            {"streamMode": "PROVISIONED", "shardCount": "-1"},
+            "shardCount -1: must be between 1 and 10000",
         ),
         (
             {"streamMode": "PROVISIONED", "shardCount": "two"},

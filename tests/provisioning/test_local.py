@@ -162,13 +162,36 @@ def test_overrides_must_be_key_value() -> None:
 
 def test_project_defaults_are_what_the_cli_passes_and_they_validate(moto_world: MotoWorld) -> None:
     # The Pulumi CLI hands Pulumi.yaml's declared defaults to the program; they must be valid
-    # together (a declared shardCount default would break every ON_DEMAND stack).
+    # together (shardCount's declared 0 means "not set", so ON_DEMAND stacks stay valid).
     config = load_stack_config("fresh", project_dir=PROGRAM_DIR, environ={})
 
     assert config.values["streamMode"] == "ON_DEMAND"
-    assert "shardCount" not in config.values
+    assert (config.values["shardCount"], config.values["tags"]) == ("0", "{}")
     run = apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
     assert run.outputs["streamName"] == "amplitude-cohorts"
+
+
+def test_a_declared_key_without_default_must_be_set_as_pulumi_requires(tmp_path: Path) -> None:
+    # GIVEN a project declaring keys without a default, and a stack file setting only one of them
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: amplitude-kinesis-cohort\nruntime: python\nconfig:\n"
+        "  streamName:\n    type: string\n  roleName:\n    type: string\n"
+        "  retentionHours:\n    type: integer\n    default: 48\n"
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  amplitude-kinesis-cohort:roleName: r\n")
+
+    # WHEN the stack config is loaded, THEN it is refused as `pulumi up` refuses it
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config("dev", project_dir=tmp_path, environ={})
+    assert caught.value.problems == [
+        "streamName: Pulumi.yaml declares it without a default, so stack 'dev' must set it "
+        "(the Pulumi CLI refuses to run without it)"
+    ]
+    # and a value supplied by override satisfies it
+    config = load_stack_config(
+        "dev", project_dir=tmp_path, overrides={"streamName": "s"}, environ={}
+    )
+    assert config.values == {"streamName": "s", "roleName": "r", "retentionHours": "48"}
 
 
 def test_a_failed_run_leaves_nothing_behind_for_the_next() -> None:

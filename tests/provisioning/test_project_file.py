@@ -35,3 +35,28 @@ def test_declared_defaults_match_the_programs_defaults() -> None:
     assert declared["trustedAccountId"] == c.AMPLITUDE_ACCOUNT_ID
     assert (declared["retentionHours"], declared["maxSessionSeconds"]) == (24, 3600)
     assert (declared["streamMode"], declared["encryption"]) == ("ON_DEMAND", "AWS_MANAGED")
+
+
+# The types Pulumi's project schema accepts for a declared key, and the Python type of a default.
+PULUMI_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
+
+
+def test_no_declared_key_is_required_of_every_stack() -> None:
+    # Pulumi refuses to run a stack that lacks a value for a key the project declares with neither
+    # `default` nor `value` ("Stack 'prod' is missing configuration value 'shardCount'"); every
+    # key here is optional, so each needs a declared default.
+    required = [
+        key
+        for key, entry in PROJECT["config"].items()
+        if "default" not in entry and "value" not in entry
+    ]
+
+    assert required == []
+
+
+def test_declared_types_are_pulumis_and_defaults_have_them() -> None:
+    for key, entry in PROJECT["config"].items():
+        if "type" not in entry:
+            continue
+        assert entry["type"] in PULUMI_TYPES, key
+        assert type(entry["default"]) is PULUMI_TYPES[entry["type"]], key
