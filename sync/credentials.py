@@ -15,6 +15,7 @@ from sync.errors import PreflightError
 
 _METHOD = "cohort-sync-assume-role"
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
+_EXTERNAL_ID_SHOWN = "[external ID]"  # what errors say in place of the secret's value
 
 
 class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
@@ -55,12 +56,17 @@ def assume_role_session(
         }
         if external_id is not None:
             request["ExternalId"] = external_id
+        refused: ClientError | None = None
         try:
             issued = sts.assume_role(**request)["Credentials"]
         except ClientError as exc:
-            raise _assume_failed(sts, role_arn, external_id, exc) from exc
+            refused = _without_external_id(exc, external_id)
         except BotoCoreError as exc:
             raise PreflightError(f"cannot assume role {role_arn}: {exc}") from exc
+        if refused is not None:
+            # Raised outside the handler: STS validation errors quote the external ID, and the
+            # original error would otherwise ride along as the context.
+            raise _assume_failed(sts, role_arn, external_id, refused) from refused
         return {
             "access_key": issued["AccessKeyId"],
             "secret_key": issued["SecretAccessKey"],
@@ -116,6 +122,23 @@ def _assume_failed(
             "refresh or replace the base profile's credentials"
         )
     return PreflightError(f"{code or 'error'} assuming role {role_arn}: {exc}")
+
+
+def _without_external_id(exc: ClientError, external_id: str | None) -> ClientError:
+    """`exc`, or a copy with the external ID's value replaced wherever the response quotes it."""
+    if not external_id or external_id not in str(exc.response):
+        return exc
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(external_id, _EXTERNAL_ID_SHOWN)
+        if isinstance(value, dict):
+            return {key: scrub(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [scrub(item) for item in value]
+        return value
+
+    return ClientError(scrub(exc.response), exc.operation_name)
 
 
 def _caller(sts: Any) -> str:

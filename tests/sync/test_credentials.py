@@ -120,6 +120,42 @@ def test_access_denied_names_role_caller_and_fix_but_not_the_external_id() -> No
     assert isinstance(info.value.__cause__, ClientError)
 
 
+@pytest.mark.unit
+def test_an_sts_error_echoing_the_external_id_is_reported_without_it() -> None:
+    # GIVEN STS refusing the external ID's pattern, quoting it as AWS validation errors do
+    secret = "ext secret#1"
+    sts = FakeSts(timedelta(hours=1), [START])
+    sts.error = ClientError(
+        {
+            "Error": {
+                "Code": "ValidationError",
+                "Message": f"1 validation error detected: Value '{secret}' at 'externalId' "
+                "failed to satisfy constraint: Member must satisfy regular expression pattern",
+            }
+        },
+        "AssumeRole",
+    )
+    # WHEN the role is assumed with it
+    with pytest.raises(PreflightError) as info:
+        assume_role_session(
+            FakeBase(sts),  # type: ignore[arg-type]
+            ROLE_ARN,
+            session_name="push",
+            external_id=secret,
+            region="us-east-1",
+        )
+    # THEN the error names the code, the role and the rule, and nowhere in its chain the value
+    assert str(info.value) == (
+        f"ValidationError assuming role {ROLE_ARN}: An error occurred (ValidationError) when "
+        "calling the AssumeRole operation: 1 validation error detected: Value '[external ID]' "
+        "at 'externalId' failed to satisfy constraint: Member must satisfy regular expression "
+        "pattern"
+    )
+    chain = [info.value, info.value.__cause__, info.value.__context__]
+    assert all(secret not in f"{e!s} {e!r} {getattr(e, 'response', '')}" for e in chain)
+    assert isinstance(info.value.__cause__, ClientError)
+
+
 @pytest.mark.integration
 def test_assumed_session_acts_as_the_role_in_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
