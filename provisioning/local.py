@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pulumi
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioning.errors import ProvisioningError, UnsupportedResourceError
 from provisioning.secrets import unwrap_secrets
@@ -90,6 +90,9 @@ class LocalApply(pulumi.runtime.Mocks):
                 f"creating {args.typ} {args.name!r} failed: {error.get('Code')}: "
                 f"{error.get('Message')}"
             ) from exc
+        except BotoCoreError as exc:
+            # No answer at all: an unreachable endpoint, missing credentials or region.
+            raise ApplyError(f"creating {args.typ} {args.name!r} failed: {exc}") from exc
         self.created.append((args.typ, args.name, resource_id))
         return resource_id, state
 

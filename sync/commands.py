@@ -84,8 +84,7 @@ def local_up(args: argparse.Namespace) -> int:
                     f"--world-file {args.world_file}` writes it for the server at "
                     f"{args.endpoint_url}"
                 )
-            data = json.loads(args.world_file.read_text())
-            yield MotoWorld.from_json({**data, "endpoint_url": args.endpoint_url, "region": region})
+            yield _served_world(args.world_file, args.endpoint_url, region)
         else:
             with moto_world(region) as embedded:
                 yield embedded
@@ -119,6 +118,21 @@ def local_up(args: argparse.Namespace) -> int:
                 "--endpoint-url to keep it)",
             )
     return 0 if all(step.passed for step in steps) else 1
+
+
+def _served_world(world_file: Path, endpoint_url: str, region: str) -> Any:
+    """The world `local serve` wrote, aimed at `endpoint_url`; a broken file is named."""
+    from harness.world import MotoWorld
+
+    fix = f"`cohort-sync local serve --world-file {world_file}` writes it"
+    try:
+        data = json.loads(world_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise SyncError(f"--world-file {world_file}: not valid JSON ({exc}); {fix}") from exc
+    try:
+        return MotoWorld.from_json({**data, "endpoint_url": endpoint_url, "region": region})
+    except (KeyError, TypeError) as exc:
+        raise SyncError(f"--world-file {world_file}: missing {exc}; {fix}") from exc
 
 
 def _form_lines(outputs: dict[str, Any]) -> list[str]:

@@ -196,3 +196,59 @@ def test_resend_all_sends_the_whole_cohort_again(
     assert (planned["entered"], planned["exited"], planned["records"]) == (7, 2, 0)
     assert (sent["entered"], sent["exited"], sent["messages"]) == (7, 2, 2)
     assert sent["ok"] is True
+
+
+def _world_file(path: Path) -> Path:
+    fake = Credentials("AKIAFAKE", "fake-secret")
+    path.write_text(
+        json.dumps(
+            {
+                "region": "us-east-1",
+                "endpoint_url": None,
+                "customer_account_id": "123456789012",
+                "amplitude_account_id": "358203115967",
+                "customer_admin": fake.to_json(),
+                "amplitude": fake.to_json(),
+            }
+        )
+    )
+    return path
+
+
+def test_local_up_against_an_unreachable_endpoint_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a world file but nothing listening at the endpoint
+    world_file = _world_file(tmp_path / "world.json")
+    endpoint = "http://127.0.0.1:9"
+
+    # WHEN local up applies there THEN it refuses with exit 2, naming the endpoint, no traceback
+    status = main(["local", "up", "--endpoint-url", endpoint, "--world-file", str(world_file)])
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cohort-sync: error: creating aws:")
+    assert f'Could not connect to the endpoint URL: "{endpoint}/"' in err
+
+
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"region": "us-east-1"}', "missing 'customer_account_id'"),
+    ],
+)
+def test_local_up_with_a_broken_world_file_names_it(
+    tmp_path: Path, content: str, rule: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world_file = tmp_path / "world.json"
+    world_file.write_text(content)
+
+    status = main(
+        ["local", "up", "--endpoint-url", "http://127.0.0.1:9", "--world-file", str(world_file)]
+    )
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"cohort-sync: error: --world-file {world_file}: {rule}" in err
+    assert f"`cohort-sync local serve --world-file {world_file}` writes it" in err
