@@ -17,12 +17,16 @@ Formats:
 - Parquet: a `user_id` column (cast to text) and either property columns (null values omitted,
   native types kept: numbers stay numbers) or a single `user_properties` column that is a struct,
   a map, or JSON text holding an object. "Line" is the 1-based row number.
+
+JSON has no NaN or Infinity; DuckDB reads and writes them as numbers, so a JSONL or Parquet row
+holding one is a malformed row rather than a message no strict parser can read.
 """
 
 from __future__ import annotations
 
 import bisect
 import csv
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -63,6 +67,15 @@ _CSV_OPTIONS = (
     f"rejects_table = '{_REJECTS}', rejects_scan = '{_REJECT_SCANS}'"
 )
 _MIN_LINE_BYTES: Final = 2 * 1024 * 1024
+# DuckDB reads and writes NaN and Infinity (any case: `inf`, `-NAN`) as JSON numbers; JSON has
+# neither, and strict parsers (Python's own for `inf`) reject the whole message. This finds every
+# such token, and the odd string that merely looks like one, which a strict parse then clears.
+_NON_FINITE: Final = r"(?i)[:,\[]-?(nan|inf|infinity)[,\]}]"
+_NON_FINITE_DETAIL: Final = (
+    f"{USER_PROPERTIES} holds NaN or Infinity, which JSON cannot carry: "
+    "use null, a string or a finite number"
+)
+_CANDIDATES_PER_FETCH: Final = 10_000
 
 
 class Problem(StrEnum):
@@ -396,10 +409,13 @@ def _row_problems(
     ).fetchall()[0]
     assert row is not None
     malformed, missing, too_large, duplicates = (int(n) for n in row)
+    limit = max(max_problems, 0)
+    # CSV properties are text: only JSONL and Parquet carry numbers.
+    non_finite, non_finite_listed = (0, []) if fmt == "csv" else _non_finite_rows(con, limit)
     counts = Counter(f.kind for f in rejects)
     counts.update(
         {
-            Problem.MALFORMED_ROW: malformed,
+            Problem.MALFORMED_ROW: malformed + non_finite,
             Problem.MISSING_USER_ID: missing,
             Problem.USER_TOO_LARGE: too_large,
             Problem.DUPLICATE_USER_ID: duplicates,
@@ -408,8 +424,7 @@ def _row_problems(
     counts = +counts
     if not counts:
         return [], counts
-    limit = max(max_problems, 0)
-    listed: list[tuple[int, Problem, str]] = []
+    listed = [(o, Problem.MALFORMED_ROW, _NON_FINITE_DETAIL) for o in non_finite_listed]
     for ordinal, detail in con.execute(
         f"SELECT ordinal, problem FROM {_STAGE} WHERE problem IS NOT NULL "
         "ORDER BY ordinal LIMIT $n",
@@ -453,6 +468,36 @@ def _row_problems(
         for o, f, uid in dupes
     ]
     return findings, counts
+
+
+def _non_finite_rows(con: duckdb.DuckDBPyConnection, limit: int) -> tuple[int, list[int]]:
+    """How many users' JSON holds NaN or Infinity, and the first `limit` of their ordinals."""
+    cursor = con.execute(
+        f"SELECT ordinal, user_json FROM {_STAGE} "
+        "WHERE regexp_matches(user_json, $pattern) ORDER BY ordinal",
+        {"pattern": _NON_FINITE},
+    )
+    count = 0
+    listed: list[int] = []
+    while rows := cursor.fetchmany(_CANDIDATES_PER_FETCH):
+        for ordinal, user_json in rows:
+            if not _is_strict_json(str(user_json)):
+                count += 1
+                if len(listed) < limit:
+                    listed.append(int(ordinal))
+    return count, listed
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name}: not JSON")
+
+
+def _is_strict_json(text: str) -> bool:
+    try:
+        json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return False
+    return True
 
 
 def _line_mapper(path: Path, fmt: str, rejected: list[int]) -> _LineMapper:

@@ -343,3 +343,37 @@ def test_table_name_must_be_an_identifier(con: duckdb.DuckDBPyConnection, tmp_pa
     path.write_text("user_id\na\n")
     with pytest.raises(ValueError, match=r"table name 'x; DROP TABLE y': only"):
         load_snapshot(con, path, table="x; DROP TABLE y")
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "-Infinity", "inf", "nan", "[1, INFINITY]"], ids=lambda v: v.strip("[]")
+)
+def test_jsonl_non_finite_numbers_are_malformed_not_published(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, value: str
+) -> None:
+    # GIVEN a JSONL property DuckDB's JSON reader accepts but JSON does not have
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        '{"user_id": "u1"}\n'
+        f'{{"user_id": "u2", "user_properties": {{"score": {value}}}}}\n'
+        '{"user_id": "u3", "user_properties": {"note": "x:nan,"}}\n'
+    )
+    # WHEN it is loaded, THEN that line is refused, naming the rule; valid lookalikes are not
+    message = load_error(con, path)
+    assert message.startswith(f"snapshot {path}: 1 problem(s) (malformed row: 1)")
+    assert (
+        f"{path}:2: malformed row: user_properties holds NaN or Infinity, which JSON cannot "
+        "carry: use null, a string or a finite number"
+    ) in message
+
+
+def test_parquet_non_finite_numbers_are_malformed_not_published(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    columns = tmp_path / "columns.parquet"
+    pq.write_table(pa.table({"user_id": ["u1", "u2"], "score": [1.5, float("nan")]}), columns)
+    nested = tmp_path / "nested.parquet"
+    props = [{"s": 1.0}, {"s": float("-inf")}, {"s": 2.0}]
+    pq.write_table(pa.table({"user_id": ["u1", "u2", "u3"], "user_properties": props}), nested)
+    for path in (columns, nested):
+        assert f"{path}:2: malformed row: user_properties holds NaN" in load_error(con, path)
