@@ -270,7 +270,8 @@ def run_push(
 ) -> PushReport:
     """Validate, (preflight,) stage and deliver one snapshot.
 
-    `connect` assumes the role and is called only when something will be sent; `check` is the
+    `connect` assumes the role and is called once the snapshot is valid, unless it is a dry run
+    (even when the diff is empty: the outbox may hold a killed push's records); `check` is the
     preflight, run before anything is staged so a role that cannot write stages nothing.
     """
     dest = request.destination
