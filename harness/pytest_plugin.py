@@ -80,7 +80,7 @@ def cohort_stack() -> str:
 
 @pytest.fixture
 def cohort_project_dir() -> Path:
-    """Where `Pulumi.yaml`, `__main__.py` and the stack files live."""
+    """Where `Pulumi.yaml`, the stack files and `__main__.py` (else this project's) live."""
     from provisioning.runner import PROGRAM_DIR
 
     return PROGRAM_DIR
@@ -107,7 +107,13 @@ def cohort_destination(
         overrides.update({key: _text(value) for key, value in marker.kwargs.items()})
     config = load_stack_config(cohort_stack, project_dir=cohort_project_dir, overrides=overrides)
     region = config.region or moto_world.region
-    run = apply(config, session=moto_world.customer_admin.session(region), region=region)
+    program = cohort_project_dir / "__main__.py"
+    run = apply(
+        config,
+        session=moto_world.customer_admin.session(region),
+        region=region,
+        program=program if program.exists() else None,
+    )
     outputs_file = tmp_path / "destination.json"
     outputs_file.write_text(json.dumps(run.outputs))
     return AppliedDestination(moto_world, run, run.outputs, load_destination(outputs_file))

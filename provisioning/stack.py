@@ -178,11 +178,16 @@ def apply(
     session: boto3.Session,
     region: str,
     endpoint_url: str | None = None,
+    program: Path | None = None,
 ) -> ProgramRun:
-    """Run the program and create every resource it declares through `session`."""
+    """Run the program (this project's `__main__.py` by default) and create what it declares."""
     engine = LocalApply(session, region=region, endpoint_url=endpoint_url)
     return run_program(
-        engine, stack=config.stack, config=config.values, secret_keys=tuple(config.secret_keys)
+        engine,
+        stack=config.stack,
+        config=config.values,
+        secret_keys=tuple(config.secret_keys),
+        program=program,
     )
 
 
