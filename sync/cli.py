@@ -18,11 +18,11 @@ DEFAULT_CONSUMER_STATE = Path(".cohort-sync/consumer.sqlite")
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _endpoint(parser: argparse.ArgumentParser) -> None:
+def _endpoint(parser: argparse.ArgumentParser, otherwise: str = "AWS itself") -> None:
     parser.add_argument(
         "--endpoint-url",
-        help="AWS endpoint for every call (a moto server, say); default: boto3's AWS_ENDPOINT_URL "
-        "or AWS itself",
+        help="AWS endpoint for every call (a moto server, say); default: boto3's AWS_ENDPOINT_URL, "
+        f"else {otherwise}",
     )
 
 
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write the outputs (as `pulumi stack output --json --show-secrets`) here",
     )
-    _endpoint(up)
+    _endpoint(up, otherwise="an embedded moto, gone when the command ends")
     up.set_defaults(handler=commands.local_up)
 
     destination = sub.add_parser(

@@ -252,3 +252,16 @@ def test_local_up_with_a_broken_world_file_names_it(
     err = capsys.readouterr().err
     assert f"cohort-sync: error: --world-file {world_file}: {rule}" in err
     assert f"`cohort-sync local serve --world-file {world_file}` writes it" in err
+
+
+def test_local_up_help_names_its_real_default_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["local", "up", "--help"])
+
+    # The option's own help follows its last mention (the first is in the usage line).
+    endpoint_help = " ".join(
+        capsys.readouterr().out.split("--endpoint-url ENDPOINT_URL")[-1].split()
+    )
+    # Without an endpoint, local up never touches AWS: it applies to an embedded moto.
+    assert "AWS itself" not in endpoint_help
+    assert "else an embedded moto" in endpoint_help
