@@ -132,7 +132,16 @@ def load_stack_config(
                 continue
             value = supplied
         values[key] = value
+    declared = _declared_config(project_dir)
     for key, value in (overrides or {}).items():
+        if ":" not in key and key not in declared:
+            # Pulumi ignores undeclared keys, so a typo would silently drop the setting. The
+            # value is not shown: it may be a secret given under a misspelt key.
+            problems.append(
+                f"--config {key}: Pulumi.yaml declares no such key (Pulumi would ignore it); "
+                f"known keys are {', '.join(sorted(declared))}"
+            )
+            continue
         values[key] = value
     for key in _required_keys(project_dir):
         if key not in values and key not in secret_keys:

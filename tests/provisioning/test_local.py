@@ -217,3 +217,19 @@ def test_a_failed_run_leaves_nothing_behind_for_the_next() -> None:
         )
 
     assert run.outputs["roleName"] == "amplitude-kinesis-cohort"
+
+
+def test_override_keys_must_be_declared_and_their_values_stay_unprinted(project: Path) -> None:
+    # GIVEN a typo in an override's key (Pulumi would silently ignore an undeclared key, and
+    # the role would have no external ID)
+    overrides = {"externalId": "ext-1", "externalID": "s3cret-value", "aws:region": "eu-west-1"}
+
+    # WHEN the stack config is loaded THEN the typo is refused, naming the key but not its value
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config("prod", project_dir=project, overrides=overrides, environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(
+        "--config externalID: Pulumi.yaml declares no such key (Pulumi would ignore it); "
+        "known keys are displayName, encryption, externalId,"
+    )
+    assert "s3cret-value" not in str(caught.value)
