@@ -265,3 +265,64 @@ def test_local_up_help_names_its_real_default_endpoint(capsys: pytest.CaptureFix
     # Without an endpoint, local up never touches AWS: it applies to an embedded moto.
     assert "AWS itself" not in endpoint_help
     assert "else an embedded moto" in endpoint_help
+
+
+@pytest.mark.parametrize(
+    ("day2_time", "accepted"), [(1_699_999_999, False), (1_700_000_000, False)]
+)
+def test_a_push_consumers_would_ignore_is_refused(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    day2_time: int,
+    accepted: bool,
+) -> None:
+    # GIVEN day 1 pushed at a fixed computed_time
+    act_as(monkeypatch, cohort_destination.world.amplitude)
+    state = tmp_path / "state.duckdb"
+    day1 = push_args(destination_file, state, "day1.csv")
+    assert main(["push", *day1, "--computed-time", "1700000000"]) == 0
+    capsys.readouterr()
+
+    # WHEN day 2, which changes membership, claims an earlier or equal time
+    day2 = push_args(destination_file, state, "day2.csv")
+    status = main(["push", *day2, "--computed-time", str(day2_time)])
+
+    # THEN it is refused before anything is staged, saying why and what to do
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"computed_time {day2_time}: not after cohort gs72ns's last sync (1700000000)" in err
+    assert "use a time after 1700000000" in err
+    # AND the same snapshot again at the same time (nothing to send) is fine: a resumed push
+    assert main(["push", *day1, "--computed-time", "1700000000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == 0
+
+
+def test_a_failing_preflight_exits_as_the_readme_says(
+    cohort_destination: AppliedDestination,
+    destination_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the write policy detached from the role
+    world, outputs = cohort_destination.world, cohort_destination.outputs
+    world.client("iam", world.customer_admin).detach_role_policy(
+        RoleName=outputs["roleName"], PolicyArn=outputs["policyArn"]
+    )
+    act_as(monkeypatch, world.amplitude)
+
+    # WHEN preflight runs, THEN it prints FAIL and exits 1; a push refuses to start, exiting 2
+    assert main(["preflight", "--destination", str(destination_file)]) == 1
+    assert "FAIL iam:SimulatePrincipalPolicy" in capsys.readouterr().out
+    push = push_args(destination_file, tmp_path / "state.duckdb", "day1.csv")
+    assert main(["push", *push]) == 2
+    assert "cohort-sync: error: preflight failed:" in capsys.readouterr().err
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    exit_codes = " ".join(readme.split("Exit codes:")[1].split("\n\n")[0].split())
+    assert "1 something left undelivered, or a check `preflight` or `local up` printed as FAIL" in (
+        exit_codes
+    )
+    assert "a `push` whose preflight fails" in exit_codes
