@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--computed-time",
         type=int,
         default=None,
-        help="epoch seconds for computed_time (default: now)",
+        help="epoch seconds for computed_time (default: now, or one second after the cohort's "
+        "last sync if that is later); must be after the last sync's",
     )
     push.add_argument(
         "--resend-all",

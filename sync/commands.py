@@ -248,14 +248,13 @@ def push_request(
     from sync.destination import load_destination
     from sync.push import PushRequest
 
-    computed = args.computed_time if args.computed_time is not None else int(time.time())
     return PushRequest(
         destination=load_destination(args.destination),
         snapshot=args.snapshot,
         cohort_id=args.cohort_id,
         cohort_name=args.cohort_name,
         state=args.state,
-        computed_time=str(computed),
+        computed_time=None if args.computed_time is None else str(args.computed_time),
         options=_options(args),
         dry_run=getattr(args, "dry_run", False),
         resend_all=getattr(args, "resend_all", False),

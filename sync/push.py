@@ -180,6 +180,33 @@ def load_and_plan(
     return summary.users, store.plan(cohort_id)
 
 
+def default_computed_time(store: StateStore, cohort_id: str) -> str:
+    """Now in epoch seconds, or one second after the cohort's last sync if that is later."""
+    last = store.last_computed_time(cohort_id)
+    now = int(time.time())
+    return str(now if last is None else max(now, last + 1))
+
+
+def check_computed_time(
+    store: StateStore, cohort_id: str, computed_time: str, counts: DiffCounts
+) -> None:
+    """Refuse a push that consumers would order before (or level with) what they already have.
+
+    Consumers keep, per user, the update with the latest computed_time, so an earlier one is
+    ignored and an equal one can lose to the last sync's; a push with nothing to send is fine.
+    """
+    last = store.last_computed_time(cohort_id)
+    if last is None or int(computed_time) > last:
+        return
+    if int(computed_time) == last and not (counts.entering or counts.exiting):
+        return
+    raise StateError(
+        f"computed_time {computed_time}: not after cohort {cohort_id}'s last sync ({last}); "
+        "consumers keep each user's latest computed_time, so this push would be ignored or "
+        f"lose ties: use a time after {last} (the default, now, is)"
+    )
+
+
 def stage(
     store: StateStore,
     *,
@@ -251,7 +278,9 @@ class PushRequest:
     cohort_id: str
     cohort_name: str
     state: Path
-    computed_time: str
+    # Epoch seconds as a string; None means now, or one second after the cohort's last sync
+    # when that is later (two pushes in one second must still be ordered).
+    computed_time: str | None = None
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
     dry_run: bool = False
     skip_preflight: bool = False
@@ -278,7 +307,7 @@ def run_push(
     started = time.perf_counter()
     request.state.parent.mkdir(parents=True, exist_ok=True)
     with StateStore(request.state) as store:
-        users, _ = load_and_plan(
+        users, counts = load_and_plan(
             store,
             request.snapshot,
             cohort_id=request.cohort_id,
@@ -287,16 +316,18 @@ def run_push(
             max_users=request.max_users,
             max_users_rule=request.max_users_rule,
         )
+        computed_time = request.computed_time or default_computed_time(store, request.cohort_id)
+        check_computed_time(store, request.cohort_id, computed_time, counts)
         if request.dry_run:
             planned = store.preview(
                 cohort_id=request.cohort_id,
                 cohort_name=request.cohort_name,
-                computed_time=request.computed_time,
+                computed_time=computed_time,
                 sync_id="dry-run",
                 build=_builder(
                     request.cohort_id,
                     request.cohort_name,
-                    request.computed_time,
+                    computed_time,
                     "dry-run",
                     request.options,
                 ),
@@ -324,7 +355,7 @@ def run_push(
             store,
             cohort_id=request.cohort_id,
             cohort_name=request.cohort_name,
-            computed_time=request.computed_time,
+            computed_time=computed_time,
             options=request.options,
             resend_all=request.resend_all,
         )

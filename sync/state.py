@@ -342,6 +342,14 @@ class StateStore:
         if not self._scalar("SELECT count(*) FROM cohorts WHERE cohort_id = $c", {"c": cohort_id}):
             raise StateError(f"cohort_id {cohort_id!r}: not bound; call bind() before stage()")
 
+    def last_computed_time(self, cohort_id: str) -> int | None:
+        """The latest computed_time staged for the cohort (epoch seconds), if any."""
+        rows = self._con.execute(
+            "SELECT max(computed_time::BIGINT) FROM syncs WHERE cohort_id = $c", {"c": cohort_id}
+        ).fetchall()
+        value = rows[0][0] if rows else None
+        return None if value is None else int(value)
+
     def _first_sync(self, cohort_id: str) -> bool:
         return not self._scalar("SELECT count(*) FROM syncs WHERE cohort_id = $c", {"c": cohort_id})
 

@@ -267,9 +267,7 @@ def test_local_up_help_names_its_real_default_endpoint(capsys: pytest.CaptureFix
     assert "else an embedded moto" in endpoint_help
 
 
-@pytest.mark.parametrize(
-    ("day2_time", "accepted"), [(1_699_999_999, False), (1_700_000_000, False)]
-)
+@pytest.mark.parametrize("day2_time", [1_699_999_999, 1_700_000_000])
 def test_a_push_consumers_would_ignore_is_refused(
     cohort_destination: AppliedDestination,
     destination_file: Path,
@@ -277,7 +275,6 @@ def test_a_push_consumers_would_ignore_is_refused(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     day2_time: int,
-    accepted: bool,
 ) -> None:
     # GIVEN day 1 pushed at a fixed computed_time
     act_as(monkeypatch, cohort_destination.world.amplitude)

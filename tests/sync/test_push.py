@@ -607,7 +607,8 @@ def test_dry_run_json_after_a_push_counts_who_would_enter_and_exit(
 
     # WHEN a second snapshot (10 gone, 5 new) is pushed with --dry-run --json
     second = {k: v for k, v in cohort(40).items() if k >= "user-000010"} | cohort(5, start=900)
-    code = cli_push(env, write_csv(env.tmp / "day2.csv", second), "--dry-run", "--json")
+    day2 = write_csv(env.tmp / "day2.csv", second)
+    code = cli_push(env, day2, "--dry-run", "--json", "--computed-time", str(T1 + 86_400))
 
     # THEN the JSON report counts them; nothing more is sent and no second sync is staged
     report = json.loads(capsys.readouterr().out)
