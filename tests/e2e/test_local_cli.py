@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -29,21 +30,12 @@ def cohort_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    world_file = tmp_path / "world.json"
+@contextmanager
+def local_serve(world_file: Path, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """`cohort-sync local serve` on a free port, stopped when the block ends."""
+    command = ["local", "serve", "--port", "0", "--world-file", str(world_file), *extra]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sync",
-            "local",
-            "serve",
-            "--port",
-            "0",
-            "--world-file",
-            str(world_file),
-        ],
+        [sys.executable, "-m", "sync", *command],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -51,13 +43,21 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     try:
         assert server.stdout is not None
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    world_file = tmp_path / "world.json"
+    with local_serve(world_file) as server:
+        assert server.stdout is not None
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), server.stderr.read() if server.stderr else url
         assert server.stdout.readline().strip() == f"world: {world_file}"
         yield url, world_file
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_local_up_against_local_serve(served: tuple[str, Path], tmp_path: Path) -> None:
@@ -148,26 +148,7 @@ def test_local_up_honours_aws_endpoint_url(tmp_path: Path) -> None:
 
 def test_local_serve_with_faults_throttles_as_planned(tmp_path: Path) -> None:
     world_file = tmp_path / "world.json"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sync",
-            "local",
-            "serve",
-            "--port",
-            "0",
-            "--world-file",
-            str(world_file),
-            "--faults",
-            "throttle=@1-,seed=3",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with local_serve(world_file, "--faults", "throttle=@1-,seed=3") as server:
         assert server.stdout is not None
         assert server.stdout.readline().strip() == "faults: seed=3,throttle=@1-"
         url = server.stdout.readline().strip()
@@ -180,6 +161,3 @@ def test_local_serve_with_faults_throttles_as_planned(tmp_path: Path) -> None:
             kinesis.put_records(StreamName="s", Records=[{"Data": b"{}", "PartitionKey": "k"}])
 
         assert caught.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
