@@ -51,4 +51,4 @@ def test_uninstall_restores_moto() -> None:
 def test_without_the_fix_moto_loses_concurrent_records() -> None:
     # The reason the fix exists: plain moto overwrites records that race for a sequence number.
     assert not moto_fixes.is_installed()
-    assert min(_concurrent_puts(8) for _ in range(3)) < 8 * 500
+    assert any(_concurrent_puts(8) < 8 * 500 for _ in range(10))  # stops at the first loss
