@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# Byte-compile now: CPython 3.11.7 can fail compiling in two threads at once (gh-106905).
+	# Byte-compile now, so fewer modules compile at run time, when CPython 3.11.7 can raise a
+	# spurious "AST constructor recursion depth mismatch" (gh-106905) in threaded programs.
 	$(BIN)/python -m compileall -q provisioning sync harness bench __main__.py
 	touch $(STAMP)
 
