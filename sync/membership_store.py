@@ -19,14 +19,7 @@ from sync.contract import CohortMessage, decode
 from sync.errors import ContractError, StateError
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, Member, MemberState, Version
 from sync.membership import tiebreak_of as _tiebreak_of
-from sync.raw_records import (
-    ON_NEWER_VERSION,
-    Verdict,
-    apply_text,
-    bulk_supported,
-    bulk_text,
-    envelope_of,
-)
+from sync.raw_records import ON_NEWER_VERSION, Verdict, apply_record, read_record
 
 # Enough raw bytes to recognise a poison record without storing megabytes of it.
 QUARANTINE_PREFIX_BYTES: Final = 1024
@@ -144,7 +137,6 @@ class MembershipStore:
             # their checkpoints with them, so they are simply read again.
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(SCHEMA)
-            self._bulk = bulk_supported(self._db)
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"state file {self.path!r}: not a usable SQLite database ({exc})"
@@ -221,12 +213,9 @@ class MembershipStore:
         """Apply one record inside the page's transaction; return the PageOutcome it counts in."""
         db = self._db
         if isinstance(entry, RawRecord):
-            text = bulk_text(entry.data) if self._bulk else None
-            envelope = None if text is None else envelope_of(db, text)
-            if text is not None and envelope is not None:
-                verdict = apply_text(db, text, envelope, now)
-                if verdict is not None:
-                    return verdict
+            record = read_record(entry.data)
+            if record is not None:
+                return apply_record(db, record, now)
             # Whatever the bulk path did not accept gets contract.decode's verdict and reason.
             entry = _decoded(entry)
         if isinstance(entry, InvalidRecord):

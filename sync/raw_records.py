@@ -1,27 +1,30 @@
-"""Contract checks and last-writer-wins upserts run inside SQLite, straight from a record's JSON.
+"""Contract checks and last-writer-wins upserts straight from a record's bytes, with msgspec.
 
-Parsing a 1000-user record in Python (dicts, User objects, re-encoded properties) costs far more
-than reading it; SQLite's JSON functions do the same per-user work in C. This path never decides
-alone that a record is invalid: whatever it does not accept goes back to `contract.decode`, which
-gives the verdict and the reason. So it must only never accept what `contract.problems_of`
-rejects, nor read a field differently from Python's `json`. Where SQLite's JSON and Python's
-differ, a record is screened out before it reaches SQLite (see `bulk_text`) or caught in SQL:
+Parsing a 1000-user record with Python's `json` (dicts, User objects, re-encoded properties)
+costs far more than reading it; msgspec decodes it in C into typed structs that hold each user's
+`user_properties` as its raw JSON text, stored as is. This path never decides alone that a record
+is invalid: whatever it does not accept goes back to `contract.decode`, which gives the verdict
+and the reason. So it must only never accept what `contract.problems_of` (after Python's `json`)
+rejects, nor read a field differently. Where msgspec and Python's `json` differ, a record is
+screened out before it reaches msgspec (see `bulk_readable`) or after (see `read_record`):
 
-- `\\u` escapes: SQLite (3.40) matches keys by their raw text, Python by their decoded text;
-- NUL bytes: SQLite's parser stops at one, Python reports extra data;
-- non-UTF-8 data, BOMs and UTF-16/32 (Python's `json` detects and accepts some of them);
-- duplicate keys: Python keeps the last, SQLite's paths find the first (counted, see below);
-- JSON5 (SQLite 3.42 to 3.44 accept it in json_valid): the path is off when SQLite accepts it.
+- non-UTF-8 data: msgspec does not check the bytes of strings it skips or keeps raw;
+- BOMs and UTF-16/32 (Python's `json` detects and accepts some of them);
+- `\\u` escapes (lone surrogates, escaped key names) and NUL bytes: left to Python, as before;
+- NaN/Infinity: Python's `json` accepts them, msgspec does not (so they fall back);
+- duplicate keys: msgspec keeps the last, like Python's `json`;
+- `computed_time` of non-ASCII digits (`\\d` in the contract): left to Python.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from sync.contract import FIELDS
+import msgspec
+
 from sync.membership import tiebreak_of
 
 # Last writer wins inside SQLite: an update applies only when its version is newer.
@@ -35,188 +38,116 @@ WHERE excluded.computed_time > membership.computed_time
        AND excluded.tiebreak > membership.tiebreak)
 """
 
-_USER_ID_KEY: Final = '"user_id"'
-_PROPERTIES_KEY: Final = '"user_properties"'
-_MAX_COMPUTED_TIME_DIGITS: Final = 12  # the contract's \d{1,12}
-_STRINGS: Final = ("cohort_name", "cohort_id", "computed_time", "message_id")
+# A record's users go in as one multi-row VALUES per chunk (rows apply in order, so the first
+# of a user's equal versions wins): executemany costs about twice as much per row in Python's
+# sqlite3. ?1..?5 are the record's fields, then each user's id and properties text ('null' when
+# none, stored as NULL).
+_ENVELOPE_PARAMS: Final = 5
+_MAX_CHUNK_USERS: Final = 1000
 
-# The envelope: one row per top-level key, the users counted. json_each reads the whole text
-# once (a path such as '$.cohort_id' would re-read and compare it on every call).
-_ENVELOPE: Final = """
-SELECT key, type, atom,
-       CASE WHEN key = 'users' AND type = 'array'
-            THEN (SELECT count(*) FROM json_each(:d, '$.users')) END
-FROM json_each(:d)
-"""
 
-# Each user: its JSON type and text, and its properties read once (so that a check and the
-# stored value share one parse; OFFSET 0 keeps SQLite from inlining the column into both).
-_USERS: Final = """(
-    SELECT type AS t, value AS v,
-           CASE WHEN type = 'object' THEN json_extract(value, '$.user_properties') END AS p
-    FROM json_each(:d, '$.users') LIMIT -1 OFFSET 0)"""
-
-# A user's user_id when the user follows the contract, else NULL, for a record whose text has
-# already shown (see Envelope.plain) that every "user_id" is followed by a non-empty string and
-# every "user_properties" by an object; SQLite then only has to find both keys in each user.
-_PLAIN_USER_ID: Final = """CASE
-    WHEN t = 'object' AND (p IS NOT NULL OR NOT :each) THEN json_extract(v, '$.user_id') END"""
-
-# The same for any other record, each type checked in SQL. `:each` demands user_properties in
-# every user, so that a count of the key's occurrences proves none is duplicated; `:scan` looks
-# for a second occurrence of either key in each user, for records where counting over the whole
-# record cannot prove it. CASE, not AND: SQLite short-circuits only the former.
-_CHECKED_USER_ID: Final = f"""CASE
-    WHEN t <> 'object' THEN NULL
-    WHEN json_type(v, '$.user_id') IS NOT 'text' THEN NULL
-    WHEN coalesce(json_type(v, '$.user_properties'), CASE WHEN :each THEN 'absent' ELSE 'null' END)
-         NOT IN ('object', 'null') THEN NULL
-    WHEN :scan AND NOT (
-        instr(substr(v, instr(v, '{_USER_ID_KEY}') + {len(_USER_ID_KEY)}), '{_USER_ID_KEY}') = 0
-        AND instr(substr(v, instr(v, '{_PROPERTIES_KEY}') + {len(_PROPERTIES_KEY)}),
-                  '{_PROPERTIES_KEY}') = 0) THEN NULL
-    ELSE nullif(json_extract(v, '$.user_id'), '') END"""
-
-# A user breaking the contract gets a NULL user_id, which aborts this statement alone (and
-# undoes its rows): the record then goes to contract.decode for the verdict and the reason.
-_UPSERT: Final = """
-INSERT INTO membership
-    (cohort_id, user_id, in_cohort, computed_time, tiebreak, cohort_name, user_properties)
-SELECT :cohort_id, {user_id}, :in_cohort, :computed_time, :tiebreak, :cohort_name, p
-FROM {users} WHERE true
-{on_conflict}
-"""
-_UPSERT_USERS: Final = {
-    plain: _UPSERT.format(
-        user_id=_PLAIN_USER_ID if plain else _CHECKED_USER_ID,
-        users=_USERS,
-        on_conflict=ON_NEWER_VERSION,
+@functools.lru_cache(maxsize=8)
+def _upsert_users(count: int) -> str:
+    rows = ",".join(
+        f"(?{_ENVELOPE_PARAMS + 2 * i + 1},?{_ENVELOPE_PARAMS + 2 * i + 2})" for i in range(count)
     )
-    for plain in (True, False)
-}
-_COUNT_BAD_USERS: Final = {
-    plain: f"SELECT count(*) - count({_PLAIN_USER_ID if plain else _CHECKED_USER_ID}) FROM {_USERS}"
-    for plain in (True, False)
-}
+    return (
+        "INSERT INTO membership SELECT ?1, column1, ?2, ?3, ?4, ?5, nullif(column2, 'null')"
+        f" FROM (VALUES {rows}) WHERE true" + ON_NEWER_VERSION
+    )
 
+
+_MAX_COMPUTED_TIME_DIGITS: Final = 12  # the contract's \d{1,12}
+_PROPERTIES_KEY: Final = b'"user_properties"'
+_NULL: Final = msgspec.Raw(b"null")
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Verdict = Literal["applied", "stale", "duplicate"]
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A record's top-level fields, as read by SQLite, and how to check its users."""
+class BulkUser(msgspec.Struct, gc=False):
+    """One user as msgspec reads it; properties kept as their JSON text (any JSON value)."""
 
-    cohort_name: str
-    cohort_id: str
+    user_id: NonEmpty
+    user_properties: msgspec.Raw = _NULL
+
+
+class BulkRecord(msgspec.Struct, gc=False):
+    """A record's payload as msgspec reads it, with the contract's types."""
+
+    cohort_name: NonEmpty
+    cohort_id: NonEmpty
     in_cohort: bool
-    computed_time: int
-    message_id: str
-    users: int
-    plain: bool
-    each: bool
-    scan: bool
+    computed_time: str
+    message_id: NonEmpty
+    users: list[BulkUser]
 
 
-def bulk_text(data: bytes) -> str | None:
-    """The record's text when SQLite reads it as Python's json would, else None."""
+_DECODER: Final = msgspec.json.Decoder(BulkRecord)
+
+
+def bulk_readable(data: bytes) -> bool:
+    """Whether msgspec reads the data as Python's json would (else the record goes to Python)."""
     if b"\\u" in data or b"\x00" in data or json.detect_encoding(data) != "utf-8":
-        return None
+        return False
     try:
-        return data.decode()
+        data.decode()
     except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_record(data: bytes) -> BulkRecord | None:
+    """The record when msgspec can prove it follows the contract, else None."""
+    if not bulk_readable(data):
         return None
-
-
-def bulk_supported(db: sqlite3.Connection) -> bool:
-    """Whether this SQLite has JSON functions that reject what Python's json rejects."""
     try:
-        row = db.execute("SELECT json_valid('{a:1}'), json_valid('[1,]')").fetchone()
-    except sqlite3.OperationalError:
-        return False  # built without JSON functions
-    return tuple(row) == (0, 0)
-
-
-def envelope_of(db: sqlite3.Connection, text: str) -> Envelope | None:
-    """The record's envelope when SQLite can prove it follows the contract, else None."""
-    try:
-        rows = db.execute(_ENVELOPE, {"d": text}).fetchall()
-    except sqlite3.OperationalError:
-        # Malformed JSON makes json_each fail; checking validity up front would cost a parse.
-        (valid,) = db.execute("SELECT json_valid(?)", (text,)).fetchone()
-        if valid:
-            raise
+        record = _DECODER.decode(data)
+    except (msgspec.MsgspecError, RecursionError):
         return None
-    fields = {key: (kind, atom, count) for key, kind, atom, count in rows}
-    if len(fields) != len(rows):
-        return None  # a duplicate key: Python's json keeps the last, SQLite's paths the first
-    kinds = {key: fields.get(key, (None, None, None))[0] for key in FIELDS}
-    values = {key: fields.get(key, (None, None, None))[1] for key in FIELDS}
-    ct = values["computed_time"]
-    if not (
-        all(kinds[key] == "text" for key in _STRINGS)
-        and all(values[key] for key in _STRINGS)
-        and kinds["in_cohort"] in ("true", "false")
-        and kinds["users"] == "array"
-        and isinstance(ct, str)
-        and len(ct) <= _MAX_COMPUTED_TIME_DIGITS
-        and ct.isascii()
-        and ct.isdigit()
-    ):
+    ct = record.computed_time
+    if not (len(ct) <= _MAX_COMPUTED_TIME_DIGITS and ct.isascii() and ct.isdigit()):
         return None
-    users = int(fields["users"][2])
-    # Each user holds user_id once and user_properties at most once when the record's counts of
-    # the keys say so: every user has the key at least once (checked in SQL), so equal totals
-    # leave no room for a second one. Otherwise each user is scanned (a key's name inside a
-    # value counts too, so such records are merely checked more slowly).
-    ids = text.count(_USER_ID_KEY)
-    props = text.count(_PROPERTIES_KEY)
-    counted = ids == users and props in (0, users)
-    # Plain: every "user_id" is followed by a non-empty string, every "user_properties" by an
-    # object, so the types need no check per user (JSON strings cannot hold a bare quote).
-    plain = (
-        counted
-        and text.count(_USER_ID_KEY + ':"') == ids
-        and _USER_ID_KEY + ':""' not in text
-        and text.count(_PROPERTIES_KEY + ":{") == props
-    )
-    return Envelope(
-        str(values["cohort_name"]),
-        str(values["cohort_id"]),
-        kinds["in_cohort"] == "true",
-        int(ct),
-        str(values["message_id"]),
-        users,
-        plain,
-        counted and props > 0,
-        not counted,
-    )
+    if not _properties_are_objects(data, record):
+        return None
+    return record
 
 
-def apply_text(db: sqlite3.Connection, text: str, envelope: Envelope, now: float) -> Verdict | None:
-    """Dedupe and apply one record inside the caller's transaction; None if a user is invalid."""
-    checks = {"d": text, "each": int(envelope.each), "scan": int(envelope.scan)}
-    seen = db.execute(
-        "SELECT 1 FROM seen_messages WHERE message_id = ?", (envelope.message_id,)
-    ).fetchone()
-    if seen is not None:
-        # A duplicate still has to follow the contract, or it is quarantined like any other.
-        (bad,) = db.execute(_COUNT_BAD_USERS[envelope.plain], checks).fetchone()
-        return "duplicate" if bad == 0 else None
+def _properties_are_objects(data: bytes, record: BulkRecord) -> bool:
+    """Whether every user's user_properties is an object or null (or absent)."""
+    # Fast: every "user_properties" in the text (keys at any depth; never inside a string, whose
+    # quotes are escaped) is followed by an object or null. Otherwise each user is looked at.
+    total = data.count(_PROPERTIES_KEY)
+    if total == data.count(_PROPERTIES_KEY + b":{") + data.count(_PROPERTIES_KEY + b":null"):
+        return True
+    return all(bytes(user.user_properties)[:1] in (b"{", b"n") for user in record.users)
+
+
+def apply_record(db: sqlite3.Connection, record: BulkRecord, now: float) -> Verdict:
+    """Dedupe and apply one valid record inside the caller's transaction."""
+    seen = db.execute("INSERT OR IGNORE INTO seen_messages VALUES (?, ?)", (record.message_id, now))
+    if seen.rowcount == 0:
+        return "duplicate"
+    envelope = (
+        record.cohort_id,
+        int(record.in_cohort),
+        int(record.computed_time),
+        tiebreak_of(record.in_cohort, record.message_id),
+        record.cohort_name,
+    )
+    users = record.users
+    chunk = chunk_users(db)
     before = db.total_changes
-    try:
-        db.execute(
-            _UPSERT_USERS[envelope.plain],
-            checks
-            | {
-                "cohort_id": envelope.cohort_id,
-                "in_cohort": int(envelope.in_cohort),
-                "computed_time": envelope.computed_time,
-                "tiebreak": tiebreak_of(envelope.in_cohort, envelope.message_id),
-                "cohort_name": envelope.cohort_name,
-            },
-        )
-    except sqlite3.IntegrityError:
-        return None
-    changed = db.total_changes != before
-    db.execute("INSERT INTO seen_messages VALUES (?, ?)", (envelope.message_id, now))
-    return "applied" if changed or envelope.users == 0 else "stale"
+    for start in range(0, len(users), chunk):
+        params: list[object] = list(envelope)
+        part = users[start : start + chunk]
+        for user in part:
+            params += (user.user_id, bytes(user.user_properties).decode())
+        db.execute(_upsert_users(len(part)), params)
+    return "stale" if users and db.total_changes == before else "applied"
+
+
+def chunk_users(db: sqlite3.Connection) -> int:
+    """How many users one statement can take within this connection's parameter limit."""
+    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(_MAX_CHUNK_USERS, (limit - _ENVELOPE_PARAMS) // 2))

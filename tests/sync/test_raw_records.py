@@ -1,4 +1,4 @@
-"""The bulk SQLite path agrees with contract.decode on every record, valid or not."""
+"""The bulk msgspec path agrees with contract.decode on every record, valid or not."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sync.membership_store import (
     RawRecord,
     ValidRecord,
 )
-from sync.raw_records import apply_text, bulk_supported, bulk_text, envelope_of
+from sync.raw_records import apply_record, bulk_readable, chunk_users, read_record
 
 pytestmark = pytest.mark.unit
 
@@ -182,24 +182,22 @@ def test_bulk_accepts_only_what_problems_of_accepts_and_reads_it_alike(data: byt
     # GIVEN any payload, and an empty store
     db = connect()
     # WHEN the bulk path reads and applies it
-    text = bulk_text(data)
-    envelope = None if text is None else envelope_of(db, text)
-    verdict = None if text is None or envelope is None else apply_text(db, text, envelope, 0.0)
+    record = read_record(data)
     # THEN it accepted it only if Python's json and problems_of accept it, with the same reading
-    if verdict is None:
+    if record is None:
         return  # contract.decode gives the verdict (tested end to end below)
     assert problems_of(json.loads(data)) == []
     message = decode(data)
-    assert envelope is not None
-    assert (envelope.cohort_name, envelope.cohort_id, envelope.message_id) == (
+    assert (record.cohort_name, record.cohort_id, record.message_id) == (
         message.cohort_name,
         message.cohort_id,
         message.message_id,
     )
-    assert (envelope.in_cohort, envelope.computed_time) == (
+    assert (record.in_cohort, int(record.computed_time)) == (
         message.in_cohort,
         int(message.computed_time),
     )
+    assert apply_record(db, record, 0.0) in ("applied", "stale")
     rows = db.execute("SELECT user_id, user_properties FROM membership").fetchall()
     stored = {user: None if props is None else json.loads(props) for user, props in rows}
     first: dict[str, Any] = {}
@@ -234,29 +232,74 @@ def test_store_results_match_python_decoding(
 @pytest.mark.parametrize("props", [True, False])
 def test_canonical_records_never_fall_back_to_python(db: sqlite3.Connection, props: bool) -> None:
     # GIVEN records as the publisher encodes them
-    text = bulk_text(_canonical(50, props))
-    assert text is not None
+    data = _canonical(50, props)
     # WHEN read and applied in bulk
-    envelope = envelope_of(db, text)
-    # THEN SQLite takes them whole: no per-user type checks, no fallback
-    assert envelope is not None and envelope.plain and not envelope.scan
-    assert apply_text(db, text, envelope, 0.0) == "applied"
-    assert apply_text(db, text, envelope, 0.0) == "duplicate"
+    record = read_record(data)
+    # THEN msgspec takes them whole: no fallback, stored as Python would read them
+    assert record is not None
+    assert apply_record(db, record, 0.0) == "applied"
+    assert apply_record(db, record, 0.0) == "duplicate"
+    rows = db.execute("SELECT user_id, user_properties FROM membership").fetchall()
+    assert {user: None if p is None else json.loads(p) for user, p in rows} == {
+        user.user_id: user.user_properties for user in decode(data).users
+    }
+
+
+def test_records_longer_than_a_statement_apply_in_order(db: sqlite3.Connection) -> None:
+    # GIVEN a record with more users than one statement takes, a user repeated across chunks
+    chunk = chunk_users(db)
+    users = [User(f"u{i}", {"n": i}) for i in range(chunk + 3)] + [User("u0", {"n": -1})]
+    data = encode(CohortMessage("n", "c1", True, "1700000000", "m:1", tuple(users)))
+    record = read_record(data)
+    assert record is not None
+    # WHEN applied
+    assert apply_record(db, record, 0.0) == "applied"
+    # THEN every user is written, and the first of equal versions wins
+    rows = dict(db.execute("SELECT user_id, user_properties FROM membership").fetchall())
+    assert len(rows) == chunk + 3 and json.loads(rows["u0"]) == {"n": 0}
 
 
 @pytest.mark.parametrize(
     "data",
     [
-        b'{"a":1}\x00',  # SQLite's parser would stop at the NUL
+        b'{"a":1}\x00',  # NUL bytes are left to Python, as before
         b"\xef\xbb\xbf{}",  # a BOM: Python's json accepts it in bytes
-        b'{"user\\u005fid":1}',  # an escaped key: SQLite matches keys by raw text
+        b'{"user\\u005fid":1}',  # escapes are left to Python
         "{}".encode("utf-16"),
         b"\xff\xfe not json",
+        b'{"a":"\xff"}',  # msgspec does not check UTF-8 inside strings it skips
     ],
 )
-def test_text_sqlite_would_read_differently_is_left_to_python(data: bytes) -> None:
-    assert bulk_text(data) is None
+def test_text_msgspec_could_read_differently_is_left_to_python(data: bytes) -> None:
+    assert not bulk_readable(data)
 
 
-def test_sqlite_here_rejects_json5() -> None:
-    assert bulk_supported(sqlite3.connect(":memory:"))
+_ENVELOPE = (
+    '"cohort_name":"n","cohort_id":"c","in_cohort":true,"computed_time":"1","message_id":"m"'
+)
+
+
+@pytest.mark.parametrize(
+    ("users", "accepted"),
+    [
+        ('[{"user_id":"u","user_properties":{}}]', True),
+        ('[{"user_id":"u","user_properties":null}]', True),
+        ('[{"user_id":"u"}]', True),
+        ('[{"user_id":"u","user_properties" : {"user_properties":1}}]', True),
+        ('[{"user_id":"u","user_properties" : 5}]', False),
+        ('[{"user_id":"u","user_properties":[]}]', False),
+        ('[{"user_id":"u","user_properties":"{}"}]', False),
+        ('[{"user_id":"u","user_properties":{},"user_properties":1}]', False),
+        ('[{"user_id":"u","user_properties":1,"user_properties":{}}]', True),
+        ('[{"user_id":"u","user_properties":{"a":NaN}}]', False),
+        ('[{"user_id":"","user_properties":{}}]', False),
+        ('[{"user_id":"a","user_id":1}]', False),
+        # msgspec checks every occurrence; Python keeps the last: left to Python, which accepts it
+        ('[{"user_id":1,"user_id":"a"}]', False),
+    ],
+)
+def test_only_objects_or_null_pass_as_properties(users: str, accepted: bool) -> None:
+    data = ("{" + _ENVELOPE + ',"users":' + users + "}").encode()
+    assert (read_record(data) is not None) == accepted
+    if accepted:
+        assert problems_of(json.loads(data)) == []
