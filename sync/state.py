@@ -234,12 +234,9 @@ class StateStore:
         self._con.begin()
         try:
             entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
-            sequence, size = 0, 0
-            for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
-                records = build(in_cohort, self._users(table), sequence)
-                added, added_bytes = self._outbox.add(sync_id, sequence, records)
-                sequence += added
-                size += added_bytes
+            sequence, size = self._emit(
+                build, lambda first, records: self._outbox.add(sync_id, first, records)
+            )
             self._replace_membership(cohort_id, everyone_enters=everyone)
             self._con.execute(
                 """INSERT INTO syncs VALUES ($s, (SELECT coalesce(max(ordinal), 0) + 1 FROM syncs),
@@ -284,15 +281,22 @@ class StateStore:
         self._con.begin()
         try:
             entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
-            sequence, size = 0, 0
-            for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
-                for record in build(in_cohort, self._users(table), sequence):
-                    sequence += 1
-                    size += record.size_bytes
+            sequence, size = self._emit(build, lambda first, records: _count(records))
         finally:
             # A dry run leaves the store exactly as it found it, snapshot aside.
             self._con.rollback()
         return StagedSync(sync_id, entering, exiting, sequence, size)
+
+    def _emit(
+        self, build: Build, sink: Callable[[int, Iterable[OutgoingRecord]], tuple[int, int]]
+    ) -> tuple[int, int]:
+        """Build entering then exiting users' records, numbered on; (records, bytes) sunk."""
+        sequence, size = 0, 0
+        for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
+            added, added_bytes = sink(sequence, build(in_cohort, self._users(table), sequence))
+            sequence += added
+            size += added_bytes
+        return sequence, size
 
     def pending(
         self, *, limit: int | None = None, sync_id: str | None = None
@@ -445,3 +449,12 @@ class StateStore:
                                   WHERE kind IN ('enter', 'update'))""",
             {"c": cohort_id},
         )
+
+
+def _count(records: Iterable[OutgoingRecord]) -> tuple[int, int]:
+    """(records, bytes) of records that are only counted, never stored."""
+    count = size = 0
+    for record in records:
+        count += 1
+        size += record.size_bytes
+    return count, size
