@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m bench.push_bench [--users 1000000] [--shards 64] [--no-shard-hint]
      [--senders 4] [--repeat 1] [--phases]
 
-Both sides run in one process against in-process moto (mock_aws, with harness.moto_fixes so
+Both sides run in one process against in-process moto (mock_aws, with sandbox.moto_fixes so
 concurrent puts lose nothing), each into a fresh stream of the same shape.
 
 (b) the push: a CSV snapshot of N users with two properties each is written before the clock
@@ -39,8 +39,8 @@ import boto3
 import duckdb
 from moto import mock_aws
 
-from harness.moto_fixes import moto_fixes_installed
-from harness.streams import read_records
+from sandbox.moto_fixes import moto_fixes_installed
+from sandbox.streams import read_records
 from sync.destination import Destination
 from sync.limits import DEFAULT_SENDERS, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT
 from sync.push import (

@@ -3,8 +3,8 @@
 Run: .venv/bin/python -m bench.throughput_bench [--shards 1 2 4] [--model-seconds 20]
      [--scale 4] [--users-per-message 100] [--senders 4]
 
-In-process moto (mock_aws, with harness.moto_fixes so concurrent puts lose nothing) with
-harness.faults' throughput model on: every shard admits 1 MiB/s and 1000 records/s of writes
+In-process moto (mock_aws, with sandbox.moto_fixes so concurrent puts lose nothing) with
+sandbox.faults' throughput model on: every shard admits 1 MiB/s and 1000 records/s of writes
 (1 s of burst), on a clock running `scale` times faster than real time. The publisher gets that
 model clock (its sleeps are scaled back to real time), so its pacing and backoff run in model
 seconds. Each run sends `model_seconds` x N MiB of cohort messages (users with two properties,
@@ -29,8 +29,8 @@ import boto3
 from botocore.config import Config
 from moto import mock_aws
 
-from harness.faults import FaultPlan, faults_installed
-from harness.moto_fixes import moto_fixes_installed
+from sandbox.faults import FaultPlan, faults_installed
+from sandbox.moto_fixes import moto_fixes_installed
 from sync.limits import DEFAULT_SENDERS, SHARD_WRITE_BYTES_PER_SECOND
 from sync.messages import OutgoingRecord, build_messages
 from sync.publisher import Publisher
@@ -38,7 +38,7 @@ from sync.publisher import Publisher
 REGION = "us-east-1"
 TARGET_UTILIZATION = 0.90
 TARGET_THROTTLED = 0.05
-BURST_SECONDS = 1.0  # harness.throughput's write buckets start full: one second of capacity
+BURST_SECONDS = 1.0  # sandbox.throughput's write buckets start full: one second of capacity
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,3 @@ class ConfigError(ProvisioningError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"invalid stack configuration ({len(self.problems)} {noun}):\n{lines}")
-
-
-class UnsupportedResourceError(ProvisioningError):
-    """The local apply engine met a resource type or invoke it does not know how to create."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
-from provisioning.errors import ProvisioningError
 from sync import commands
 from sync.errors import SyncError
 from sync.limits import DEFAULT_MAX_TRIES, DEFAULT_SENDERS, DEFAULT_USERS_PER_MESSAGE
@@ -15,10 +15,13 @@ from sync.limits import DEFAULT_MAX_TRIES, DEFAULT_SENDERS, DEFAULT_USERS_PER_ME
 DEFAULT_STATE = Path(".cohort-sync/state.duckdb")
 DEFAULT_CONSUMER_STATE = Path(".cohort-sync/consumer.sqlite")
 
+PLUGIN_GROUP = "cohort_sync.commands"
+
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _endpoint(parser: argparse.ArgumentParser, otherwise: str = "AWS itself") -> None:
+def endpoint_argument(parser: argparse.ArgumentParser, otherwise: str = "AWS itself") -> None:
+    """`--endpoint-url`, worded the same on every command that talks to AWS."""
     parser.add_argument(
         "--endpoint-url",
         help="AWS endpoint for every call (a moto server, say); default: boto3's AWS_ENDPOINT_URL, "
@@ -110,7 +113,7 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not check the role's permissions before sending",
     )
     _external_id(parser)
-    _endpoint(parser)
+    endpoint_argument(parser)
     _delivery(parser)
 
 
@@ -122,64 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
         "provisions, read them back, and try it all locally on moto.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    local = sub.add_parser("local", help="run the stack on a local moto (no AWS account)")
-    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
-    serve = local_sub.add_parser(
-        "serve",
-        help="a moto server on 127.0.0.1 with the harness's IAM behaviour, until interrupted",
-        description="Serve moto on 127.0.0.1 with IAM enforced, trust policies evaluated and "
-        "SimulatePrincipalPolicy answered; the customer and Amplitude principals' (moto) "
-        "credentials are written to --world-file for `local up`.",
-    )
-    serve.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 = any)")
-    serve.add_argument(
-        "--world-file",
-        type=Path,
-        default=commands.DEFAULT_WORLD_FILE,
-        help=f"where to write the served world (default {commands.DEFAULT_WORLD_FILE})",
-    )
-    serve.add_argument(
-        "--faults",
-        default=None,
-        help="fault plan, e.g. 'throughput=on,scale=50,throttle=0.02,seed=7'",
-    )
-    serve.set_defaults(handler=commands.local_serve)
-
-    up = local_sub.add_parser(
-        "up",
-        help="preview and apply the unmodified program to moto, then show Amplitude using it",
-        description="Print the plan, create every resource the program declares, write the "
-        "outputs file, print Amplitude's destination form, and prove the role: Amplitude's "
-        "principal assumes it and writes a record, a stranger is refused. Without "
-        "--endpoint-url the moto is embedded and gone when the command ends.",
-    )
-    up.add_argument(
-        "--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml if present"
-    )
-    up.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a stack config value (repeatable); secrets the stack file "
-        "holds encrypted must be given here or as $COHORT_SECRET_<key>",
-    )
-    up.add_argument("--region", help="AWS region (default: the stack's aws:region, else us-east-1)")
-    up.add_argument(
-        "--world-file",
-        type=Path,
-        default=commands.DEFAULT_WORLD_FILE,
-        help="with --endpoint-url: the world file `local serve` wrote",
-    )
-    up.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="write the outputs (as `pulumi stack output --json --show-secrets`) here",
-    )
-    _endpoint(up, otherwise="an embedded moto, gone when the command ends")
-    up.set_defaults(handler=commands.local_up)
 
     destination = sub.add_parser(
         "destination",
@@ -202,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _destination(preflight)
     _external_id(preflight)
-    _endpoint(preflight)
+    endpoint_argument(preflight)
     preflight.set_defaults(handler=commands.preflight)
 
     push = sub.add_parser(
@@ -262,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
     )
     _external_id(replay)
-    _endpoint(replay)
+    endpoint_argument(replay)
     _delivery(replay)
     replay.set_defaults(handler=commands.replay)
 
@@ -289,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop once every shard is caught up (default: keep reading)",
     )
     consume.add_argument("--json", action="store_true", help="print the report as JSON")
-    _endpoint(consume)
+    endpoint_argument(consume)
     consume.set_defaults(handler=commands.consume)
 
     members = sub.add_parser("members", help="print a cohort's current members")
@@ -305,17 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     members.set_defaults(handler=commands.members)
 
-    demo = sub.add_parser(
-        "demo",
-        help="the whole product on an embedded moto: provision, push two days, consume",
-    )
-    demo.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("out/demo"),
-        help="where the demo writes its files (default out/demo)",
-    )
-    demo.set_defaults(handler=commands.demo)
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        # The sandbox's `local` and `demo` register themselves here; sync/ never imports them.
+        plugin.load()(sub)
     return parser
 
 
@@ -325,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (SyncError, ProvisioningError) as exc:
+    except SyncError as exc:
         print(f"cohort-sync: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

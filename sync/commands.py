@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,153 +17,24 @@ import boto3
 from sync.errors import PreflightError, SyncError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
 
-DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 SESSION_NAME = "amplitude-cohort-sync"
 EXIT_UNDELIVERED = 1
 
 
-def _print(*lines: str) -> None:
+def print_lines(*lines: str) -> None:
+    """Print each line, flushed: progress shows as it happens, even through a pipe."""
     for line in lines:
         print(line, flush=True)
 
 
-def _write_private(path: Path, document: Any) -> None:
+def write_private(path: Path, document: Any) -> None:
     """Write JSON readable by the owner only: outputs may hold the external ID."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2)
         handle.write("\n")
-
-
-# --- local ---------------------------------------------------------------------------------
-
-
-def local_serve(args: argparse.Namespace) -> int:
-    """`local serve`: moto with the harness's IAM behaviour (and faults) until interrupted."""
-    from harness.faults import FaultPlan, FaultSpecError, faults_installed
-    from harness.server import serve_forever
-
-    args.world_file.parent.mkdir(parents=True, exist_ok=True)
-    if args.faults:
-        try:
-            plan = FaultPlan.parse(args.faults)
-        except FaultSpecError as exc:
-            raise SyncError(f"--faults {args.faults!r}: {exc}") from exc
-        with faults_installed(plan):
-            _print(f"faults: {plan.to_spec()}")
-            serve_forever(args.port, world_file=args.world_file)
-    else:
-        serve_forever(args.port, world_file=args.world_file)
-    return 0
-
-
-def local_up(args: argparse.Namespace) -> int:
-    """`local up`: plan, apply to moto, write outputs, show the form and prove the role."""
-    from harness.proof import prove_destination
-    from harness.world import MotoWorld, moto_world
-    from provisioning.plan import render_outputs, render_plan
-    from provisioning.stack import apply as apply_stack
-    from provisioning.stack import load_stack_config, parse_overrides, preview
-
-    config = load_stack_config(args.stack, overrides=parse_overrides(args.config))
-    region = args.region or config.region or "us-east-1"
-    # Like every command here, boto3's AWS_ENDPOINT_URL stands in for --endpoint-url.
-    args.endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    _print(f"Previewing stack {args.stack!r} in {region}:", "")
-    _print(render_plan(preview(config, region=region)), "")
-
-    @contextmanager
-    def world_for_run() -> Iterator[MotoWorld]:
-        if args.endpoint_url:
-            if not args.world_file.exists():
-                raise SyncError(
-                    f"--world-file {args.world_file}: not found; `cohort-sync local serve "
-                    f"--world-file {args.world_file}` writes it for the server at "
-                    f"{args.endpoint_url}"
-                )
-            yield _served_world(args.world_file, args.endpoint_url, region)
-        else:
-            with moto_world(region) as embedded:
-                yield embedded
-
-    with world_for_run() as world:
-        session = world.customer_admin.session(region)
-        applied = apply_stack(
-            config, session=session, region=region, endpoint_url=args.endpoint_url
-        )
-        _print(f"Applied: {len(applied.resources)} resources created.", "", "Outputs:")
-        _print(render_outputs(applied.outputs, applied.secret_outputs), "")
-        if args.out:
-            _write_private(args.out, applied.outputs)
-            _print(
-                f"Outputs written to {args.out} (as `pulumi stack output --json --show-secrets`)."
-            )
-        _print("", "Amplitude destination form:")
-        _print(*_form_lines(applied.outputs), "")
-        _print("Proving the role:")
-        steps = prove_destination(world, applied.outputs)
-        _print(*(f"  {step.render()}" for step in steps))
-        if args.endpoint_url:
-            _print("", "To act as Amplitude against this server:")
-            _print(*_env_lines(world, region, "amplitude", args.world_file))
-            _print("", "To act as the customer (consume, inspect):")
-            _print(*_env_lines(world, region, "customer_admin", args.world_file))
-        else:
-            _print(
-                "",
-                "(embedded moto: everything above is gone now; use `local serve` and "
-                "--endpoint-url to keep it)",
-            )
-    return 0 if all(step.passed for step in steps) else 1
-
-
-def _served_world(world_file: Path, endpoint_url: str, region: str) -> Any:
-    """The world `local serve` wrote, aimed at `endpoint_url`; a broken file is named."""
-    from harness.world import MotoWorld
-
-    fix = f"`cohort-sync local serve --world-file {world_file}` writes it"
-    try:
-        data = json.loads(world_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise SyncError(f"--world-file {world_file}: not valid JSON ({exc}); {fix}") from exc
-    try:
-        return MotoWorld.from_json({**data, "endpoint_url": endpoint_url, "region": region})
-    except (KeyError, TypeError) as exc:
-        raise SyncError(f"--world-file {world_file}: missing {exc}; {fix}") from exc
-
-
-def _form_lines(outputs: dict[str, Any]) -> list[str]:
-    from provisioning import constants as c
-
-    form = outputs[c.OUTPUT_DESTINATION]
-    labels = {
-        c.FORM_DISPLAY_NAME: "Display Name",
-        c.FORM_STREAM_NAME: "Stream Name",
-        c.FORM_AWS_REGION: "AWS Region",
-        c.FORM_ROLE_ARN: "Role ARN",
-    }
-    return [f"  {label:<13}{form[key]}" for key, label in labels.items()]
-
-
-def _env_lines(world: Any, region: str, who: str, world_file: Path) -> list[str]:
-    """Shell lines that act as `who`; secrets are read from the 0600 world file, not printed."""
-    credentials = getattr(world, who)
-
-    def from_file(key: str) -> str:
-        read = f"import json; print(json.load(open('{world_file}'))['{who}']['{key}'])"
-        return f'"$({shlex.quote(sys.executable)} -c "{read}")"'
-
-    lines = [
-        f"  export AWS_ENDPOINT_URL={world.endpoint_url}",
-        f"  export AWS_DEFAULT_REGION={region}",
-        f"  export AWS_ACCESS_KEY_ID={credentials.access_key_id}",
-        f"  export AWS_SECRET_ACCESS_KEY={from_file('secret_access_key')}",
-    ]
-    if credentials.session_token:
-        lines.append(f"  export AWS_SESSION_TOKEN={from_file('session_token')}")
-    return lines
 
 
 # --- destination and delivery ----------------------------------------------------------------
@@ -175,7 +45,7 @@ def destination(args: argparse.Namespace) -> int:
     from sync.destination import export_from_pulumi
 
     path = export_from_pulumi(args.stack, args.out)
-    _print(f"wrote {path}")
+    print_lines(f"wrote {path}")
     return 0
 
 
@@ -212,7 +82,7 @@ def preflight(args: argparse.Namespace) -> int:
     dest = load_destination(args.destination)
     session = _assumed(args, dest)
     report = simulate(session, dest, endpoint_url=args.endpoint_url)
-    _print(report.render())
+    print_lines(report.render())
     return 0 if report.ok else EXIT_UNDELIVERED
 
 
@@ -278,7 +148,7 @@ def push_once(args: argparse.Namespace, request: Any) -> Any:
 
 
 def _finish(args: argparse.Namespace, report: Any) -> int:
-    _print(json.dumps(report.to_json()) if args.json else report.render())
+    print_lines(json.dumps(report.to_json()) if args.json else report.render())
     return 0 if report.ok else EXIT_UNDELIVERED
 
 
@@ -326,7 +196,7 @@ def replay(args: argparse.Namespace) -> int:
         progress=lambda total: _progress(total, "replaying"),
     )
     if report.messages == 0:
-        _print("outbox empty: nothing to replay")
+        print_lines("outbox empty: nothing to replay")
         return 0
     return _finish(args, report)
 
@@ -349,7 +219,7 @@ def consume(args: argparse.Namespace) -> int:
         report = Consumer(kinesis, dest.stream_arn, store, from_start=args.from_start).consume(
             until_idle=args.until_idle
         )
-    _print(json.dumps(report.to_json()) if args.json else report.render())
+    print_lines(json.dumps(report.to_json()) if args.json else report.render())
     return 0
 
 
@@ -369,10 +239,3 @@ def members(args: argparse.Namespace) -> int:
         for line in render_members(members_of(store, args.cohort_id), args.format, columns):
             sys.stdout.write(line if line.endswith("\n") else line + "\n")
     return 0
-
-
-def demo(args: argparse.Namespace) -> int:
-    """`demo`: the product in one command on an embedded moto."""
-    from sync.demo import run_demo
-
-    return run_demo(args.workdir)

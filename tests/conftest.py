@@ -1,3 +1,3 @@
 """The suite uses the harness's fixtures exactly as a customer's tests would."""
 
-pytest_plugins = ["harness.pytest_plugin", "pytester"]
+pytest_plugins = ["sandbox.pytest_plugin", "pytester"]

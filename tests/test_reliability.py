@@ -1,7 +1,7 @@
 """Reliability: the whole loop under every Kinesis fault class, one at a time and mixed.
 
 Each test provisions the program into a two-account moto world, pushes two days of a cohort
-through Amplitude's assumed role while harness.faults injects the fault, consumes the stream with
+through Amplitude's assumed role while sandbox.faults injects the fault, consumes the stream with
 the customer's credentials and compares the membership with the day-2 snapshot. Around that it
 checks what at-least-once promises: nothing lost; duplicates only of records whose answer was
 lost, byte-identical (same message_id); tries bounded; the push report's counts equal what the
@@ -21,11 +21,11 @@ from typing import Any
 import boto3
 import pytest
 
-from harness.faults import FaultController, FaultKind, FaultPlan, Rate, faults_installed
-from harness.streams import read_records
-from harness.world import MotoWorld, moto_world
 from provisioning import constants as c
-from provisioning.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig, apply
+from sandbox.faults import FaultController, FaultKind, FaultPlan, Rate, faults_installed
+from sandbox.streams import read_records
+from sandbox.world import MotoWorld, moto_world
 from sync.consumer import Consumer
 from sync.contract import decode
 from sync.credentials import assume_role_session

@@ -29,14 +29,14 @@ from unittest import mock
 import pytest
 from moto.sts.models import sts_backends
 
-from harness.faults import FaultPlan, faults_installed
-from harness.server import start_server
-from harness.world import Credentials
 from provisioning import constants as c
 from provisioning.component import CohortDestinationArgs
 from provisioning.config import DestinationConfig, parse_config
 from provisioning.errors import ConfigError
 from provisioning.policies import trust_policy, write_policy
+from sandbox.faults import FaultPlan, faults_installed
+from sandbox.server import start_server
+from sandbox.world import Credentials
 from sync.cli import main
 from sync.credentials import assume_role_session
 from sync.destination import load_destination

@@ -26,10 +26,10 @@ from unittest import mock
 import pytest
 from moto.core.responses import BaseResponse
 
-from harness.server import ServedWorld, start_server
-from harness.streams import read_records
-from harness.world import MotoWorld
-from provisioning.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig, apply
+from sandbox.server import ServedWorld, start_server
+from sandbox.streams import read_records
+from sandbox.world import MotoWorld
 from sync.limits import MAX_PUT_RECORDS_COUNT
 from sync.state import StateStore
 

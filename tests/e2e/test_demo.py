@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.demo import run_demo
+from sandbox.demo import run_demo
 
 pytestmark = [pytest.mark.e2e]
 

@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from harness.pytest_plugin import AppliedDestination
-from harness.streams import read_records
+from sandbox.pytest_plugin import AppliedDestination
+from sandbox.streams import read_records
 from sync.consumer import Consumer
 from sync.destination import Destination
 from sync.membership_store import MembershipStore, members

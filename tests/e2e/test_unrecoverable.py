@@ -18,11 +18,11 @@ from unittest import mock
 
 import pytest
 
-from harness.faults import FaultPlan, faults_installed
-from harness.world import MotoWorld, moto_world
 from provisioning import constants as c
 from provisioning.policies import trust_policy
-from provisioning.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig, apply
+from sandbox.faults import FaultPlan, faults_installed
+from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
 from sync.destination import Destination, load_destination
 from sync.membership_store import MembershipStore, members

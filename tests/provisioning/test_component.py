@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 
 from provisioning import constants as c
-from provisioning import local
 from provisioning.errors import ConfigError
-from provisioning.plan import PlanMocks
-from provisioning.runner import ProgramRun, run_program
-from provisioning.secrets import unwrap_secrets
+from sandbox.engine import apply as local
+from sandbox.engine.plan import PlanMocks
+from sandbox.engine.runner import ProgramRun, run_program
+from sandbox.engine.secrets import unwrap_secrets
 
 REGION = "eu-central-1"
 CMK = "arn:aws:kms:eu-central-1:123456789012:key/12345678-1234-1234-1234-123456789012"

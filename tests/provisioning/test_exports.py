@@ -1,8 +1,8 @@
 """Stack outputs: the keys the sync engine reads, Amplitude's form, the external ID as a secret."""
 
 from provisioning import constants as c
-from provisioning.plan import PlanMocks
-from provisioning.runner import run_program
+from sandbox.engine.plan import PlanMocks
+from sandbox.engine.runner import run_program
 
 ALL_KEYS = {
     c.OUTPUT_STREAM_NAME,

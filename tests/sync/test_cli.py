@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin import AppliedDestination
-from harness.world import Credentials
+from sandbox.pytest_plugin import AppliedDestination
+from sandbox.world import Credentials
 from sync import commands
 from sync.cli import build_parser, main
 

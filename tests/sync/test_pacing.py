@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.throughput import ShardWriteBudget
+from sandbox.throughput import ShardWriteBudget
 from sync.limits import SHARD_WRITE_BYTES_PER_SECOND
 from sync.pacing import Pacer, PacingSettings, record_cost
 
@@ -168,7 +168,7 @@ def test_idle_time_earns_at_most_one_burst() -> None:
 
 
 def test_learns_a_simulated_shard_to_within_a_few_percent() -> None:
-    # GIVEN one modelled shard (harness.throughput's budget), 10 KiB records, 5 ms round trips
+    # GIVEN one modelled shard (sandbox.throughput's budget), 10 KiB records, 5 ms round trips
     shard = ShardWriteBudget()
     pacer = Pacer()
     size = 10 * KIB

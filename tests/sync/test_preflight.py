@@ -187,13 +187,13 @@ def test_an_empty_report_is_not_ok() -> None:
 
 @pytest.mark.integration
 @pytest.mark.skipif(
-    importlib.util.find_spec("harness.iam_gaps") is None,
-    reason="harness.iam_gaps (SimulatePrincipalPolicy for moto) has not landed",
+    importlib.util.find_spec("sandbox.iam_gaps") is None,
+    reason="sandbox.iam_gaps (SimulatePrincipalPolicy for moto) has not landed",
 )
 @pytest.mark.parametrize("grant_simulate", [True, False], ids=["template", "no-simulate"])
 def test_preflight_in_the_moto_world(grant_simulate: bool) -> None:
-    from harness.world import moto_world
     from provisioning.policies import trust_policy, write_policy
+    from sandbox.world import moto_world
     from sync.credentials import assume_role_session
 
     with moto_world() as world:

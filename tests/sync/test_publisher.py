@@ -14,8 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
-from harness.faults import FaultPlan, Rate, Schedule, faults_installed
-from harness.streams import read_records
+from sandbox.faults import FaultPlan, Rate, Schedule, faults_installed
+from sandbox.streams import read_records
 from sync.contract import decode
 from sync.errors import DeliveryError, DeliveryRefusedError, PreflightError
 from sync.messages import OutgoingRecord, build_messages

@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.streams import read_records
-from harness.world import MotoWorld, moto_world
 from provisioning import constants as c
-from provisioning.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig, apply
+from sandbox.streams import read_records
+from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
 from sync.commands import run_preflight
 from sync.contract import USER_ID, USER_PROPERTIES, problems_of

@@ -16,8 +16,8 @@ import boto3
 import pulumi
 from botocore.exceptions import BotoCoreError, ClientError
 
-from provisioning.errors import ProvisioningError, UnsupportedResourceError
-from provisioning.secrets import unwrap_secrets
+from sandbox.engine.secrets import unwrap_secrets
+from sandbox.errors import ApplyError, UnsupportedResourceError
 
 STREAM = "aws:kinesis/stream:Stream"
 ROLE = "aws:iam/role:Role"
@@ -28,10 +28,6 @@ GET_CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
 GET_PARTITION = "aws:index/getPartition:getPartition"
 
 State = dict[str, Any]
-
-
-class ApplyError(ProvisioningError):
-    """AWS refused a call while creating a resource; names the resource and the cause."""
 
 
 def autoname(logical_name: str) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.patching import PatchSet
+from sandbox.patching import PatchSet
 
 pytestmark = pytest.mark.unit
 

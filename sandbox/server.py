@@ -14,8 +14,8 @@ from types import TracebackType
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from harness import iam_gaps, moto_fixes, world
-from harness.world import MotoWorld
+from sandbox import iam_gaps, moto_fixes, world
+from sandbox.world import MotoWorld
 
 
 @dataclass
@@ -95,7 +95,7 @@ def serve_forever(port: int = 0, host: str = "127.0.0.1", world_file: Path | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: python -m harness.server [--port N] [--host H] [--world-file PATH]."""
+    """Command line: python -m sandbox.server [--port N] [--host H] [--world-file PATH]."""
     parser = argparse.ArgumentParser(description=serve_forever.__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin import AppliedDestination
-from provisioning.runner import PROGRAM_DIR
+from sandbox.engine.runner import PROGRAM_DIR
+from sandbox.pytest_plugin import AppliedDestination
 
 pytestmark = pytest.mark.integration
 

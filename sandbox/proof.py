@@ -9,8 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from harness.world import Credentials, MotoWorld
 from provisioning import constants as c
+from sandbox.world import Credentials, MotoWorld
 from sync.contract import CohortMessage, encode
 
 STRANGER_ACCOUNT_ID = "111122223333"

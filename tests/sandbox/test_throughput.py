@@ -1,4 +1,4 @@
-"""harness.throughput: token buckets, shard budgets and clocks, pure and on a fake clock."""
+"""sandbox.throughput: token buckets, shard budgets and clocks, pure and on a fake clock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.throughput import (
+from sandbox.throughput import (
     HASH_KEY_SPACE,
     FakeClock,
     ScaledClock,

@@ -6,7 +6,7 @@ import boto3
 from moto import mock_aws
 from moto.kinesis.models import Shard
 
-from harness import moto_fixes
+from sandbox import moto_fixes
 
 
 def _concurrent_puts(puts: int) -> int:

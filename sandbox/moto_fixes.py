@@ -16,7 +16,7 @@ from typing import Any
 
 from moto.kinesis.models import Shard
 
-from harness.patching import PatchSet
+from sandbox.patching import PatchSet
 
 _LOCK = threading.RLock()
 

@@ -9,7 +9,7 @@ Every patch is listed here, with the moto behaviour it replaces and why:
       by exact ARN (so ``arn:aws:iam::A:root`` never matches a user of A); its conditions know
       only StringEquals, pass when the request has no ExternalId and ignore unknown operators
       (fail open). The patch looks the role up in the role ARN's account and applies AWS's rules
-      through ``harness.trust``: explicit Deny anywhere wins; the trust policy must allow the
+      through ``sandbox.trust``: explicit Deny anywhere wins; the trust policy must allow the
       caller (ExternalId conditions included); the caller's identity policy must allow
       ``sts:AssumeRole`` on the role ARN unless the trust policy names the caller itself in the
       same account. A missing role is AccessDenied, as AWS does not reveal whether it exists.
@@ -32,7 +32,7 @@ as moto's does. Install and uninstall are idempotent and restore exactly the att
 Still not modelled (moto 5.2.5 and these patches alike): session policies passed to AssumeRole,
 permissions boundaries at enforcement time (SimulatePrincipalPolicy does apply them), KMS key
 policies, the kms:GenerateDataKey a write to a CMK-encrypted stream needs, and condition keys
-other than sts:ExternalId on trust policies (harness.trust fails closed on them). Conditions in
+other than sts:ExternalId on trust policies (sandbox.trust fails closed on them). Conditions in
 identity policies: moto's enforcement ignores them in effect (it knows only StringEquals, skips
 other operators and passes keys it has no value for), while SimulatePrincipalPolicy here treats a
 conditioned statement as not applying and lists its keys in MissingContextValues, as AWS does
@@ -61,9 +61,9 @@ from moto.kinesis.responses import KinesisResponse
 from moto.kinesis.utils import decompose_shard_iterator
 from moto.kms.responses import KmsResponse
 
-from harness.patching import PatchSet
-from harness.trust import evaluate_trust
 from provisioning import constants as c
+from sandbox.patching import PatchSet
+from sandbox.trust import evaluate_trust
 
 _ROLE_ARN = re.compile(r"arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/.+")
 _SOURCE_ARN = re.compile(

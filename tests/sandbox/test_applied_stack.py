@@ -6,9 +6,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from harness.proof import assume_as
-from harness.pytest_plugin import AppliedDestination
 from provisioning import constants as c
+from sandbox.proof import assume_as
+from sandbox.pytest_plugin import AppliedDestination
 
 pytestmark = pytest.mark.integration
 CMK_ALIAS = "alias/cohorts"

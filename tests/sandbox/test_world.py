@@ -19,11 +19,11 @@ from botocore.exceptions import ClientError
 from moto import mock_aws, settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
-from harness import iam_gaps
-from harness.server import start_server
-from harness.world import Credentials, MotoWorld, moto_world
 from provisioning import constants as c
 from provisioning.policies import trust_policy
+from sandbox import iam_gaps
+from sandbox.server import start_server
+from sandbox.world import Credentials, MotoWorld, moto_world
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +200,7 @@ def _served_in_subprocess(
     tmp_path: Path, use_world_file: bool
 ) -> Iterator[tuple[MotoWorld, list[str]]]:
     world_file = tmp_path / "world.json"
-    command = [sys.executable, "-m", "harness.server"]
+    command = [sys.executable, "-m", "sandbox.server"]
     if use_world_file:
         command += ["--world-file", str(world_file)]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ exit, which restores the class exactly; nothing else in moto is touched):
   backends, answers `ExpiredTokenException` before moto authorizes (AWS authenticates first), and
   drops the connection either before moto processes the call (`timeout`, `reset`: nothing lands)
   or after it did (`timeout-landed`, `reset-landed`: records stored, response lost).
-- `put_records`, `put_record`, `get_records`: per-shard throughput (`harness.throughput`) and
+- `put_records`, `put_record`, `get_records`: per-shard throughput (`sandbox.throughput`) and
   per-record `InternalFailure`; records moto would store beyond their shard's budget are not stored.
 - every other targeted operation's method: raises the chosen whole-request error. Raising inside
   the operation method, after moto's authorization, lets moto serialize the error like its own.
@@ -55,7 +55,7 @@ from moto.kinesis.responses import KinesisResponse
 from moto.kinesis.utils import decompose_shard_iterator
 from moto.utilities.utils import get_partition
 
-from harness.throughput import Clock, ScaledClock, ThroughputModel, record_size_bytes
+from sandbox.throughput import Clock, ScaledClock, ThroughputModel, record_size_bytes
 from sync.limits import MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT, MAX_RECORD_BYTES
 
 

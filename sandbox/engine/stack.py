@@ -14,9 +14,9 @@ import yaml
 
 from provisioning import constants as c
 from provisioning.errors import ConfigError
-from provisioning.local import LocalApply
-from provisioning.plan import PlanMocks
-from provisioning.runner import PROGRAM_DIR, ProgramRun, run_program
+from sandbox.engine.apply import LocalApply
+from sandbox.engine.plan import PlanMocks
+from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
 
 REGION_KEY = "aws:region"
 SECRET_ENV_PREFIX = "COHORT_SECRET_"

@@ -1,4 +1,4 @@
-"""harness.faults: the spec grammar, and the faults it injects into moto's Kinesis in-process."""
+"""sandbox.faults: the spec grammar, and the faults it injects into moto's Kinesis in-process."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from moto.core import set_initial_no_auth_action_count
 from moto.kinesis.responses import KinesisResponse
 from moto.server import ThreadedMotoServer
 
-from harness.faults import (
+from sandbox.faults import (
     FaultController,
     FaultKind,
     FaultPlan,
@@ -26,7 +26,7 @@ from harness.faults import (
     Schedule,
     faults_installed,
 )
-from harness.throughput import FakeClock, partition_hash
+from sandbox.throughput import FakeClock, partition_hash
 from sync.limits import SHARD_READ_CALLS_PER_SECOND, SHARD_WRITE_BYTES_PER_SECOND
 
 REGION = "us-east-1"

@@ -3,7 +3,7 @@
 moto accepts any write and read rate. Kinesis gives every shard 1 MiB/s and 1000 records/s of
 writes and 2 MiB/s and 5 GetRecords calls/s of reads (`sync.limits`). This module models those
 budgets with token buckets over an injectable clock, with no moto or boto3 in sight;
-`harness.faults` wires it into moto's Kinesis responses.
+`sandbox.faults` wires it into moto's Kinesis responses.
 """
 
 import hashlib

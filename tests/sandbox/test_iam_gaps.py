@@ -13,11 +13,11 @@ from moto.iam.responses import IamResponse
 from moto.kinesis.responses import KinesisResponse
 from moto.kms.responses import KmsResponse
 
-from harness import iam_gaps
-from harness.server import start_server
-from harness.world import Credentials, MotoWorld, moto_world
 from provisioning import constants as c
 from provisioning.policies import trust_policy, write_policy
+from sandbox import iam_gaps
+from sandbox.server import start_server
+from sandbox.world import Credentials, MotoWorld, moto_world
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from harness.trust import TrustDecision, evaluate_trust
 from provisioning.constants import AMPLITUDE_ACCOUNT_ID
 from provisioning.policies import trust_policy
+from sandbox.trust import TrustDecision, evaluate_trust
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pulumi
 
-from provisioning import local
-from provisioning.runner import ProgramRun, Registration
-from provisioning.secrets import unwrap_secrets
+from sandbox.engine import apply as local
+from sandbox.engine.runner import ProgramRun, Registration
+from sandbox.engine.secrets import unwrap_secrets
 
 ACCOUNT_PLACEHOLDER = "<account>"
 SECRET_PLACEHOLDER = "[secret]"

@@ -19,7 +19,14 @@ from pulumi.runtime.sync_await import _sync_await
 
 from provisioning import constants as c
 
-PROGRAM_DIR = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# This project's program: the checkout's root when run from one, else the copy the wheel ships
+# (sandbox/project holds symlinks to the root's Pulumi.yaml and __main__.py, resolved at build).
+PROGRAM_DIR = (
+    _CHECKOUT
+    if (_CHECKOUT / "Pulumi.yaml").exists()
+    else Path(__file__).resolve().parents[1] / "project"
+)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Enable them in a conftest.py with one line::
 
-    pytest_plugins = ["harness.pytest_plugin"]
+    pytest_plugins = ["sandbox.pytest_plugin"]
 
 Then `moto_world` is the world (the customer's account and Amplitude's, 358203115967),
 `cohort_destination` is the program applied to it (config from `Pulumi.<cohort_stack>.yaml` if
@@ -21,11 +21,11 @@ from typing import Any
 import boto3
 import pytest
 
-from harness.world import Credentials, MotoWorld
-from harness.world import moto_world as _moto_world
 from provisioning import constants as c
-from provisioning.runner import ProgramRun
-from provisioning.stack import apply, load_stack_config
+from sandbox.engine.runner import ProgramRun
+from sandbox.engine.stack import apply, load_stack_config
+from sandbox.world import Credentials, MotoWorld
+from sandbox.world import moto_world as _moto_world
 from sync.destination import Destination, load_destination
 
 MARKER = "cohort_config"
@@ -55,7 +55,7 @@ class AppliedDestination:
 
     def assume(self, who: Credentials | None = None, external_id: str | None = None) -> Credentials:
         """Assume the role as `who` (Amplitude by default) with the stack's external ID."""
-        from harness.proof import assume_as
+        from sandbox.proof import assume_as
 
         return assume_as(
             self.world,
@@ -81,7 +81,7 @@ def cohort_stack() -> str:
 @pytest.fixture
 def cohort_project_dir() -> Path:
     """Where `Pulumi.yaml`, the stack files and `__main__.py` (else this project's) live."""
-    from provisioning.runner import PROGRAM_DIR
+    from sandbox.engine.runner import PROGRAM_DIR
 
     return PROGRAM_DIR
 

@@ -21,8 +21,8 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
 
-from harness import iam_gaps, moto_fixes
 from provisioning import constants as c
+from sandbox import iam_gaps, moto_fixes
 
 CUSTOMER_ADMIN_NAME = "customer-admin"
 AMPLITUDE_USER_NAME = "amplitude-exporter"
@@ -187,7 +187,7 @@ def _is_served_here(endpoint_url: str) -> bool:
 
 @contextmanager
 def served_here(endpoint_url: str) -> Iterator[None]:
-    """Mark an endpoint as served by this process for the block (harness.server uses it)."""
+    """Mark an endpoint as served by this process for the block (sandbox.server uses it)."""
     _LOCAL_ENDPOINTS.add(endpoint_url)
     try:
         yield

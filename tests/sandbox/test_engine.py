@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.world import MotoWorld
-from provisioning import local
-from provisioning.errors import ConfigError, UnsupportedResourceError
-from provisioning.runner import PROGRAM_DIR, run_program
-from provisioning.stack import StackConfig, apply, load_stack_config, parse_overrides
+from provisioning.errors import ConfigError
+from sandbox.engine import apply as local
+from sandbox.engine.runner import PROGRAM_DIR, run_program
+from sandbox.engine.stack import StackConfig, apply, load_stack_config, parse_overrides
+from sandbox.errors import UnsupportedResourceError
+from sandbox.world import MotoWorld
 
 pytestmark = pytest.mark.integration
 BOUNDARY_DOC = {
@@ -197,7 +198,7 @@ def test_a_declared_key_without_default_must_be_set_as_pulumi_requires(tmp_path:
 def test_a_failed_run_leaves_nothing_behind_for_the_next() -> None:
     # Regression: a failed run's pending Outputs stayed in Pulumi's shared set, and the next run
     # (in another world) re-raised the first run's error.
-    from harness.world import moto_world
+    from sandbox.world import moto_world
 
     with moto_world() as first:
         iam = first.client("iam", first.customer_admin)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import boto3
 
-from harness.proof import prove_destination
-from harness.world import moto_world
 from provisioning import constants as c
-from provisioning.plan import render_plan
-from provisioning.stack import StackConfig, apply, preview
+from sandbox.engine.plan import render_plan
+from sandbox.engine.stack import StackConfig, apply, preview
+from sandbox.proof import prove_destination
+from sandbox.world import moto_world
 from sync.consumer import Consumer
 from sync.credentials import assume_role_session
 from sync.destination import load_destination

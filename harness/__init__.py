@@ -1,1 +1,0 @@
-"""Test harness: moto worlds, AWS behaviour moto lacks, pytest fixtures."""

@@ -1,0 +1,117 @@
+"""The three wings: the program and the product never import the sandbox, and the program
+imports nothing beyond what `pulumi up` installs (requirements.txt)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "provisioning").glob("*.py"))]
+PRODUCT = sorted((ROOT / "sync").glob("*.py"))
+SANDBOX_AND_TEST_ONLY = {"sandbox", "moto", "tests", "bench", "pytest", "hypothesis"}
+
+pytestmark = pytest.mark.unit
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def top_level(module: str) -> str:
+    return module.split(".")[0]
+
+
+def requirement_closure(names: list[str]) -> set[str]:
+    """Top-level import names provided by these distributions and everything they require."""
+    seen: set[str] = set()
+    modules: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = re.split(r"[\s<>=!~;\[]", pending.pop(), maxsplit=1)[0].lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            continue  # an optional requirement whose marker is false here
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                pending.append(requirement)
+        top = dist.read_text("top_level.txt")
+        if top:
+            modules.update(line.strip() for line in top.splitlines() if line.strip())
+        for file in dist.files or []:
+            first = file.parts[0]
+            if first.endswith(".py"):
+                modules.add(first[:-3])
+            elif "." not in first and not first.endswith("-info"):
+                modules.add(first)
+    return modules
+
+
+def program_requirements() -> list[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-"))]
+
+
+@pytest.mark.parametrize("path", PROGRAM + PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_program_and_product_never_import_the_sandbox(path: Path) -> None:
+    reaching = {m for m in imported_modules(path) if top_level(m) in SANDBOX_AND_TEST_ONLY}
+
+    assert reaching == set(), f"{path.relative_to(ROOT)} imports {sorted(reaching)}"
+
+
+def test_requirements_txt_installs_the_program_extra_only() -> None:
+    # GIVEN what `pulumi up` installs (requirements.txt) and the program extra in pyproject
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    program_extra = {re.split(r"[=<>]", r)[0] for r in extras["optional-dependencies"]["program"]}
+
+    # THEN they name the same distributions, and nothing installs this project itself
+    assert set(program_requirements()) == program_extra == {"pulumi", "pulumi-aws"}
+    assert "-e ." not in (ROOT / "requirements.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("path", PROGRAM, ids=lambda p: str(p.relative_to(ROOT)))
+def test_program_imports_only_what_requirements_txt_installs(path: Path) -> None:
+    allowed = requirement_closure(program_requirements()) | {"provisioning"}
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+
+    outside = {
+        m
+        for m in imported_modules(path)
+        if top_level(m) not in allowed and top_level(m) not in stdlib
+    }
+
+    assert outside == set(), f"{path.relative_to(ROOT)} imports {sorted(outside)}"
+
+
+def test_the_closure_is_not_everything() -> None:
+    # The check above is only as strong as the closure is narrow: the product's and the
+    # sandbox's packages must fall outside it.
+    closure = requirement_closure(program_requirements())
+
+    assert {"pulumi", "pulumi_aws"} <= closure
+    assert not {"moto", "duckdb", "boto3", "pyarrow", "msgspec", "aws_lambda_powertools"} & closure
+
+
+def test_the_import_scan_sees_function_level_imports(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from sandbox.world import moto_world\n    import moto\n")
+
+    assert imported_modules(module) == {"sandbox.world", "moto"}
