@@ -1,8 +1,13 @@
 """Pulumi.yaml: the runtime the customer's CLI uses, and the schema `pulumi config` shows."""
 
+import dataclasses
+import json
+
+import pytest
 import yaml
 
 from provisioning import constants as c
+from provisioning.config import DestinationConfig, parse_config
 from sandbox.engine.runner import PROGRAM_DIR
 
 PROJECT = yaml.safe_load((PROGRAM_DIR / "Pulumi.yaml").read_text())
@@ -34,8 +39,9 @@ def test_declared_defaults_match_the_programs_defaults() -> None:
     assert (declared["streamMode"], declared["encryption"]) == ("ON_DEMAND", "AWS_MANAGED")
 
 
-# The types Pulumi's project schema accepts for a declared key, and the Python type of a default.
-PULUMI_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
+# The types Pulumi's project schema accepts for a declared key (`object` since Pulumi 3.186), and
+# the Python type a default of each has.
+PULUMI_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list, "object": dict}
 
 
 def test_no_declared_key_is_required_of_every_stack() -> None:
@@ -51,9 +57,42 @@ def test_no_declared_key_is_required_of_every_stack() -> None:
     assert required == []
 
 
-def test_declared_types_are_pulumis_and_defaults_have_them() -> None:
+def test_every_key_declares_a_pulumi_type_and_a_default_of_that_type() -> None:
     for key, entry in PROJECT["config"].items():
-        if "type" not in entry:
-            continue
-        assert entry["type"] in PULUMI_TYPES, key
+        assert entry.get("type") in PULUMI_TYPES, key
         assert type(entry["default"]) is PULUMI_TYPES[entry["type"]], key
+
+
+def test_tags_is_an_object() -> None:
+    assert PROJECT["config"][c.CONFIG_TAGS] == {
+        "type": "object",
+        "description": PROJECT["config"][c.CONFIG_TAGS]["description"],
+        "default": {},
+    }
+
+
+def test_each_declared_default_means_what_an_unset_key_means() -> None:
+    # GIVEN every default as the Pulumi CLI passes it (text, objects as JSON)
+    passed = {
+        key: entry["default"] if isinstance(entry["default"], str) else json.dumps(entry["default"])
+        for key, entry in PROJECT["config"].items()
+    }
+
+    # WHEN the program parses them, THEN it gets the config of a stack that sets nothing, key by key
+    declared = parse_config(passed, stack="dev")
+    unset = DestinationConfig(display_name=c.DEFAULT_DISPLAY_NAME_TEMPLATE.format(stack="dev"))
+    for field in dataclasses.fields(DestinationConfig):
+        assert getattr(declared, field.name) == getattr(unset, field.name), field.name
+
+
+@pytest.mark.parametrize(
+    ("key", "bounds"),
+    [
+        (c.CONFIG_RETENTION_HOURS, c.RETENTION_HOURS_RANGE),
+        (c.CONFIG_MAX_SESSION_SECONDS, c.MAX_SESSION_SECONDS_RANGE),
+    ],
+)
+def test_descriptions_state_the_rules_the_program_enforces(
+    key: str, bounds: tuple[int, int]
+) -> None:
+    assert f"{bounds[0]}-{bounds[1]}" in PROJECT["config"][key]["description"]
