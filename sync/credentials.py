@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,8 @@ from sync.errors import PreflightError
 _METHOD = "cohort-sync-assume-role"
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 _EXTERNAL_ID_SHOWN = "[external ID]"  # what errors say in place of the secret's value
+
+log = logging.getLogger(__name__)
 
 
 class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
@@ -56,6 +59,13 @@ def assume_role_session(
         }
         if external_id is not None:
             request["ExternalId"] = external_id
+        # The external ID and the issued keys are secrets: the log says whether, never what.
+        log.debug(
+            "assuming role %s as session %s (%s external ID)",
+            role_arn,
+            session_name,
+            "with an" if external_id is not None else "without an",
+        )
         refused: ClientError | None = None
         try:
             issued = sts.assume_role(**request)["Credentials"]
@@ -67,6 +77,12 @@ def assume_role_session(
             # Raised outside the handler: STS validation errors quote the external ID, and the
             # original error would otherwise ride along as the context.
             raise _assume_failed(sts, role_arn, external_id, refused) from refused
+        log.debug(
+            "assumed role %s: key %s, expires %s",
+            role_arn,
+            issued["AccessKeyId"],
+            issued["Expiration"].isoformat(),
+        )
         return {
             "access_key": issued["AccessKeyId"],
             "secret_key": issued["SecretAccessKey"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,8 @@ from sync.destination import Destination
 from sync.errors import PreflightError
 
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,15 @@ def preflight(
     session: boto3.Session, destination: Destination, *, endpoint_url: str | None = None
 ) -> PreflightReport:
     """Check the assumed-role session as Amplitude does, with iam:SimulatePrincipalPolicy."""
+    report = _run_checks(session, destination, endpoint_url)
+    for check in report.checks:
+        log.debug("preflight of %s: %s", destination.role_arn, check.render())
+    return report
+
+
+def _run_checks(
+    session: boto3.Session, destination: Destination, endpoint_url: str | None
+) -> PreflightReport:
     checks = [_assumed_role(session, destination, endpoint_url)]
     if not checks[0].passed:
         return PreflightReport(checks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -186,12 +185,10 @@ def test_an_empty_report_is_not_ok() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(
-    importlib.util.find_spec("sandbox.iam_gaps") is None,
-    reason="sandbox.iam_gaps (SimulatePrincipalPolicy for moto) has not landed",
-)
 @pytest.mark.parametrize("grant_simulate", [True, False], ids=["template", "no-simulate"])
 def test_preflight_in_the_moto_world(grant_simulate: bool) -> None:
+    # No skip: without the sandbox's IAM additions (moto lacks SimulatePrincipalPolicy and trust
+    # evaluation) this test must fail, at this import or at the checks below.
     from provisioning.policies import trust_policy, write_policy
     from sandbox.world import moto_world
     from sync.credentials import assume_role_session
