@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	# Byte-compile now, so fewer modules compile at run time, when CPython 3.11.7 can raise a
 	# spurious "AST constructor recursion depth mismatch" (gh-106905) in threaded programs.
-	$(BIN)/python -m compileall -q provisioning sync harness bench __main__.py
+	$(BIN)/python -m compileall -q provisioning sync sandbox bench __main__.py
 	touch $(STAMP)
 
 demo: $(STAMP)
