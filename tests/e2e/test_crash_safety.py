@@ -1,8 +1,11 @@
-"""`cohort-sync push` killed with SIGKILL at 20 points, resumed each time, loses nothing.
+"""`cohort-sync push` killed with SIGKILL at 26 points, resumed each time, loses nothing.
 
 The moto server runs in this process, so the kill can be pulled from inside the server at exact
 points (the n-th PutRecords, before or after its records land) as well as on timers during
-validation and staging. Resumption is `push` of the same snapshot again, or `replay`.
+validation and staging. Each snapshot's push is also killed twice inside the staging
+transaction itself, deterministically: once with outbox rows written, once with membership
+rewritten (the push runs under a wrapper that kills itself there). Resumption is `push` of the
+same snapshot again, or `replay`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,27 @@ COHORT_ID = "crash01"
 # CRASH_SEED explores other kill plans: CRASH_SEED=7 pytest tests/e2e/test_crash_safety.py
 SEED = int(os.environ.get("CRASH_SEED", "2026"))
 KILLS = 20
+# Where the wrapper below kills a push inside StateStore.stage's one transaction.
+INSIDE_STAGE = ("outbox rows written", "membership rewritten")
+KILL_INSIDE_STAGE = """
+import os, signal, sys
+from sync import outbox, state
+from sync.cli import main
+
+point = sys.argv.pop(1)
+owner, name = {
+    "outbox rows written": (outbox.Outbox, "add"),
+    "membership rewritten": (state.StateStore, "_replace_membership"),
+}[point]
+original = getattr(owner, name)
+
+def then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(owner, name, then_die)
+sys.exit(main(sys.argv[1:]))
+"""
 USERS_PER_MESSAGE = 10
 RUN_TIMEOUT_SECONDS = 30
 VALIDATION, STAGING, SENDING = "validation", "staging", "sending"
@@ -232,6 +256,13 @@ class Crash:
             times = store.connection.execute("SELECT computed_time FROM syncs").fetchall()
         return pending, {str(row[0]) for row in times}
 
+    def membership(self) -> set[tuple[str, str]]:
+        """The membership the state store holds for the cohort."""
+        if not self.state.exists():
+            return set()
+        with StateStore(self.state) as store:
+            return set(store.members(COHORT_ID))
+
     def killed_run(self, index: int, phase: str) -> None:
         """Start one run, arm the tripwire for `phase`, and insist the run died by SIGKILL."""
         pending, staged_times = self.outbox()
@@ -266,6 +297,24 @@ class Crash:
         self.learn()
         command = "replay" if replay else f"push {index}"
         self.kills.append((command, phase, self.tripwire.fired_at))
+
+    def killed_inside_stage(self, index: int, point: str) -> None:
+        """Run push `index` and kill it at `point` inside the staging transaction."""
+        before = (self.outbox(), self.membership())
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_INSIDE_STAGE, point, *self.push_args(index)],
+            cwd=REPO,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)
+        # Nothing of the killed transaction survives: no record staged, no sync recorded, no
+        # member added or removed.
+        assert (self.outbox(), self.membership()) == before, point
+        self.kills.append((f"push {index}", STAGING, f"inside stage: {point}"))
 
     def learn(self) -> None:
         """Keep the timers' ranges near how long validation and staging really take."""
@@ -310,6 +359,8 @@ def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
     for index, kills in enumerate(KILLS_PER_SNAPSHOT):
         plan = [phases[n % 3] for n in range(kills)]
         crash.rng.shuffle(plan)
+        for point in INSIDE_STAGE:
+            crash.killed_inside_stage(index, point)
         for phase in plan:
             crash.killed_run(index, phase)
         finished = crash.cli(crash.push_args(index))
@@ -319,7 +370,7 @@ def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
 
     # THEN the outbox is empty and every kill point was used
     assert (drained.returncode, drained.stdout.strip()) == (0, "outbox empty: nothing to replay")
-    assert len(crash.kills) == KILLS
+    assert len(crash.kills) == KILLS + len(INSIDE_STAGE) * len(SNAPSHOTS)
     by_phase = Counter(phase for _, phase, _ in crash.kills)
     assert set(by_phase) == {VALIDATION, STAGING, SENDING}, crash.kills
     landed_kills = [k for k in crash.kills if k[2].endswith("after landing")]
