@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.errors import ProvisioningError
+from sandbox.engine import DEFAULT_STACK
 from sync.cli import endpoint_argument as _endpoint
 from sync.commands import print_lines as _print
 from sync.commands import write_private as _write_private
@@ -97,7 +98,17 @@ def register(sub: Any) -> None:
         "--endpoint-url the moto is embedded and gone when the command ends.",
     )
     up_parser.add_argument(
-        "--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml if present"
+        "--stack",
+        default=DEFAULT_STACK,
+        help=f"stack name: reads Pulumi.<stack>.yaml, which must exist (default {DEFAULT_STACK})",
+    )
+    up_parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the Pulumi project: its Pulumi.yaml, stack files and __main__.py "
+        "(default: this project's own program)",
     )
     up_parser.add_argument(
         "--config",
@@ -160,12 +171,17 @@ def local_serve(args: argparse.Namespace) -> int:
 def local_up(args: argparse.Namespace) -> int:
     """`local up`: plan, apply to moto, write outputs, show the form and prove the role."""
     from sandbox.engine.plan import render_outputs, render_plan
+    from sandbox.engine.runner import PROGRAM_DIR
     from sandbox.engine.stack import apply as apply_stack
     from sandbox.engine.stack import load_stack_config, parse_overrides, preview
     from sandbox.proof import prove_destination
     from sandbox.world import MotoWorld, moto_world
 
-    config = load_stack_config(args.stack, overrides=parse_overrides(args.config))
+    config = load_stack_config(
+        args.stack,
+        project_dir=args.project_dir or PROGRAM_DIR,
+        overrides=parse_overrides(args.config),
+    )
     region = args.region or config.region or "us-east-1"
     # Like every command here, boto3's AWS_ENDPOINT_URL stands in for --endpoint-url.
     args.endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None

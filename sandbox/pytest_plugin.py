@@ -5,9 +5,10 @@ Enable them in a conftest.py with one line::
     pytest_plugins = ["sandbox.pytest_plugin"]
 
 Then `moto_world` is the world (the customer's account and Amplitude's, 358203115967),
-`cohort_destination` is the program applied to it (config from `Pulumi.<cohort_stack>.yaml` if
-present, the `cohort_config` fixture, and `@pytest.mark.cohort_config(key=value)`), and
-`amplitude_session` is a boto3 session of Amplitude's principal that has assumed the role.
+`cohort_destination` is the program of `cohort_project_dir` applied to it (config from its
+`Pulumi.yaml` defaults, `Pulumi.<cohort_stack>.yaml` — which must exist, as Pulumi requires — the
+`cohort_config` fixture, and `@pytest.mark.cohort_config(key=value)`), and `amplitude_session` is
+a boto3 session of Amplitude's principal that has assumed the role.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import boto3
 import pytest
 
 from provisioning import constants as c
-from sandbox.engine.runner import ProgramRun
-from sandbox.engine.stack import apply, load_stack_config
+from sandbox.engine.runner import PROGRAM_DIR, ProgramRun
+from sandbox.engine.stack import DEFAULT_STACK, apply, load_stack_config
 from sandbox.world import Credentials, MotoWorld
 from sandbox.world import moto_world as _moto_world
 from sync.destination import Destination, load_destination
@@ -74,15 +75,13 @@ def moto_world() -> Iterator[MotoWorld]:
 
 @pytest.fixture
 def cohort_stack() -> str:
-    """The stack whose `Pulumi.<stack>.yaml` (if any) configures `cohort_destination`."""
-    return "test"
+    """The stack whose `Pulumi.<stack>.yaml` configures `cohort_destination` (default `dev`)."""
+    return DEFAULT_STACK
 
 
 @pytest.fixture
 def cohort_project_dir() -> Path:
-    """Where `Pulumi.yaml`, the stack files and `__main__.py` (else this project's) live."""
-    from sandbox.engine.runner import PROGRAM_DIR
-
+    """Where `Pulumi.yaml`, the stack files and `__main__.py` live (default: this project's)."""
     return PROGRAM_DIR
 
 
@@ -107,13 +106,7 @@ def cohort_destination(
         overrides.update({key: _text(value) for key, value in marker.kwargs.items()})
     config = load_stack_config(cohort_stack, project_dir=cohort_project_dir, overrides=overrides)
     region = config.region or moto_world.region
-    program = cohort_project_dir / "__main__.py"
-    run = apply(
-        config,
-        session=moto_world.customer_admin.session(region),
-        region=region,
-        program=program if program.exists() else None,
-    )
+    run = apply(config, session=moto_world.customer_admin.session(region), region=region)
     outputs_file = tmp_path / "destination.json"
     outputs_file.write_text(json.dumps(run.outputs))
     return AppliedDestination(moto_world, run, run.outputs, load_destination(outputs_file))

@@ -124,7 +124,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
                 found,
                 "local up",
                 [
-                    *["local", "up", "--stack", "security", *url, "--world-file", str(world_file)],
+                    *["local", "up", "--stack", "dev", *url, "--world-file", str(world_file)],
                     *["--out", destination, "--config", f"externalId={EXTERNAL_ID}"],
                 ],
                 base,

@@ -142,6 +142,7 @@ def run_program(
     config: Mapping[str, Any] | None = None,
     secret_keys: tuple[str, ...] = (),
     program: Path | None = None,
+    project: str = c.PROJECT_NAME,
     preview: bool = False,
 ) -> ProgramRun:
     """Execute `__main__.py` as `pulumi up` would, with `backend` standing in for the engine.
@@ -155,16 +156,16 @@ def run_program(
     def execute() -> None:
         monitor = _Monitor(_RecordingMocks(backend))
         pulumi.runtime.set_mocks(
-            monitor.recording, project=c.PROJECT_NAME, stack=stack, preview=preview, monitor=monitor
+            monitor.recording, project=project, stack=stack, preview=preview, monitor=monitor
         )
         # set_mocks leaves the outstanding-outputs set at its shared default; a failed run's
         # tasks would stay in it and fail the next run with a stale error.
         pulumi_settings.SETTINGS.outputs = set()
         full = {
-            (k if ":" in k else f"{c.PROJECT_NAME}:{k}"): _config_text(v)
+            (k if ":" in k else f"{project}:{k}"): _config_text(v)
             for k, v in (config or {}).items()
         }
-        secrets = [k if ":" in k else f"{c.PROJECT_NAME}:{k}" for k in secret_keys]
+        secrets = [k if ":" in k else f"{project}:{k}" for k in secret_keys]
         pulumi.runtime.set_all_config(full, secrets)
         root = pulumi_settings.get_root_resource()
         assert root is not None

@@ -1,4 +1,4 @@
-"""Stack config from `Pulumi.<stack>.yaml` plus overrides, and the local `up` that uses it."""
+"""Stack config from `Pulumi.yaml`, `Pulumi.<stack>.yaml` and overrides; preview and apply."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ class StackConfig:
     stack: str
     values: Mapping[str, Any] = field(default_factory=dict)
     secret_keys: frozenset[str] = frozenset()
+    project: str = c.PROJECT_NAME
+    program: Path = PROGRAM_DIR / "__main__.py"
 
     @property
     def region(self) -> str | None:
@@ -57,12 +59,49 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
-def _declared_config(project_dir: Path) -> dict[str, Any]:
+def _project_file(project_dir: Path) -> dict[str, Any]:
     path = project_dir / "Pulumi.yaml"
     if not path.exists():
         raise ConfigError([f"{path}: no Pulumi project file (is this the project directory?)"])
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict(document.get("config") or {})
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc})"]) from exc
+    if not isinstance(document, dict) or not document.get("name"):
+        raise ConfigError([f"{path}: a Pulumi project file needs a `name`"])
+    return document
+
+
+def _declared_config(project_dir: Path) -> dict[str, Any]:
+    return dict(_project_file(project_dir).get("config") or {})
+
+
+def _program(project_dir: Path, document: Mapping[str, Any]) -> Path:
+    """The `__main__.py` Pulumi would run: in the project directory, or under its `main`."""
+    program = project_dir / str(document.get("main") or ".") / "__main__.py"
+    if not program.exists():
+        raise ConfigError(
+            [f"{program}: no program; Pulumi runs the project's __main__.py (or its `main`)"]
+        )
+    return program.resolve()
+
+
+def _stack_file(project_dir: Path, stack: str) -> Path:
+    """`Pulumi.<stack>.yaml`, which must exist: Pulumi refuses a stack it does not know."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(
+            p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml")
+        )
+        raise ConfigError(
+            [
+                f"--stack {stack}: {path} does not exist (Pulumi refuses a stack it does not "
+                f"know); create it with `pulumi stack init {stack}` and `pulumi config set "
+                f"...`, or write it by hand, or pick an existing stack"
+                + (f" ({', '.join(known)})" if known else "")
+            ]
+        )
+    return path
 
 
 def _declared_value(entry: Any) -> Any:
@@ -98,18 +137,18 @@ def load_stack_config(
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> StackConfig:
-    """Project defaults, then `Pulumi.<stack>.yaml` (if present), then overrides.
+    """Project defaults, then `Pulumi.<stack>.yaml` (which must exist), then overrides.
 
     Values the stack file holds encrypted must be supplied by override or environment.
     """
     environ = os.environ if environ is None else environ
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    document: Any = {}
-    if path.exists():
-        try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"{path.name}: not valid YAML ({exc})"]) from exc
+    project = _project_file(project_dir)
+    program = _program(project_dir, project)
+    path = _stack_file(project_dir, stack)
+    try:
+        document: Any = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path.name}: not valid YAML ({exc})"]) from exc
     raw_config = document.get("config", {}) if isinstance(document, dict) else None
     if not isinstance(raw_config, dict):
         raise ConfigError([f"{path.name} config: must be a mapping of keys to values"])
@@ -117,7 +156,8 @@ def load_stack_config(
     values: dict[str, Any] = project_defaults(project_dir)
     secret_keys: set[str] = set()
     problems: list[str] = []
-    prefix = f"{c.PROJECT_NAME}:"
+    # Pulumi namespaces a project's keys by the project's name, which a customer's copy may change.
+    prefix = f"{project['name']}:"
     for full_key, value in raw_config.items():
         key = full_key[len(prefix) :] if full_key.startswith(prefix) else full_key
         if isinstance(value, dict) and set(value) == {"secure"}:
@@ -154,20 +194,13 @@ def load_stack_config(
         secret_keys.add(c.CONFIG_EXTERNAL_ID)
     if problems:
         raise ConfigError(problems)
-    return StackConfig(stack=stack, values=values, secret_keys=frozenset(secret_keys))
-
-
-@dataclass(frozen=True)
-class LocalUp:
-    """A local `pulumi up`: the preview, the applied run, and the outputs file's content."""
-
-    plan: ProgramRun
-    applied: ProgramRun
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        """What `pulumi stack output --json --show-secrets` would print."""
-        return dict(self.applied.outputs)
+    return StackConfig(
+        stack=stack,
+        values=values,
+        secret_keys=frozenset(secret_keys),
+        project=str(project["name"]),
+        program=program,
+    )
 
 
 def preview(config: StackConfig, *, region: str) -> ProgramRun:
@@ -177,6 +210,8 @@ def preview(config: StackConfig, *, region: str) -> ProgramRun:
         stack=config.stack,
         config=config.values,
         secret_keys=tuple(config.secret_keys),
+        program=config.program,
+        project=config.project,
         preview=True,
     )
 
@@ -187,28 +222,14 @@ def apply(
     session: boto3.Session,
     region: str,
     endpoint_url: str | None = None,
-    program: Path | None = None,
 ) -> ProgramRun:
-    """Run the program (this project's `__main__.py` by default) and create what it declares."""
+    """Run the stack's program and create what it declares."""
     engine = LocalApply(session, region=region, endpoint_url=endpoint_url)
     return run_program(
         engine,
         stack=config.stack,
         config=config.values,
         secret_keys=tuple(config.secret_keys),
-        program=program,
+        program=config.program,
+        project=config.project,
     )
-
-
-def local_up(
-    config: StackConfig,
-    *,
-    session: boto3.Session,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-) -> LocalUp:
-    """Preview, then apply: the local equivalent of `pulumi up --yes`."""
-    region = region or config.region or session.region_name or "us-east-1"
-    planned = preview(config, region=region)
-    applied = apply(config, session=session, region=region, endpoint_url=endpoint_url)
-    return LocalUp(plan=planned, applied=applied)

@@ -123,6 +123,7 @@ config:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     shutil.copy(PROGRAM_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(PROGRAM_DIR / "__main__.py", tmp_path / "__main__.py")
     (tmp_path / "Pulumi.prod.yaml").write_text(STACK_FILE)
     return tmp_path
 
@@ -164,7 +165,7 @@ def test_overrides_must_be_key_value() -> None:
 def test_project_defaults_are_what_the_cli_passes_and_they_validate(moto_world: MotoWorld) -> None:
     # The Pulumi CLI hands Pulumi.yaml's declared defaults to the program; they must be valid
     # together (shardCount's declared 0 means "not set", so ON_DEMAND stacks stay valid).
-    config = load_stack_config("fresh", project_dir=PROGRAM_DIR, environ={})
+    config = load_stack_config("dev", project_dir=PROGRAM_DIR, environ={})
 
     assert config.values["streamMode"] == "ON_DEMAND"
     assert (config.values["shardCount"], config.values["tags"]) == ("0", "{}")
@@ -180,6 +181,7 @@ def test_a_declared_key_without_default_must_be_set_as_pulumi_requires(tmp_path:
         "  retentionHours:\n    type: integer\n    default: 48\n"
     )
     (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  amplitude-kinesis-cohort:roleName: r\n")
+    (tmp_path / "__main__.py").write_text("")
 
     # WHEN the stack config is loaded, THEN it is refused as `pulumi up` refuses it
     with pytest.raises(ConfigError) as caught:
@@ -234,3 +236,41 @@ def test_override_keys_must_be_declared_and_their_values_stay_unprinted(project:
         "known keys are displayName, encryption, externalId,"
     )
     assert "s3cret-value" not in str(caught.value)
+
+
+def test_a_stack_without_its_file_is_refused_naming_the_file_and_the_fix(project: Path) -> None:
+    # Pulumi refuses a stack that does not exist; silently using the defaults would test a
+    # stack nobody deploys.
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config("prdo", project_dir=project, environ={})
+
+    assert caught.value.problems == [
+        f"--stack prdo: {project / 'Pulumi.prdo.yaml'} does not exist (Pulumi refuses a stack "
+        "it does not know); create it with `pulumi stack init prdo` and `pulumi config set "
+        "...`, or write it by hand, or pick an existing stack (prod)"
+    ]
+
+
+def test_a_project_dir_without_a_program_is_refused(project: Path) -> None:
+    (project / "__main__.py").unlink()
+
+    with pytest.raises(ConfigError, match=r"__main__.py: no program; Pulumi runs the project's"):
+        load_stack_config("prod", project_dir=project, environ={})
+
+
+def test_a_renamed_project_namespaces_its_keys_by_its_own_name(
+    project: Path, moto_world: MotoWorld
+) -> None:
+    # GIVEN a customer's copy of the project under another name, its stack file in that namespace
+    pulumi_yaml = project / "Pulumi.yaml"
+    pulumi_yaml.write_text(
+        pulumi_yaml.read_text().replace("name: amplitude-kinesis-cohort", "name: acme-cohorts")
+    )
+    (project / "Pulumi.acme.yaml").write_text("config:\n  acme-cohorts:streamName: acme-stream\n")
+
+    # WHEN it is loaded and applied, THEN the program reads the key from that namespace
+    config = load_stack_config("acme", project_dir=project, environ={})
+    run = apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+
+    assert (config.project, config.values["streamName"]) == ("acme-cohorts", "acme-stream")
+    assert run.outputs["streamName"] == "acme-stream"

@@ -17,7 +17,7 @@ def cohort_project_dir(tmp_path: Path) -> Path:
     shutil.copy(PROGRAM_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     program = (PROGRAM_DIR / "__main__.py").read_text()
     (tmp_path / "__main__.py").write_text(program + '\npulumi.export("owner", "customer")\n')
-    (tmp_path / "Pulumi.test.yaml").write_text(
+    (tmp_path / "Pulumi.dev.yaml").write_text(
         "config:\n  amplitude-kinesis-cohort:streamName: customer-stream\n"
     )
     return tmp_path

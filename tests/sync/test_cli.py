@@ -1,10 +1,12 @@
 """The CLI's own behaviour in a moto world: preflight, watch cadences, consume and members."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from sandbox.engine.runner import PROGRAM_DIR
 from sandbox.pytest_plugin import AppliedDestination
 from sandbox.world import Credentials
 from sync import commands
@@ -323,3 +325,42 @@ def test_a_failing_preflight_exits_as_the_readme_says(
         exit_codes
     )
     assert "a `push` whose preflight fails" in exit_codes
+
+
+def test_local_up_of_a_stack_without_its_file_says_which_file_and_how_to_fix_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["local", "up", "--stack", "prod"])
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cohort-sync: error: ")
+    assert f"--stack prod: {PROGRAM_DIR / 'Pulumi.prod.yaml'} does not exist" in err
+    assert "`pulumi stack init prod`" in err and "(dev, example)" in err
+    assert "Traceback" not in err
+
+
+def test_local_up_runs_the_project_dirs_program_with_its_stack_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a customer's project directory: their Pulumi.yaml, stack file and program
+    shutil.copy(PROGRAM_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    program = (PROGRAM_DIR / "__main__.py").read_text()
+    (tmp_path / "__main__.py").write_text(program + '\npulumi.export("owner", "customer")\n')
+    (tmp_path / "Pulumi.staging.yaml").write_text(
+        "config:\n  aws:region: eu-west-1\n  amplitude-kinesis-cohort:streamName: staging-cohorts\n"
+    )
+    out = tmp_path / "destination.json"
+
+    # WHEN local up runs with --project-dir
+    argv = ["local", "up", "--project-dir", str(tmp_path), "--stack", "staging", "--out", str(out)]
+    status = main(argv)
+
+    # THEN their program ran with their stack's config
+    assert status == 0, capsys.readouterr()
+    outputs = json.loads(out.read_text())
+    assert (outputs["streamName"], outputs["region"], outputs["owner"]) == (
+        "staging-cohorts",
+        "eu-west-1",
+        "customer",
+    )
