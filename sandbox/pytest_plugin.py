@@ -23,8 +23,9 @@ import boto3
 import pytest
 
 from provisioning import constants as c
+from sandbox.engine import DEFAULT_STACK
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun
-from sandbox.engine.stack import DEFAULT_STACK, apply, load_stack_config
+from sandbox.engine.stack import apply, load_stack_config
 from sandbox.world import Credentials, MotoWorld
 from sandbox.world import moto_world as _moto_world
 from sync.destination import Destination, load_destination

@@ -103,16 +103,39 @@ def test_every_command_is_documented_and_has_help(
     assert "usage: cohort-sync " + command in capsys.readouterr().out
 
 
+def readme_customer_project(root: Path, program_dir: Path) -> None:
+    """A customer's project as the README describes it: their stack file, conftest and test."""
+    python = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    stack_file = next(b for b in re.findall(r"```yaml\n(.*?)```", README, flags=re.S))
+    (root / "Pulumi.yaml").write_text((program_dir / "Pulumi.yaml").read_text())
+    (root / "__main__.py").write_text((program_dir / "__main__.py").read_text())
+    (root / "Pulumi.prod.yaml").write_text(stack_file)
+    (root / "conftest.py").write_text(next(b for b in python if "pytest_plugins" in b))
+    (root / "tests").mkdir()
+    (root / "tests" / "test_destination.py").write_text(next(b for b in python if "def test_" in b))
+
+
 def test_readme_fixture_example_runs_as_a_customer_would(pytester: pytest.Pytester) -> None:
-    # GIVEN the README's conftest line and example test, verbatim, in a fresh project
-    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    conftest = next(b for b in blocks if "pytest_plugins" in b)
-    example = next(b for b in blocks if "def test_" in b)
-    pytester.makeconftest(conftest)
-    pytester.makepyfile(test_example=example)
+    # GIVEN the README's stack file, conftest line and example test, verbatim, in a fresh project
+    from sandbox.engine.runner import PROGRAM_DIR
+
+    readme_customer_project(pytester.path, PROGRAM_DIR)
 
     # WHEN pytest runs them
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
 
-    # THEN the example passes against the harness
+    # THEN the example passes against the sandbox
     result.assert_outcomes(passed=1)
+
+
+def test_readme_fixture_example_fails_without_its_stack_file(pytester: pytest.Pytester) -> None:
+    # The example cannot pass on the defaults: without Pulumi.prod.yaml it is an error.
+    from sandbox.engine.runner import PROGRAM_DIR
+
+    readme_customer_project(pytester.path, PROGRAM_DIR)
+    (pytester.path / "Pulumi.prod.yaml").unlink()
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
+
+    result.assert_outcomes(errors=1)
+    assert "Pulumi.prod.yaml does not exist" in result.stdout.str()
