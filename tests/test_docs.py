@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 import subprocess
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -103,19 +104,9 @@ def test_every_command_is_documented_and_has_help(
     assert "usage: cohort-sync " + command in capsys.readouterr().out
 
 
-def readme_customer_project(root: Path, program_dir: Path) -> None:
-    """A customer's project as the README describes it: their stack file, conftest and test."""
-    python = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    stack_file = next(b for b in re.findall(r"```yaml\n(.*?)```", README, flags=re.S))
-    (root / "Pulumi.yaml").write_text((program_dir / "Pulumi.yaml").read_text())
-    (root / "__main__.py").write_text((program_dir / "__main__.py").read_text())
-    (root / "Pulumi.prod.yaml").write_text(stack_file)
-    (root / "conftest.py").write_text(next(b for b in python if "pytest_plugins" in b))
-    (root / "tests").mkdir()
-    (root / "tests" / "test_destination.py").write_text(next(b for b in python if "def test_" in b))
-
-
-def test_readme_fixture_example_runs_as_a_customer_would(pytester: pytest.Pytester) -> None:
+def test_readme_fixture_example_runs_as_a_customer_would(
+    pytester: pytest.Pytester, readme_customer_project: Callable[[Path, Path], None]
+) -> None:
     # GIVEN the README's stack file, conftest line and example test, verbatim, in a fresh project
     from sandbox.engine.runner import PROGRAM_DIR
 
@@ -128,7 +119,9 @@ def test_readme_fixture_example_runs_as_a_customer_would(pytester: pytest.Pytest
     result.assert_outcomes(passed=1)
 
 
-def test_readme_fixture_example_fails_without_its_stack_file(pytester: pytest.Pytester) -> None:
+def test_readme_fixture_example_fails_without_its_stack_file(
+    pytester: pytest.Pytester, readme_customer_project: Callable[[Path, Path], None]
+) -> None:
     # The example cannot pass on the defaults: without Pulumi.prod.yaml it is an error.
     from sandbox.engine.runner import PROGRAM_DIR
 
