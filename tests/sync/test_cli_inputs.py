@@ -39,7 +39,7 @@ COHORT_NAME = "Test Cohort"
 SEED_TIME = 1_700_000_000
 NEXT_TIME = str(SEED_TIME + 86_400)
 DAY1 = (EXAMPLES / "day1.csv").read_bytes()
-DAY1_IDS = [line.split(",")[0] for line in DAY1.decode().splitlines()[1:]]
+DAY1_ROWS = DAY1.decode().splitlines()
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,11 @@ class Stack:
     def destination(self) -> Path:
         return self.tmp / "destination.json"
 
-    def cli(self, *args: str) -> Run:
+    def cli(self, *args: str, customer: bool = False) -> Run:
+        who = self.world.customer_admin if customer else self.world.amplitude
         env = {
-            "AWS_ACCESS_KEY_ID": self.world.amplitude.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.world.amplitude.secret_access_key,
+            "AWS_ACCESS_KEY_ID": who.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": who.secret_access_key,
         }
         out, err = io.StringIO(), io.StringIO()
         real = sync.credentials.assume_role_session
@@ -568,3 +569,157 @@ def test_a_valid_push_through_the_same_harness_does_publish(stack: Stack, tmp_pa
     assert digest(state) != before
     assert stack.records() > published
     assert run.assumed == 1
+
+
+# --- the mass-exit guard, every format -------------------------------------------------------
+
+
+def day1_as(fmt: str, rows: int) -> Writer:
+    """The first `rows` users of day 1 as CSV, JSONL or Parquet."""
+    users = [line.split(",") for line in DAY1_ROWS[1 : 1 + rows]]
+    if fmt == "csv":
+        return text("\n".join(DAY1_ROWS[: 1 + rows]) + "\n")
+    if fmt == "jsonl":
+        lines = [json.dumps({"user_id": u[0], "user_properties": {"city": u[1]}}) for u in users]
+        return text("".join(line + "\n" for line in lines))
+    return parquet({"user_id": [u[0] for u in users], "city": [u[1] for u in users]})
+
+
+EXITS = [
+    ("csv-header-only", "s.csv", day1_as("csv", 0), "the snapshot is empty: all 6 members"),
+    ("csv-zero-bytes", "s.csv", text(b""), "the snapshot is empty: all 6 members"),
+    ("jsonl-empty", "s.jsonl", text(b""), "the snapshot is empty: all 6 members"),
+    ("jsonl-blank-lines", "s.jsonl", text(b"\n\n"), "the snapshot is empty: all 6 members"),
+    ("parquet-no-rows", "s.parquet", day1_as("parquet", 0), "the snapshot is empty: all 6 members"),
+    ("csv-truncated", "s.csv", day1_as("csv", 2), "4 of the cohort's 6 members would exit (66.7%)"),
+    (
+        "csv-cut-mid-line",
+        "s.csv",
+        text("\n".join(DAY1_ROWS[:2]) + "\nuser2@amplitude.com,Seattle,C"),
+        "4 of the cohort's 6 members would exit",
+    ),
+    ("jsonl-truncated", "s.jsonl", day1_as("jsonl", 2), "4 of the cohort's 6 members would exit"),
+    ("parquet-truncated", "s.parquet", day1_as("parquet", 1), "5 of the cohort's 6 members"),
+]
+
+
+@pytest.mark.parametrize(("name", "filename", "write", "expect"), EXITS, ids=[e[0] for e in EXITS])
+def test_a_mass_exit_is_refused_until_allowed(
+    stack: Stack, tmp_path: Path, name: str, filename: str, write: Writer, expect: str
+) -> None:
+    # GIVEN the six members of day 1, and a snapshot that would remove most or all of them
+    state = tmp_path / "state.duckdb"
+    shutil.copyfile(stack.seed, state)
+    before, published = digest(state), stack.records()
+    snapshot = tmp_path / filename
+    write(snapshot)
+
+    # WHEN it is pushed THEN it is refused naming the counts and the override; nothing changed
+    run = stack.cli(*push_argv(stack, state, snapshot))
+    assert run.code == 2, run.out + run.err
+    assert "mass exit refused" in run.err and expect in run.err
+    assert "--allow-mass-exit" in run.err
+    assert digest(state) == before and stack.records() == published and run.assumed == 0
+    # AND a dry run is refused the same way
+    assert stack.cli(*push_argv(stack, state, snapshot), "--dry-run").code == 2
+
+    # WHEN the operator says the exits are real THEN they are sent
+    allowed = stack.cli(*push_argv(stack, state, snapshot), "--allow-mass-exit", "--json")
+    assert allowed.code == 0, allowed.err
+    report = json.loads(allowed.out)
+    assert report["exited"] >= 3 and report["ok"] is True
+    assert stack.records() > published
+
+
+def test_a_higher_threshold_lets_a_large_exit_through(stack: Stack, tmp_path: Path) -> None:
+    state = tmp_path / "state.duckdb"
+    shutil.copyfile(stack.seed, state)
+    snapshot = tmp_path / "s.csv"
+    day1_as("csv", 2)(snapshot)
+    argv = push_argv(stack, state, snapshot)
+
+    refused = stack.cli(*argv, "--max-exit-fraction", "0.6")
+    assert refused.code == 2
+    assert "pass --allow-mass-exit, or a --max-exit-fraction of at least 0.67" in refused.err
+
+    passed = stack.cli(*argv, "--max-exit-fraction", "0.67", "--json")
+    assert passed.code == 0, passed.err
+    assert json.loads(passed.out)["exited"] == 4
+
+
+def test_watch_refuses_a_mass_exit_tick_and_goes_on(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a watch whose snapshot is emptied by a broken export, then fixed before the next tick
+    state = tmp_path / "state.duckdb"
+    shutil.copyfile(stack.seed, state)
+    snapshot = tmp_path / "cohort.csv"
+    day1_as("csv", 0)(snapshot)
+    monkeypatch.setattr(
+        "sync.commands.time.sleep",
+        lambda seconds: snapshot.write_bytes(EXAMPLES.joinpath("day2.csv").read_bytes()),
+    )
+    argv = push_argv(stack, state, snapshot)
+    argv[0] = "watch"
+    del argv[argv.index("--computed-time") : argv.index("--computed-time") + 2]
+
+    # WHEN it runs two ticks
+    run = stack.cli(*argv, "--every", "1h", "--ticks", "2", "--json")
+
+    # THEN the first tick is refused as JSON, the second delivers day 2, and the watch exits 0
+    first, second = (json.loads(line) for line in run.out.splitlines())
+    assert "mass exit refused" in first["error"] and "--allow-mass-exit" in first["fix"]
+    assert (second["entered"], second["exited"], second["ok"]) == (3, 2, True)
+    assert run.code == 0
+
+
+# --- JSON on every path, members of an unknown cohort ------------------------------------------
+
+
+def test_json_errors_are_json_on_stdout(stack: Stack, tmp_path: Path) -> None:
+    state = tmp_path / "state.duckdb"
+    # A library refusal (the cohort id), a usage error (argparse) and a snapshot problem
+    runs = [
+        stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", cohort_id="a b"), "--json"),
+        stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", senders="0"), "--json"),
+        stack.cli(*push_argv(stack, state, tmp_path / "missing.csv"), "--json"),
+    ]
+    for run in runs:
+        assert run.code == 2
+        error = json.loads(run.out)
+        assert set(error) == {"error", "fix"} and error["error"] and error["fix"]
+        assert run.err == ""
+    assert "--cohort-id 'a b'" in json.loads(runs[0].out)["error"]
+    assert "argument --senders: '0'" in json.loads(runs[1].out)["error"]
+    assert "file not found" in json.loads(runs[2].out)["error"]
+    assert not state.exists()
+
+
+def test_replay_json_with_an_empty_outbox_prints_json(stack: Stack, tmp_path: Path) -> None:
+    state = tmp_path / "state.duckdb"
+    shutil.copyfile(stack.seed, state)
+    replay = ["replay", "--destination", str(stack.destination), "--state", str(state)]
+
+    run = stack.cli(*replay, "--json")
+
+    assert run.code == 0
+    report = json.loads(run.out)
+    assert (report["messages"], report["pending_left"], report["ok"]) == (0, 0, True)
+    assert stack.cli(*replay).out.strip() == "outbox empty: nothing to replay"
+
+
+def test_members_of_an_unknown_cohort_exits_2_naming_it(stack: Stack, tmp_path: Path) -> None:
+    consumer = tmp_path / "consumer.sqlite"
+    consumed = stack.cli(
+        *["consume", "--destination", str(stack.destination), "--state", str(consumer)],
+        *["--from-start", "--until-idle", "--json"],
+        customer=True,
+    )
+    assert consumed.code == 0, consumed.err
+
+    unknown = stack.cli("members", "--state", str(consumer), "--cohort-id", "nope42")
+    known = stack.cli("members", "--state", str(consumer), "--cohort-id", COHORT_ID)
+
+    assert unknown.code == 2 and unknown.out == ""
+    assert "--cohort-id 'nope42': no such cohort in" in unknown.err
+    assert known.code == 0 and known.out.startswith("user_id,")

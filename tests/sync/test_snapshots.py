@@ -303,7 +303,11 @@ def test_missing_file(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     ("name", "write", "expected"),
     [
         ("s.csv", lambda p: p.write_text("id,city\n1,SF\n"), ":1: no user_id column: header"),
-        ("s.csv", lambda p: p.write_text("\nuser_id\nu1\n"), ":1: no user_id column: no header row"),
+        (
+            "s.csv",
+            lambda p: p.write_text("\nuser_id\nu1\n"),
+            ":1: no user_id column: no header row",
+        ),
         (
             "s.parquet",
             lambda p: pq.write_table(pa.table({"uid": ["a"]}), p),
