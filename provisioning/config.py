@@ -176,7 +176,9 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
             problems,
         )
     elif encryption == "KMS":
-        problems.append(f"{c.CONFIG_KMS_KEY_ARN} None: required when {c.CONFIG_ENCRYPTION} is KMS")
+        problems.append(
+            f"{c.CONFIG_KMS_KEY_ARN} not set: required when {c.CONFIG_ENCRYPTION} is KMS"
+        )
 
     role_name = text(c.CONFIG_ROLE_NAME, c.DEFAULT_ROLE_NAME) or ""
     _matches(

@@ -14,6 +14,22 @@ from sandbox.world import Credentials, MotoWorld
 from sync.contract import CohortMessage, encode
 
 STRANGER_ACCOUNT_ID = "111122223333"
+PROOF_COHORT_ID = "probe"
+PROOF_MESSAGE_ID = "probe:0"
+
+
+def proof_record(computed_time: int) -> bytes:
+    """The one record `local up` writes to prove the role: a contract-valid message with no users.
+
+    Not an exception to the payload contract: every field is there and valid, so the bundled
+    consumers (`consume` and the Lambda) decode it, quarantine nothing and apply it as the no-op
+    it is: no user enters or leaves, no cohort appears in `members`. Its fixed message_id makes
+    a second proof in the same world a duplicate that dedupe drops.
+    """
+    message = CohortMessage(
+        "cohort-sync probe", PROOF_COHORT_ID, True, str(computed_time), PROOF_MESSAGE_ID, ()
+    )
+    return encode(message)
 
 
 @dataclass(frozen=True)
@@ -68,12 +84,9 @@ def prove_destination(world: MotoWorld, outputs: Mapping[str, Any]) -> list[Proo
     steps.append(ProofStep("Amplitude assumes the role", True, f"as {role_arn}"))
 
     kinesis = world.client("kinesis", role)
-    # A contract-valid message with no users: consumers apply it as a no-op, never quarantine it.
-    record = encode(
-        CohortMessage("cohort-sync probe", "probe", True, str(int(time.time())), "probe:0", ())
-    )
+    record = proof_record(int(time.time()))
     try:
-        put = kinesis.put_record(StreamARN=stream_arn, Data=record, PartitionKey="probe")
+        put = kinesis.put_record(StreamARN=stream_arn, Data=record, PartitionKey=PROOF_COHORT_ID)
         steps.append(
             ProofStep("the role writes a record", True, f"shard {put['ShardId']} accepted it")
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from sync.errors import SnapshotError
+from sync.errors import RecordLimitError
 from sync.limits import MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT
 from sync.messages import OutgoingRecord
 
@@ -13,7 +13,7 @@ from sync.messages import OutgoingRecord
 def _check_fits(record: OutgoingRecord, max_bytes: int) -> int:
     size = record.size_bytes
     if size > max_bytes:
-        raise SnapshotError(
+        raise RecordLimitError(
             f"record {record.message_id!r} is {size} bytes (data plus partition key): "
             f"a PutRecords request holds at most {max_bytes}"
         )

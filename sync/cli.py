@@ -7,10 +7,25 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import NoReturn
 
 from sync import commands
 from sync.errors import SyncError
-from sync.limits import DEFAULT_MAX_TRIES, DEFAULT_SENDERS, DEFAULT_USERS_PER_MESSAGE
+from sync.inputs import fraction, whole_number
+from sync.limits import (
+    COMPUTED_TIME_RANGE,
+    DEFAULT_MAX_EXIT_FRACTION,
+    DEFAULT_MAX_TRIES,
+    DEFAULT_SENDERS,
+    DEFAULT_USERS_PER_MESSAGE,
+    MAX_COHORT_ID_CHARS,
+    MAX_COHORT_NAME_CHARS,
+    MAX_TRIES_RANGE,
+    SENDERS_RANGE,
+    SHARDS_RANGE,
+    TICKS_RANGE,
+    USERS_PER_MESSAGE_RANGE,
+)
 
 DEFAULT_STATE = Path(".cohort-sync/state.duckdb")
 DEFAULT_CONSUMER_STATE = Path(".cohort-sync/consumer.sqlite")
@@ -45,22 +60,10 @@ def _external_id(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _shard_count(text: str) -> int:
-    """argparse type for --shards: a whole number of shards, at least one."""
-    try:
-        shards = int(text)
-    except ValueError:
-        shards = 0
-    if shards < 1:
-        # argparse prefixes "argument --shards:", so the message names the option too.
-        raise argparse.ArgumentTypeError(f"{text!r}: need a whole number of shards >= 1")
-    return shards
-
-
 def _delivery(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shards",
-        type=_shard_count,
+        type=whole_number("--shards", SHARDS_RANGE),
         default=None,
         metavar="N",
         help="the stream's shard count, to pace sends from the start (default: learn it from "
@@ -68,23 +71,36 @@ def _delivery(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--senders",
-        type=int,
+        type=whole_number("--senders", SENDERS_RANGE),
         default=DEFAULT_SENDERS,
-        help=f"concurrent PutRecords calls (default {DEFAULT_SENDERS})",
+        metavar="N",
+        help=f"concurrent PutRecords calls, {_span(SENDERS_RANGE)} (default {DEFAULT_SENDERS})",
     )
     parser.add_argument(
         "--max-tries",
-        type=int,
+        type=whole_number("--max-tries", MAX_TRIES_RANGE),
         default=DEFAULT_MAX_TRIES,
-        help=f"tries per record before it is left in the outbox (default {DEFAULT_MAX_TRIES})",
+        metavar="N",
+        help=f"tries per record before it is left in the outbox, {_span(MAX_TRIES_RANGE)} "
+        f"(default {DEFAULT_MAX_TRIES})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _push_arguments(parser: argparse.ArgumentParser) -> None:
     _destination(parser)
-    parser.add_argument("--cohort-id", required=True, help="Amplitude cohort ID, e.g. gs72ns")
-    parser.add_argument("--cohort-name", required=True, help="the cohort's display name")
+    parser.add_argument(
+        "--cohort-id",
+        required=True,
+        help=f"Amplitude cohort ID, e.g. gs72ns: 1-{MAX_COHORT_ID_CHARS} of [A-Za-z0-9_.-], "
+        "starting with a letter or digit",
+    )
+    parser.add_argument(
+        "--cohort-name",
+        required=True,
+        help=f"the cohort's display name: 1-{MAX_COHORT_NAME_CHARS} characters, not blank, "
+        "no control characters",
+    )
     parser.add_argument(
         "snapshot", type=Path, help="the cohort's full membership: .csv, .jsonl or .parquet"
     )
@@ -96,10 +112,11 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-users-per-message",
-        type=int,
+        type=whole_number("--max-users-per-message", USERS_PER_MESSAGE_RANGE),
         default=DEFAULT_USERS_PER_MESSAGE,
-        help=f"users per message at most (default {DEFAULT_USERS_PER_MESSAGE}); "
-        "messages are also split to stay under 1 MiB",
+        metavar="N",
+        help=f"users per message at most, {_span(USERS_PER_MESSAGE_RANGE)} (default "
+        f"{DEFAULT_USERS_PER_MESSAGE}); messages are also split to stay under 1 MiB",
     )
     parser.add_argument(
         "--partition-key",
@@ -112,14 +129,32 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not check the role's permissions before sending",
     )
+    parser.add_argument(
+        "--max-exit-fraction",
+        type=fraction,
+        default=DEFAULT_MAX_EXIT_FRACTION,
+        metavar="F",
+        help="refuse (exit 2, nothing staged) a push that would remove more than this share of "
+        f"the cohort's members (default {DEFAULT_MAX_EXIT_FRACTION:g}); an empty snapshot for a "
+        "cohort with members is always refused",
+    )
+    parser.add_argument(
+        "--allow-mass-exit",
+        action="store_true",
+        help="send the exits whatever their share, an empty snapshot included",
+    )
     _external_id(parser)
     endpoint_argument(parser)
     _delivery(parser)
 
 
+def _span(bounds: tuple[int, int]) -> str:
+    return f"{bounds[0]:,}-{bounds[1]:,}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, with help that says what each command really does."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cohort-sync",
         description="Deliver Amplitude cohort updates to the Kinesis destination this project "
         "provisions, read them back, and try it all locally on moto.",
@@ -161,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     _push_arguments(push)
     push.add_argument(
         "--computed-time",
-        type=int,
+        type=whole_number("--computed-time", COMPUTED_TIME_RANGE),
+        metavar="EPOCH_SECONDS",
         default=None,
         help="epoch seconds for computed_time (default: now, or one second after the cohort's "
         "last sync if that is later); must be after the last sync's",
@@ -195,9 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument(
         "--ticks",
-        type=int,
+        type=whole_number("--ticks", TICKS_RANGE),
         default=None,
-        help="stop after this many pushes (default: run until interrupted)",
+        metavar="N",
+        help="stop after this many pushes (default: run until interrupted); a tick whose push "
+        "is refused as a mass exit reports it and the watch goes on",
     )
     watch.set_defaults(handler=commands.watch)
 
@@ -256,14 +294,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error under `--json` is printed as JSON on stdout."""
+
+    json_errors = False  # set by main() for the whole tree of parsers
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 as argparse does; with --json, print {"error", "fix"} instead of usage."""
+        if not _Parser.json_errors:
+            super().error(message)
+        commands.print_error(f"{self.prog}: {message}", f"see `{self.prog} --help`", as_json=True)
+        raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; expected failures print one clear message and exit non-zero."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    _Parser.json_errors = "--json" in words
+    try:
+        args = build_parser().parse_args(argv)
+    finally:
+        _Parser.json_errors = False
     handler: Handler = args.handler
     try:
         return handler(args)
     except SyncError as exc:
-        print(f"cohort-sync: error: {exc}", file=sys.stderr)
+        commands.print_error(str(exc), exc.fix, as_json=bool(getattr(args, "json", False)))
         return 2
     except KeyboardInterrupt:
         print("cohort-sync: interrupted", file=sys.stderr)

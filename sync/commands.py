@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from sync.errors import PreflightError, SyncError
+from sync.errors import MassExitError, PreflightError, SyncError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
 
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
@@ -26,6 +26,14 @@ def print_lines(*lines: str) -> None:
     """Print each line, flushed: progress shows as it happens, even through a pipe."""
     for line in lines:
         print(line, flush=True)
+
+
+def print_error(message: str, fix: str, *, as_json: bool) -> None:
+    """An error as `--json` promises ({"error", "fix"} on stdout) or as a line on stderr."""
+    if as_json:
+        print(json.dumps({"error": message, "fix": fix}), flush=True)
+    else:
+        print(f"cohort-sync: error: {message}", file=sys.stderr)
 
 
 def write_private(path: Path, document: Any) -> None:
@@ -116,6 +124,7 @@ def push_request(
 ) -> Any:
     """The PushRequest the arguments describe."""
     from sync.destination import load_destination
+    from sync.mass_exit import ExitGuard
     from sync.push import PushRequest
 
     return PushRequest(
@@ -131,6 +140,7 @@ def push_request(
         skip_preflight=args.skip_preflight,
         max_users=max_users,
         max_users_rule=max_users_rule,
+        exit_guard=ExitGuard(max_exit_fraction=args.max_exit_fraction, allow=args.allow_mass_exit),
     )
 
 
@@ -171,9 +181,14 @@ def watch(args: argparse.Namespace) -> int:
     while args.ticks is None or tick < args.ticks:
         started = time.monotonic()
         args.computed_time = None
-        status = _finish(
-            args, push_once(args, push_request(args, max_users=limit, max_users_rule=rule))
-        )
+        try:
+            report = push_once(args, push_request(args, max_users=limit, max_users_rule=rule))
+        except MassExitError as exc:
+            # One suspicious export must not stop the cadence: say so, try the next tick.
+            print_error(str(exc), exc.fix, as_json=args.json)
+            status = 2
+        else:
+            status = _finish(args, report)
         tick += 1
         if args.ticks is not None and tick >= args.ticks:
             break
@@ -195,7 +210,7 @@ def replay(args: argparse.Namespace) -> int:
         endpoint_url=args.endpoint_url,
         progress=lambda total: _progress(total, "replaying"),
     )
-    if report.messages == 0:
+    if report.messages == 0 and not args.json:
         print_lines("outbox empty: nothing to replay")
         return 0
     return _finish(args, report)
@@ -232,6 +247,11 @@ def members(args: argparse.Namespace) -> int:
     if not args.state.exists():
         raise SyncError(f"--state {args.state}: no such consumer state file; run `consume` first")
     with MembershipStore(args.state) as store:
+        if not store.knows_cohort(args.cohort_id):
+            raise SyncError(
+                f"--cohort-id {args.cohort_id!r}: no such cohort in {args.state}",
+                fix="use a cohort id the consumer has read (`consume` first, or check the id)",
+            )
         # Two passes over the store: the CSV's columns first, then the rows, memory bounded.
         columns = (
             property_columns(members_of(store, args.cohort_id)) if args.format == "csv" else []

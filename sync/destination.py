@@ -106,7 +106,7 @@ def _problems(outputs: Mapping[str, Any]) -> list[str]:
             )
             return None
         if not isinstance(value, str) or not value:
-            shown = f"({type(value).__name__})" if secret else repr(value)
+            shown = f"({type(value).__name__})" if secret else _shown(value)
             problems.append(f"{key} {shown}: must be a non-empty string")
             return None
         return value
@@ -173,7 +173,9 @@ def _form_problems(
         return [f"{OUTPUT_DESTINATION}: missing"]
     form = outputs[OUTPUT_DESTINATION]
     if not isinstance(form, Mapping):
-        return [f"{OUTPUT_DESTINATION} {form!r}: must be an object of Amplitude's form fields"]
+        return [
+            f"{OUTPUT_DESTINATION} {_shown(form)}: must be an object of Amplitude's form fields"
+        ]
     problems: list[str] = []
     expected = {
         FORM_STREAM_NAME: (OUTPUT_STREAM_NAME, stream_name),
@@ -186,12 +188,17 @@ def _form_problems(
         if key not in form:
             problems.append(f"{name}: missing")
         elif not isinstance(value, str) or not value:
-            problems.append(f"{name} {value!r}: must be a non-empty string")
+            problems.append(f"{name} {_shown(value)}: must be a non-empty string")
         elif key in expected:
             top_key, top_value = expected[key]
             if top_value is not None and value != top_value:
                 problems.append(f"{name} {value!r}: differs from {top_key} {top_value!r}")
     return problems
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the message shows it: `null` reads as not set, never Python's None."""
+    return "not set (null)" if value is None else repr(value)
 
 
 def export_from_pulumi(stack: str | None, out: Path | str, runner: Runner = subprocess.run) -> Path:

@@ -19,3 +19,20 @@ DEFAULT_MAX_TRIES: Final = 8
 DEFAULT_BACKOFF_BASE_SECONDS: Final = 1.0
 DEFAULT_BACKOFF_CAP_SECONDS: Final = 128.0
 REAL_TIME_MAX_COHORT_USERS: Final = 1_000_000
+
+# The engine's own bounds on what it accepts (sync/inputs.py applies them; README documents them).
+# Amplitude's cohort ids are short alphanumerics (`gs72ns`); 64 characters of these leave room for
+# the sync id and sequence that make a message_id, which must fit a 256-character partition key.
+COHORT_ID_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+MAX_COHORT_ID_CHARS: Final = 64
+MAX_COHORT_NAME_CHARS: Final = 1024
+SENDERS_RANGE: Final = (1, 64)
+MAX_TRIES_RANGE: Final = (1, 100)
+SHARDS_RANGE: Final = (1, 10_000)  # provisioning.constants.SHARD_COUNT_RANGE: what a stack makes
+USERS_PER_MESSAGE_RANGE: Final = (1, 100_000)
+TICKS_RANGE: Final = (1, 1_000_000_000)
+COMPUTED_TIME_RANGE: Final = (1, 999_999_999_999)  # the contract's 1-12 digits, zero excluded
+# A CSV snapshot's header may name at most this many columns (user_id included).
+MAX_CSV_COLUMNS: Final = 10_000
+# The mass-exit guard: refuse a push that would remove more than this share of a cohort.
+DEFAULT_MAX_EXIT_FRACTION: Final = 0.5

@@ -276,6 +276,13 @@ class MembershipStore:
             for cohort, user, inside, ct, tb, name, props in rows
         }
 
+    def knows_cohort(self, cohort_id: str) -> bool:
+        """True when any message of the cohort was applied (its members may all have left)."""
+        row = self._db.execute(
+            "SELECT 1 FROM membership WHERE cohort_id = ? LIMIT 1", (cohort_id,)
+        ).fetchone()
+        return row is not None
+
     def members(self, cohort_id: str) -> Iterator[Member]:
         """Current members of one cohort, ordered by user_id, streamed from the file."""
         rows = self._db.execute(

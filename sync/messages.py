@@ -10,7 +10,7 @@ from itertools import accumulate, islice
 from typing import Literal
 
 from sync.contract import USER_ID, problems_of
-from sync.errors import SnapshotError
+from sync.errors import InputError, RecordLimitError
 from sync.limits import DEFAULT_USERS_PER_MESSAGE, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES
 
 PartitionKeyMode = Literal["message_id", "cohort_id"]
@@ -83,16 +83,16 @@ def _check_inputs(
             f"{MAX_PARTITION_KEY_CHARS}"
         )
     if problems:
-        raise SnapshotError("cannot build messages: " + "; ".join(problems))
+        raise InputError("cannot build messages: " + "; ".join(problems))
 
 
-def _too_big(user: bytes, size: int, limit: int) -> SnapshotError:
+def _too_big(user: bytes, size: int, limit: int) -> RecordLimitError:
     # Only on this error path is a user parsed: its id is what the operator can look up.
     try:
         user_id = json.loads(user).get(USER_ID, "?")
     except (ValueError, AttributeError):
         user_id = "?"
-    return SnapshotError(
+    return RecordLimitError(
         f"user {user_id!r}: a message holding only this user is {size} bytes "
         f"(data plus partition key); a Kinesis record holds at most {limit}"
     )
@@ -169,7 +169,7 @@ def _assemble(
         mid = message_id(sync_id, sequence)
         key = cohort_id if key_by_cohort else mid
         if len(key) > MAX_PARTITION_KEY_CHARS:
-            raise SnapshotError(
+            raise RecordLimitError(
                 f"partition key {key[:40]!r}... of {len(key)} characters: "
                 f"at most {MAX_PARTITION_KEY_CHARS} allowed; use a shorter sync_id"
             )

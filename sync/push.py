@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,15 +14,22 @@ import boto3
 from botocore.config import Config
 
 from sync.destination import Destination
-from sync.errors import SnapshotError, StateError
+from sync.errors import InputError, MassExitError, SnapshotError, StateError
+from sync.inputs import cohort_id_problems, cohort_name_problems, range_problem
 from sync.limits import (
+    COMPUTED_TIME_RANGE,
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_BACKOFF_CAP_SECONDS,
     DEFAULT_MAX_TRIES,
     DEFAULT_SENDERS,
     DEFAULT_USERS_PER_MESSAGE,
     MAX_PUT_RECORDS_COUNT,
+    MAX_TRIES_RANGE,
+    SENDERS_RANGE,
+    SHARDS_RANGE,
+    USERS_PER_MESSAGE_RANGE,
 )
+from sync.mass_exit import ExitGuard, mass_exit_refusal
 from sync.messages import OutgoingRecord, PartitionKeyMode, build_messages
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
 from sync.state import DiffCounts, StagedSync, StateStore
@@ -174,10 +181,64 @@ def load_and_plan(
 ) -> tuple[int, DiffCounts]:
     """Bind the cohort, validate and load the whole snapshot, and count the diff; sends nothing."""
     store.bind(cohort_id, cohort_name, stream_arn)
+    return validate_and_plan(
+        store, snapshot, cohort_id=cohort_id, max_users=max_users, max_users_rule=max_users_rule
+    )
+
+
+def validate_and_plan(
+    store: StateStore,
+    snapshot: Path,
+    *,
+    cohort_id: str,
+    max_users: int | None = None,
+    max_users_rule: str = "",
+) -> tuple[int, DiffCounts]:
+    """Validate and load the whole snapshot and count the diff; writes nothing to the state."""
     summary = store.load_snapshot(snapshot)
     if max_users is not None and summary.users > max_users:
         raise SnapshotError(f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}")
     return summary.users, store.plan(cohort_id)
+
+
+def check_request(request: PushRequest) -> None:
+    """Refuse, with every problem at once, a request whose cohort or options break their rules."""
+    options = request.options
+    problems = cohort_id_problems(request.cohort_id) + cohort_name_problems(request.cohort_name)
+    for option, value, bounds in (
+        ("--senders", options.senders, SENDERS_RANGE),
+        ("--max-tries", options.max_tries, MAX_TRIES_RANGE),
+        ("--max-users-per-message", options.max_users_per_message, USERS_PER_MESSAGE_RANGE),
+        ("--shards", 1 if options.shards is None else options.shards, SHARDS_RANGE),
+    ):
+        problem = range_problem(option, value, bounds)
+        if problem is not None:
+            problems.append(problem)
+    guard = request.exit_guard
+    if not 0.0 <= guard.max_exit_fraction <= 1.0:
+        problems.append(f"--max-exit-fraction {guard.max_exit_fraction}: must be from 0 to 1")
+    if request.computed_time is not None and not (
+        request.computed_time.isdigit()
+        and COMPUTED_TIME_RANGE[0] <= int(request.computed_time) <= COMPUTED_TIME_RANGE[1]
+    ):
+        problems.append(
+            f"--computed-time {request.computed_time!r}: epoch seconds, a whole number from "
+            f"{COMPUTED_TIME_RANGE[0]} to {COMPUTED_TIME_RANGE[1]:,}"
+        )
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def check_mass_exit(counts: DiffCounts, snapshot_users: int, guard: ExitGuard) -> None:
+    """Raise MassExitError when the diff would remove more of the cohort than `guard` allows."""
+    refusal = mass_exit_refusal(
+        members=counts.unchanged + counts.exiting,
+        exiting=counts.exiting,
+        snapshot_users=snapshot_users,
+        guard=guard,
+    )
+    if refusal is not None:
+        raise MassExitError(refusal)
 
 
 def default_computed_time(store: StateStore, cohort_id: str) -> str:
@@ -287,6 +348,7 @@ class PushRequest:
     resend_all: bool = False  # every snapshot user enters again, whatever the state says
     max_users: int | None = None
     max_users_rule: str = ""
+    exit_guard: ExitGuard = field(default_factory=ExitGuard)
 
 
 def run_push(
@@ -305,17 +367,20 @@ def run_push(
     """
     dest = request.destination
     started = time.perf_counter()
-    request.state.parent.mkdir(parents=True, exist_ok=True)
-    with StateStore(request.state) as store:
-        users, counts = load_and_plan(
+    check_request(request)
+    state = _FreshState(request.state)
+    with closing(state):
+        store = state.store
+        # Everything below up to bind() only reads the state: a refusal leaves it as it was.
+        users, counts = validate_and_plan(
             store,
             request.snapshot,
             cohort_id=request.cohort_id,
-            cohort_name=request.cohort_name,
-            stream_arn=dest.stream_arn,
             max_users=request.max_users,
             max_users_rule=request.max_users_rule,
         )
+        check_binding(store, request.cohort_id, request.cohort_name, dest.stream_arn)
+        check_mass_exit(counts, users, request.exit_guard)
         computed_time = request.computed_time or default_computed_time(store, request.cohort_id)
         check_computed_time(store, request.cohort_id, computed_time, counts)
         if request.dry_run:
@@ -351,6 +416,9 @@ def run_push(
         session = connect()
         if check is not None and not request.skip_preflight:
             check(session)
+        # The first write: only now, every check and the preflight passed, is the cohort bound.
+        state.written = True
+        store.bind(request.cohort_id, request.cohort_name, dest.stream_arn)
         staged = stage(
             store,
             cohort_id=request.cohort_id,
@@ -392,6 +460,33 @@ def run_push(
         entered=staged.entering,
         exited=staged.exiting,
     )
+
+
+def check_binding(store: StateStore, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
+    """Refuse now, writing nothing, what bind() would refuse when the push stages."""
+    store.connection.begin()
+    try:
+        store.bind(cohort_id, cohort_name, stream_arn)
+    finally:
+        store.connection.rollback()
+
+
+class _FreshState:
+    """The state store of one push, and whether the push has written to it yet."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(path)
+        self.written = False
+
+    def close(self) -> None:
+        """Close; a file this run created but never wrote to (a refusal, a dry run) goes."""
+        self.store.close()
+        if self.created and not self.written:
+            for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
+                leftover.unlink(missing_ok=True)
 
 
 def run_replay(

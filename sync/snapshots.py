@@ -10,13 +10,24 @@ Formats:
   the cell's text. Empty cells (quoted or not) mean "no such property": the key is omitted.
   Blank lines are skipped when the file has several columns; in a single-column file a blank
   line is a row with a missing user_id. Line numbers count the header as line 1; a quoted value
-  spanning several lines counts as one line.
+  spanning several lines counts as one line. At most MAX_CSV_COLUMNS columns; a UTF-8 BOM and
+  CRLF line ends are accepted. A file that is empty or blank is an empty snapshot.
 - JSONL: one `{"user_id": "...", "user_properties": {...}}` object per line; `user_properties`
   is optional (null and `{}` mean none); property values keep their JSON types. Blank lines are
   skipped; any other key is a malformed row.
 - Parquet: a `user_id` column (cast to text) and either property columns (null values omitted,
   native types kept: numbers stay numbers) or a single `user_properties` column that is a struct,
   a map, or JSON text holding an object. "Line" is the 1-based row number.
+
+Every format:
+
+- A snapshot with no users (a header-only or empty CSV, an empty JSONL, a Parquet file with no
+  rows) is valid: the cohort is empty. The mass-exit guard (sync/mass_exit.py) decides whether
+  a cohort with members may be emptied.
+- user_id: a non-empty string without C0 control characters or DEL, and without leading or
+  trailing whitespace (refused, never trimmed: a trimmed id would name another user).
+- Property values (and keys, at any depth): no C0 control characters or DEL except tab, CR and
+  LF, which quoted multi-line CSV values legitimately hold.
 
 JSON has no NaN or Infinity; DuckDB reads and writes them as numbers, so a JSONL or Parquet row
 holding one is a malformed row rather than a message no strict parser can read.
@@ -39,7 +50,7 @@ import duckdb
 
 from sync.contract import USER_ID, USER_PROPERTIES
 from sync.errors import SnapshotError
-from sync.limits import MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES
+from sync.limits import MAX_CSV_COLUMNS, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES
 
 FORMATS: Final = ("csv", "jsonl", "parquet")
 EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -76,6 +87,20 @@ _NON_FINITE_DETAIL: Final = (
     "use null, a string or a finite number"
 )
 _CANDIDATES_PER_FETCH: Final = 10_000
+# RE2 patterns. A user_id may hold no C0 control character or DEL, nor start or end in whitespace.
+_ID_CONTROL: Final = r"[\x00-\x1f\x7f]"
+_ID_PADDED: Final = r"^\s|\s$"
+# In the user's JSON (as DuckDB writes it, or as a Parquet JSON column holds it): a raw control
+# character other than tab, LF and CR, DEL, or an escaped one (`\u0000`, `\b`, `\f`; DuckDB
+# writes tab, LF and CR as `\t`, `\n`, `\r`) that is not itself an escaped backslash.
+_JSON_CONTROL: Final = (
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|(?:^|[^\\])(?:\\\\)*\\(?:u00[01][0-9A-Fa-f]|u007[fF]|b|f)"
+)
+_ALLOWED_CONTROLS: Final = frozenset("\t\r\n")
+# Above this many CSV columns, properties are assembled from one list rather than one expression
+# per column: DuckDB binds N expressions in O(N^2) (2,000 columns took 14 s), a list in O(N).
+_WIDE_CSV_COLUMNS: Final = 64
+_BLANK_SCAN_BYTES: Final = 1024 * 1024
 
 
 class Problem(StrEnum):
@@ -86,6 +111,9 @@ class Problem(StrEnum):
     MALFORMED_ROW = "malformed row"
     BAD_ENCODING = "bad encoding"
     USER_TOO_LARGE = "user too large"
+    CONTROL_CHARACTER = "control character"
+    PADDED_USER_ID = "padded user_id"
+    TOO_MANY_COLUMNS = "too many columns"
     UNKNOWN_FORMAT = "unknown format"
     MISSING_FILE = "missing file"
     NO_USER_ID_COLUMN = "no user_id column"
@@ -207,22 +235,50 @@ def _max_line_bytes(max_user_bytes: int) -> int:
     return max(_MIN_LINE_BYTES, 4 * max_user_bytes)
 
 
-def _read_header(path: Path) -> list[str] | Finding:
+def _read_header(path: Path, max_line_bytes: int = _MIN_LINE_BYTES) -> list[str] | Finding:
+    """The header's column names; [] for a blank file (an empty snapshot); or the problem."""
     with path.open("rb") as handle:
-        raw = handle.readline()
+        raw = handle.readline(max_line_bytes + 1)  # bounded: a file may have no newline at all
+    if len(raw) > max_line_bytes:
+        detail = f"header line longer than {max_line_bytes} bytes"
+        return Finding(1, Problem.TOO_MANY_COLUMNS, f"{detail}; at most {MAX_CSV_COLUMNS} columns")
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         return Finding(1, Problem.BAD_ENCODING, f"header: not UTF-8 ({exc.reason})")
     if not text.strip():
+        if _is_blank(path):
+            return []
         return Finding(1, Problem.NO_USER_ID_COLUMN, "no header row (file starts empty)")
-    return next(csv.reader([text.rstrip("\r\n")]))
+    header = next(csv.reader([text.rstrip("\r\n")]))
+    if len(header) > MAX_CSV_COLUMNS:
+        detail = f"header has {len(header):,} columns: at most {MAX_CSV_COLUMNS:,} allowed"
+        return Finding(1, Problem.TOO_MANY_COLUMNS, f"{detail} (user_id included)")
+    return header
+
+
+def _is_blank(path: Path) -> bool:
+    """True when the file holds nothing but whitespace (and a BOM), read in bounded chunks."""
+    with path.open("rb") as handle:
+        first = True
+        while chunk := handle.read(_BLANK_SCAN_BYTES):
+            if first:
+                chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
+            if chunk.strip():
+                return False
+    return True
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, max_user_bytes: int) -> list[Finding]:
-    header = _read_header(path)
+    header = _read_header(path, _max_line_bytes(max_user_bytes))
     if isinstance(header, Finding):
         return [header]
+    if not header:
+        con.execute(
+            f"CREATE TEMP TABLE {_STAGE} (ordinal BIGINT, user_id VARCHAR, problem VARCHAR, "
+            "user_json VARCHAR)"
+        )
+        return []
     if USER_ID not in header:
         detail = f"header {header!r}: needs a {USER_ID!r} column"
         return [Finding(1, Problem.NO_USER_ID_COLUMN, detail)]
@@ -235,17 +291,30 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, max_user_bytes: int) 
     uid = cols[header.index(USER_ID)]
     props = [(c, name) for c, name in zip(cols, header, strict=True) if c != uid]
     params: dict[str, object] = {"path": str(path)}
-    entries = []
-    for c, name in props:
-        params[f"k_{c}"] = name
-        # An empty cell is "no such property"; both "" and an unquoted empty read as NULL.
-        entries.append(f"to_json($k_{c}) || ':' || to_json(nullif({c}, ''))")
     columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols) + "}"
     source = (
         f"read_csv($path, columns = {columns}, {_CSV_OPTIONS}, "
         f"max_line_size = {_max_line_bytes(max_user_bytes)}) WITH ORDINALITY"
     )
-    return _create_stage(con, params, source, f"nullif({uid}, '')", entries, "NULL", "ordinality")
+    uid_sql = f"nullif({uid}, '')"
+    if len(props) > _WIDE_CSV_COLUMNS:
+        params["keys"] = [name for _, name in props]
+        values = "list_value(" + ", ".join(c for c, _ in props) + ")"
+        # The same `"key":value` text as the narrow path, empty cells left out, in column order.
+        wide = (
+            f"array_to_string(list_transform(list_filter(list_zip($keys::VARCHAR[], {values}), "
+            "lambda kv: coalesce(kv[2], '') <> ''), "
+            "lambda kv: to_json(kv[1]) || ':' || to_json(kv[2])), ',')"
+        )
+        return _create_stage(
+            con, params, source, uid_sql, None, "NULL", "ordinality", props_text_sql=wide
+        )
+    entries = []
+    for c, name in props:
+        params[f"k_{c}"] = name
+        # An empty cell is "no such property"; both "" and an unquoted empty read as NULL.
+        entries.append(f"to_json($k_{c}) || ':' || to_json(nullif({c}, ''))")
+    return _create_stage(con, params, source, uid_sql, entries, "NULL", "ordinality")
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, max_user_bytes: int) -> list[Finding]:
@@ -341,8 +410,12 @@ def _create_stage(
     ordinal: str,
     *,
     props_json: str | None = None,
+    props_text_sql: str | None = None,
 ) -> list[Finding]:
-    if entries is not None:
+    if props_text_sql is not None:
+        props_text = "CASE WHEN props = '' THEN NULL ELSE '{' || props || '}' END"
+        props_sql = props_text_sql
+    elif entries is not None:
         # Text assembly, not maps: `"key":value` pairs joined by concat_ws, which skips the NULL
         # pairs of empty cells; about 4x faster than building a MAP per row.
         body = "concat_ws(',', " + ", ".join(entries) + ")" if entries else "''"
@@ -403,16 +476,30 @@ def _row_problems(
                    count(*) FILTER (WHERE problem IS NULL AND user_id IS NULL),
                    count(*) FILTER (WHERE strlen(user_json) > $max),
                    count(user_id) FILTER (WHERE problem IS NULL)
-                     - count(DISTINCT user_id) FILTER (WHERE problem IS NULL)
+                     - count(DISTINCT user_id) FILTER (WHERE problem IS NULL),
+                   count(*) FILTER (WHERE {_CHARACTER_KIND} IS NOT NULL)
             FROM {_STAGE}""",
-        {"max": max_user_bytes},
+        {"max": max_user_bytes, **_CHARACTER_PARAMS},
     ).fetchall()[0]
     assert row is not None
-    malformed, missing, too_large, duplicates = (int(n) for n in row)
+    malformed, missing, too_large, duplicates, characters = (int(n) for n in row)
+    character_rows = (
+        con.execute(
+            f"""SELECT ordinal, user_id, user_json, {_CHARACTER_KIND} AS kind FROM {_STAGE}
+                WHERE kind IS NOT NULL ORDER BY ordinal LIMIT $n""",
+            {"n": max(max_problems, 0), **_CHARACTER_PARAMS},
+        ).fetchall()
+        if characters
+        else []
+    )
     limit = max(max_problems, 0)
     # CSV properties are text: only JSONL and Parquet carry numbers.
     non_finite, non_finite_listed = (0, []) if fmt == "csv" else _non_finite_rows(con, limit)
     counts = Counter(f.kind for f in rejects)
+    counts.update(Problem(str(kind)) for _, _, _, kind in character_rows)
+    if characters > len(character_rows):
+        # Only the listed rows are classified; the rest count as the commoner kind.
+        counts[Problem.CONTROL_CHARACTER] += characters - len(character_rows)
     counts.update(
         {
             Problem.MALFORMED_ROW: malformed + non_finite,
@@ -425,6 +512,10 @@ def _row_problems(
     if not counts:
         return [], counts
     listed = [(o, Problem.MALFORMED_ROW, _NON_FINITE_DETAIL) for o in non_finite_listed]
+    listed += [
+        (int(o), Problem(str(kind)), _character_detail(str(uid), str(user_json)))
+        for o, uid, user_json, kind in character_rows
+    ]
     for ordinal, detail in con.execute(
         f"SELECT ordinal, problem FROM {_STAGE} WHERE problem IS NOT NULL "
         "ORDER BY ordinal LIMIT $n",
@@ -468,6 +559,66 @@ def _row_problems(
         for o, f, uid in dupes
     ]
     return findings, counts
+
+
+# The character rule's verdict per staged row: NULL, or the Problem it breaks.
+_CHARACTER_KIND: Final = f"""CASE WHEN problem IS NOT NULL OR user_id IS NULL THEN NULL
+    WHEN regexp_matches(user_id, $id_control) THEN '{Problem.CONTROL_CHARACTER.value}'
+    WHEN regexp_matches(user_id, $id_padded) THEN '{Problem.PADDED_USER_ID.value}'
+    WHEN regexp_matches(user_json, $json_control) THEN '{Problem.CONTROL_CHARACTER.value}'
+    END"""
+_CHARACTER_PARAMS: Final = {
+    "id_control": _ID_CONTROL,
+    "id_padded": _ID_PADDED,
+    "json_control": _JSON_CONTROL,
+}
+
+
+def _character_detail(user_id: str, user_json: str) -> str:
+    """Which string of the user breaks the character rules, and how."""
+    bad_id = next((ch for ch in user_id if ch < " " or ch == "\x7f"), None)
+    if bad_id is not None:
+        return (
+            f"{USER_ID} {user_id[:40]!r} holds control character U+{ord(bad_id):04X}: "
+            f"a {USER_ID} may hold none"
+        )
+    if user_id != user_id.strip():
+        return (
+            f"{USER_ID} {user_id[:40]!r} has leading or trailing whitespace: remove it in the "
+            "export (ids are never trimmed: a trimmed id would name another user)"
+        )
+    try:
+        props = json.loads(user_json).get(USER_PROPERTIES)
+    except (ValueError, AttributeError):
+        props = None
+    where, char = _find_control(props, USER_PROPERTIES)
+    shown = f"U+{ord(char):04X}" if char else "a control character"
+    return (
+        f"{where} holds {shown}: property values may hold tab, CR and LF, "
+        "no other control character"
+    )
+
+
+def _find_control(value: object, path: str) -> tuple[str, str]:
+    """The first string under `value` (keys included) holding a forbidden control character."""
+    if isinstance(value, str):
+        for ch in value:
+            if (ch < " " or ch == "\x7f") and ch not in _ALLOWED_CONTROLS:
+                return path, ch
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_control(key, f"{path} key {key[:40]!r}")
+            if found[1]:
+                return found
+            found = _find_control(item, f"{path}.{key[:40]}")
+            if found[1]:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_control(item, f"{path}[{index}]")
+            if found[1]:
+                return found
+    return path, ""
 
 
 def _non_finite_rows(con: duckdb.DuckDBPyConnection, limit: int) -> tuple[int, list[int]]:

@@ -89,7 +89,7 @@ def test_shard_count_zero_is_pulumi_yamls_not_set(mode: str, shards: int | None)
         ({"retentionHours": "23"}, "retentionHours 23: must be between 24 and 8760"),
         ({"retentionHours": "8761"}, "retentionHours 8761: must be between 24 and 8760"),
         ({"encryption": "SSE"}, "encryption 'SSE': must be one of NONE, AWS_MANAGED, KMS"),
-        ({"encryption": "KMS"}, "kmsKeyArn None: required when encryption is KMS"),
+        ({"encryption": "KMS"}, "kmsKeyArn not set: required when encryption is KMS"),
         (
             {"kmsKeyArn": CMK},
             f"kmsKeyArn '{CMK}': only allowed with encryption KMS (it is 'AWS_MANAGED')",

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.batching import pack_put_records, take_batch
-from sync.errors import SnapshotError
+from sync.errors import RecordLimitError
 from sync.limits import MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_COUNT
 from sync.messages import OutgoingRecord
 
@@ -47,7 +47,7 @@ def test_empty_input_yields_no_batches() -> None:
 
 
 def test_record_bigger_than_a_request_is_refused() -> None:
-    with pytest.raises(SnapshotError) as info:
+    with pytest.raises(RecordLimitError) as info:
         list(pack_put_records([record(0, 200)], max_bytes=100))
     assert str(info.value) == (
         "record 's:0' is 203 bytes (data plus partition key): "
@@ -107,7 +107,7 @@ def test_take_batch_stops_before_a_later_record_over_the_limit() -> None:
 
 def test_take_batch_refuses_a_first_record_over_the_limit() -> None:
     queue = deque([record(0, 40)])
-    with pytest.raises(SnapshotError) as info:
+    with pytest.raises(RecordLimitError) as info:
         take_batch(queue, max_bytes=25)
     assert str(info.value) == (
         "record 's:0' is 43 bytes (data plus partition key): a PutRecords request holds at most 25"

@@ -171,7 +171,7 @@ def test_shards_paces_push_from_the_start_and_must_be_a_positive_count(
             main(["push", *args, "--shards", bad, "--dry-run"])
         assert refused.value.code == 2
         err = capsys.readouterr().err
-        assert f"argument --shards: '{bad}': need a whole number of shards >= 1" in err
+        assert f"argument --shards: '{bad}': need a whole number from 1 to 10,000" in err
 
 
 def test_resend_all_sends_the_whole_cohort_again(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.contract import CohortMessage, User, decode, encode, problems_of
-from sync.errors import SnapshotError
+from sync.errors import InputError, RecordLimitError
 from sync.messages import OutgoingRecord, build_messages, message_id
 
 pytestmark = pytest.mark.unit
@@ -120,7 +120,7 @@ def test_growing_sequence_number_still_respects_the_limit() -> None:
     assert at_10 == at_9 + 2
     records = build(users, sync_id="s", first_sequence=9, max_record_bytes=at_10)
     assert [(r.message_id, r.size_bytes) for r in records] == [("s:9", at_9), ("s:10", at_10)]
-    with pytest.raises(SnapshotError) as info:
+    with pytest.raises(RecordLimitError) as info:
         build(users, sync_id="s", first_sequence=9, max_record_bytes=at_10 - 1)
     assert str(info.value) == (
         f"user 'u': a message holding only this user is {at_10} bytes (data plus partition key);"
@@ -138,7 +138,7 @@ def test_partition_key_can_be_the_cohort_id() -> None:
 
 def test_a_user_too_big_for_any_record_is_named() -> None:
     users = [user_json("small"), user_json("whale", {"blob": "x" * 5000})]
-    with pytest.raises(SnapshotError) as info:
+    with pytest.raises(RecordLimitError) as info:
         build(users, max_record_bytes=2000)
     message = str(info.value)
     assert "user 'whale'" in message
@@ -147,7 +147,7 @@ def test_a_user_too_big_for_any_record_is_named() -> None:
 
 
 def test_invalid_header_reports_every_problem_at_once() -> None:
-    with pytest.raises(SnapshotError) as info:
+    with pytest.raises(InputError) as info:
         build([user_json("u")], cohort_id="", computed_time="1.5", max_users_per_message=0)
     message = str(info.value)
     assert "cohort_id '': must be a non-empty string" in message
@@ -156,7 +156,7 @@ def test_invalid_header_reports_every_problem_at_once() -> None:
 
 
 def test_too_long_partition_key_is_refused() -> None:
-    with pytest.raises(SnapshotError, match="at most 256 allowed; use a shorter sync_id"):
+    with pytest.raises(RecordLimitError, match="at most 256 allowed; use a shorter sync_id"):
         build([user_json("u")], sync_id="s" * 300)
 
 

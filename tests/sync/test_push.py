@@ -32,6 +32,7 @@ from sync.contract import USER_ID, USER_PROPERTIES, problems_of
 from sync.credentials import assume_role_session
 from sync.destination import Destination, load_destination
 from sync.limits import MAX_RECORD_BYTES
+from sync.mass_exit import ExitGuard
 from sync.push import DeliveryOptions, PushReport, PushRequest, run_push
 from sync.state import StateStore
 
@@ -93,6 +94,7 @@ class Env:
         cohort_id: str = COHORT_ID,
         session: Any = None,
         preflight: bool = True,
+        exit_guard: ExitGuard | None = None,
     ) -> PushReport:
         """One run_push as Amplitude, preflight included unless told otherwise."""
         request = PushRequest(
@@ -104,6 +106,7 @@ class Env:
             computed_time=str(computed_time),
             options=options or DeliveryOptions(),
             skip_preflight=not preflight,
+            exit_guard=exit_guard or ExitGuard(),
         )
         return run_push(
             request,
@@ -288,6 +291,8 @@ def test_applying_the_delivered_deltas_reproduces_every_snapshot(tmp_path: Path)
                         cohort_id=cohort_id,
                         session=session,
                         preflight=False,
+                        # Random snapshots: most days are mass exits, on purpose.
+                        exit_guard=ExitGuard(allow=True),
                     )
                     assert report.ok, report.render()
             # THEN applying what the stream holds, in computed_time order, gives each snapshot

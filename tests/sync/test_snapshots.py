@@ -303,14 +303,18 @@ def test_missing_file(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     ("name", "write", "expected"),
     [
         ("s.csv", lambda p: p.write_text("id,city\n1,SF\n"), ":1: no user_id column: header"),
-        ("s.csv", lambda p: p.write_text(""), ":1: no user_id column: no header row"),
+        (
+            "s.csv",
+            lambda p: p.write_text("\nuser_id\nu1\n"),
+            ":1: no user_id column: no header row",
+        ),
         (
             "s.parquet",
             lambda p: pq.write_table(pa.table({"uid": ["a"]}), p),
             ": no user_id column: columns ['uid']",
         ),
     ],
-    ids=["csv", "empty-csv", "parquet"],
+    ids=["csv", "blank-first-line-csv", "parquet"],
 )
 def test_no_user_id_column(
     con: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, write: Any, expected: str
