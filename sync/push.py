@@ -15,35 +15,14 @@ from botocore.config import Config
 
 from sync.destination import Destination
 from sync.errors import SnapshotError, StateError
-from sync.limits import (
-    DEFAULT_BACKOFF_BASE_SECONDS,
-    DEFAULT_BACKOFF_CAP_SECONDS,
-    DEFAULT_MAX_TRIES,
-    DEFAULT_SENDERS,
-    DEFAULT_USERS_PER_MESSAGE,
-    MAX_PUT_RECORDS_COUNT,
-)
-from sync.messages import OutgoingRecord, PartitionKeyMode, build_messages
+from sync.messages import OutgoingRecord, build_messages
+from sync.options import DeliveryOptions
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
 from sync.state import DiffCounts, StagedSync, StateStore
 
 # The publisher decides every re-send (only refused records, paced, counted in the report);
 # botocore's own retries would multiply its tries and hide throttles from the report.
 PUBLISHER_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-
-
-@dataclass(frozen=True)
-class DeliveryOptions:
-    """How records are built and sent; defaults follow Amplitude's partner cohort sync."""
-
-    max_users_per_message: int = DEFAULT_USERS_PER_MESSAGE
-    partition_key: PartitionKeyMode = "message_id"
-    senders: int = DEFAULT_SENDERS
-    max_tries: int = DEFAULT_MAX_TRIES
-    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
-    backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
-    shards: int | None = None  # the stream's shard count, if known: seeds the publisher's pacing
-    max_records_per_request: int = MAX_PUT_RECORDS_COUNT
 
 
 @dataclass(frozen=True)
@@ -242,18 +221,7 @@ def deliver_pending(
 
     `reconnect` returns a fresh Kinesis client; without it ExpiredToken stops the delivery.
     """
-    publisher = Publisher(
-        kinesis,
-        stream,
-        senders=options.senders,
-        max_tries=options.max_tries,
-        backoff_base_seconds=options.backoff_base_seconds,
-        backoff_cap_seconds=options.backoff_cap_seconds,
-        on_progress=on_progress,
-        shards=options.shards,
-        reconnect=reconnect,
-        max_batch_count=options.max_records_per_request,
-    )
+    publisher = Publisher(kinesis, stream, options, on_progress=on_progress, reconnect=reconnect)
     report = publisher.send(store.pending(), on_acked=store.ack)
     if report.failed:
         store.record_failure(list(report.failed), "exhausted tries")
