@@ -16,7 +16,7 @@ from botocore.config import Config
 from sync.destination import Destination
 from sync.errors import SnapshotError, StateError
 from sync.messages import OutgoingRecord, build_messages
-from sync.options import DeliveryOptions
+from sync.options import DeliveryOptions as DeliveryOptions  # re-exported: callers import it here
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
 from sync.state import DiffCounts, StagedSync, StateStore
 
