@@ -349,13 +349,14 @@ def run_push(
                 reconnect=reconnect,
             )
         left = store.outbox_counts().pending
+        store.compact()  # acked records are deleted: the file follows the live data
     return PushReport.delivered(
         delivery,
         started=started,
         pending_left=left,
         messages=staged.messages,
         cohort_id=request.cohort_id,
-        sync_id=staged.sync_id,
+        sync_id=staged.sync_id if staged.messages else None,  # nothing staged: no sync
         snapshot_users=users,
         entered=staged.entering,
         exited=staged.exiting,
@@ -400,4 +401,5 @@ def run_replay(
                 reconnect=reconnect,
             )
         left = store.outbox_counts().pending
+        store.compact()
     return PushReport.delivered(delivery, started=started, pending_left=left, messages=waiting)
