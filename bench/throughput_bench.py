@@ -33,6 +33,7 @@ from sandbox.faults import FaultPlan, faults_installed
 from sandbox.moto_fixes import moto_fixes_installed
 from sync.limits import DEFAULT_SENDERS, SHARD_WRITE_BYTES_PER_SECOND
 from sync.messages import OutgoingRecord, build_messages
+from sync.options import DeliveryOptions
 from sync.publisher import Publisher
 
 REGION = "us-east-1"
@@ -126,8 +127,7 @@ def run(
         publisher = Publisher(
             kinesis,
             name,
-            senders=senders,
-            shards=shards if seeded else None,
+            DeliveryOptions(senders=senders, shards=shards if seeded else None),
             clock=clock.now,
             sleep=lambda seconds: time.sleep(seconds / scale),
         )

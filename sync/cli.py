@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sync import commands
 from sync.errors import SyncError
@@ -152,6 +152,21 @@ def _span(bounds: tuple[int, int]) -> str:
     return f"{bounds[0]:,}-{bounds[1]:,}"
 
 
+def _state_command(sub: Any) -> None:
+    state = sub.add_parser(
+        "state",
+        help="print the publisher state's size, cohorts, last sync per cohort and pending outbox",
+        description="Open the state file read-only and print its size on disk (file and WAL), "
+        "each cohort with its stream, stored members and last sync, and what the outbox still "
+        "holds (acknowledged records are deleted, so that is what `replay` would send).",
+    )
+    state.add_argument(
+        "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
+    )
+    state.add_argument("--json", action="store_true", help="print the summary as JSON")
+    state.set_defaults(handler=commands.state)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, with help that says what each command really does."""
     parser = _Parser(
@@ -287,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)"
     )
     members.set_defaults(handler=commands.members)
+
+    _state_command(sub)
 
     for plugin in entry_points(group=PLUGIN_GROUP):
         # The sandbox's `local` and `demo` register themselves here; sync/ never imports them.

@@ -216,6 +216,25 @@ def replay(args: argparse.Namespace) -> int:
     return _finish(args, report)
 
 
+def state(args: argparse.Namespace) -> int:
+    """`state`: the publisher state's size, cohorts, last syncs and pending outbox."""
+    from sync.state import StateStore
+
+    try:
+        if not args.state.exists():
+            raise SyncError(f"--state {args.state}: no such state file; `push` creates it")
+        with StateStore(args.state, read_only=True) as store:
+            summary = store.summary()
+    except SyncError as exc:
+        if not args.json:
+            raise
+        fix = "pass the --state file a push wrote (default .cohort-sync/state.duckdb)"
+        print_lines(json.dumps({"error": str(exc), "fix": fix}))
+        return 2
+    print_lines(json.dumps(summary.to_json()) if args.json else summary.render())
+    return 0
+
+
 # --- consumer --------------------------------------------------------------------------------
 
 

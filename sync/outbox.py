@@ -1,5 +1,7 @@
 """The outbox: staged Kinesis records that stay until acknowledged, in the state store's DuckDB.
 
+An acknowledged record is deleted in its ack's transaction, so the outbox is what is pending.
+
 Records are written inside the staging transaction and read back in (sync, sequence) order with
 keyset pagination, so no result set is open while the caller acks or records failures. A page
 first reads the keys and sizes of the next records (no blobs), then only their data by range:
@@ -51,10 +53,9 @@ _ARROW: Final = pa.schema(
 
 @dataclass(frozen=True)
 class OutboxCounts:
-    """Outbox totals: records waiting, delivered, and waiting after at least one failed try."""
+    """Outbox totals: records waiting, and waiting after at least one failed try."""
 
     pending: int
-    acked: int
     failing: int
     pending_users: int
     max_tries: int
@@ -129,28 +130,38 @@ class Outbox:
         ]
 
     def ack(self, message_ids: Sequence[str]) -> None:
-        """Mark records delivered and close syncs with nothing left; durable on return."""
+        """Delete acknowledged records and close syncs with nothing left; durable on return.
+
+        An acknowledged record is never sent again, so its row goes in the same transaction
+        as the ack: the outbox holds only what is pending, and the state file stays the size of
+        the live data (the next checkpoint reuses the freed blocks).
+        """
         if not message_ids:
             return
         # The ids travel as one list parameter: registering an Arrow table per call cost more
-        # than the update itself, and a push acks once per PutRecords call.
+        # than the statements themselves, and a push acks once per PutRecords call.
         ids = {"ids": list(message_ids)}
         self._con.begin()
         try:
-            # No RETURNING: it materializes whole rows, blobs included (10-20 ms per ack).
+            touched = [
+                row[0]
+                for row in self._con.execute(
+                    "SELECT DISTINCT sync_id FROM outbox WHERE message_id IN (SELECT unnest($ids))",
+                    ids,
+                ).fetchall()
+            ]
+            # `OR acked`: state files written before acks deleted rows still hold acked ones.
             self._con.execute(
-                """UPDATE outbox SET acked = true
-                   WHERE message_id IN (SELECT unnest($ids)) AND NOT acked""",
-                ids,
+                "DELETE FROM outbox WHERE acked OR message_id IN (SELECT unnest($ids))", ids
             )
-            self._con.execute(
-                """UPDATE syncs SET status = 'delivered' WHERE status = 'staged'
-                   AND sync_id IN (SELECT sync_id FROM outbox
-                                   WHERE message_id IN (SELECT unnest($ids)))
-                   AND NOT EXISTS (SELECT 1 FROM outbox AS o
-                                   WHERE o.sync_id = syncs.sync_id AND NOT o.acked)""",
-                ids,
-            )
+            if touched:
+                self._con.execute(
+                    """UPDATE syncs SET status = 'delivered' WHERE status = 'staged'
+                       AND sync_id IN (SELECT unnest($touched))
+                       AND NOT EXISTS (SELECT 1 FROM outbox AS o
+                                       WHERE o.sync_id = syncs.sync_id)""",
+                    {"touched": touched},
+                )
             self._con.commit()
         except BaseException:
             self._con.rollback()
@@ -169,7 +180,7 @@ class Outbox:
     def counts(self) -> OutboxCounts:
         """Totals over the whole outbox."""
         row = self._con.execute(
-            """SELECT count(*) FILTER (WHERE NOT acked), count(*) FILTER (WHERE acked),
+            """SELECT count(*) FILTER (WHERE NOT acked),
                       count(*) FILTER (WHERE NOT acked AND tries > 0),
                       coalesce(sum(user_count) FILTER (WHERE NOT acked), 0),
                       coalesce(max(tries) FILTER (WHERE NOT acked), 0)

@@ -23,17 +23,13 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from sync.batching import pack_put_records, take_batch
 from sync.errors import DeliveryRefusedError, PreflightError
 from sync.limits import (
-    DEFAULT_BACKOFF_BASE_SECONDS,
-    DEFAULT_BACKOFF_CAP_SECONDS,
-    DEFAULT_MAX_TRIES,
-    DEFAULT_SENDERS,
     MAX_PUT_RECORDS_BYTES,
-    MAX_PUT_RECORDS_COUNT,
     SHARD_WRITE_BYTES_PER_SECOND,
     SHARD_WRITE_RECORDS_PER_SECOND,
 )
 from sync.messages import OutgoingRecord
-from sync.pacing import Pacer, PacingSettings, record_cost
+from sync.options import DeliveryOptions
+from sync.pacing import Pacer, record_cost
 
 # Per-record ErrorCodes Kinesis documents for PutRecords; both are worth another try.
 RETRYABLE_RECORD_CODES = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
@@ -175,64 +171,47 @@ class _Run:
 
 
 class Publisher:
-    """Sends records to one Kinesis stream with `senders` concurrent PutRecords calls.
+    """Sends records to one Kinesis stream as `options` say (senders, tries, pacing, shards).
 
-    `shards` seeds the pacer with the stream's capacity; `pacing=None` sends unpaced;
-    `reconnect` returns a fresh Kinesis client when Kinesis answers ExpiredToken.
+    The keyword arguments are collaborators, not settings: `sleep`, `clock` and `rng` are
+    injectable for tests and model time; `reconnect` returns a fresh Kinesis client when Kinesis
+    answers ExpiredToken.
     """
 
     def __init__(
         self,
         kinesis: Any,
         stream_name: str,
+        options: DeliveryOptions = DeliveryOptions(),  # noqa: B008 - frozen, shared safely
         *,
-        senders: int = DEFAULT_SENDERS,
-        max_tries: int = DEFAULT_MAX_TRIES,
-        backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
-        backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         on_progress: Callable[[ProgressEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        max_batch_count: int = MAX_PUT_RECORDS_COUNT,
-        max_batch_bytes: int = MAX_PUT_RECORDS_BYTES,
-        shards: int | None = None,
-        pacing: PacingSettings | None = PacingSettings(),  # noqa: B008 - frozen, shared safely
         reconnect: Callable[[], Any] | None = None,
     ) -> None:
-        problems = []
         if not stream_name:
-            problems.append("stream_name '': must name a stream or be its ARN")
-        if senders < 1:
-            problems.append(f"senders {senders}: must be >= 1")
-        if max_tries < 1:
-            problems.append(f"max_tries {max_tries}: must be >= 1")
-        if not 0 < backoff_base_seconds <= backoff_cap_seconds:
-            problems.append(
-                f"backoff {backoff_base_seconds}..{backoff_cap_seconds} s: need 0 < base <= cap"
-            )
-        if shards is not None and shards < 1:
-            problems.append(f"shards {shards}: must be >= 1")
-        if problems:
-            raise ValueError("; ".join(problems))
+            # The options checked themselves when they were made; the stream is the only input.
+            raise ValueError("stream_name '': must name a stream or be its ARN")
         self._kinesis = kinesis
         self.stream = stream_name
         # PutRecords takes either; an ARN also pins the account and region.
         key = "StreamARN" if stream_name.startswith("arn:") else "StreamName"
         self._target = {key: stream_name}
-        self._senders = senders
-        self._max_tries = max_tries
-        self._base = backoff_base_seconds
-        self._cap = backoff_cap_seconds
+        self.options = options
+        self._senders = options.senders
+        self._max_tries = options.max_tries
+        self._base = options.backoff_base_seconds
+        self._cap = options.backoff_cap_seconds
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_progress = on_progress
         self._clock = clock
-        self._max_count = max_batch_count
-        self._max_bytes = max_batch_bytes
+        self._max_count = options.max_records_per_request
+        self._max_bytes = MAX_PUT_RECORDS_BYTES
         self._order = count()
-        self._shards = shards
-        self._pacing = pacing
+        self._shards = options.shards
+        self._pacing = options.pacing
         self._reconnect = reconnect
         self._generation = 0
         self._unproven_renewals = 0  # renewals in a row whose session carried no record yet

@@ -18,39 +18,20 @@ from sync.errors import InputError, MassExitError, SnapshotError, StateError
 from sync.inputs import cohort_id_problems, cohort_name_problems, range_problem
 from sync.limits import (
     COMPUTED_TIME_RANGE,
-    DEFAULT_BACKOFF_BASE_SECONDS,
-    DEFAULT_BACKOFF_CAP_SECONDS,
-    DEFAULT_MAX_TRIES,
-    DEFAULT_SENDERS,
-    DEFAULT_USERS_PER_MESSAGE,
-    MAX_PUT_RECORDS_COUNT,
     MAX_TRIES_RANGE,
     SENDERS_RANGE,
     SHARDS_RANGE,
     USERS_PER_MESSAGE_RANGE,
 )
 from sync.mass_exit import ExitGuard, mass_exit_refusal
-from sync.messages import OutgoingRecord, PartitionKeyMode, build_messages
+from sync.messages import OutgoingRecord, build_messages
+from sync.options import DeliveryOptions as DeliveryOptions  # re-exported: callers import it here
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
 from sync.state import DiffCounts, StagedSync, StateStore
 
 # The publisher decides every re-send (only refused records, paced, counted in the report);
 # botocore's own retries would multiply its tries and hide throttles from the report.
 PUBLISHER_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-
-
-@dataclass(frozen=True)
-class DeliveryOptions:
-    """How records are built and sent; defaults follow Amplitude's partner cohort sync."""
-
-    max_users_per_message: int = DEFAULT_USERS_PER_MESSAGE
-    partition_key: PartitionKeyMode = "message_id"
-    senders: int = DEFAULT_SENDERS
-    max_tries: int = DEFAULT_MAX_TRIES
-    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
-    backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
-    shards: int | None = None  # the stream's shard count, if known: seeds the publisher's pacing
-    max_records_per_request: int = MAX_PUT_RECORDS_COUNT
 
 
 @dataclass(frozen=True)
@@ -303,18 +284,7 @@ def deliver_pending(
 
     `reconnect` returns a fresh Kinesis client; without it ExpiredToken stops the delivery.
     """
-    publisher = Publisher(
-        kinesis,
-        stream,
-        senders=options.senders,
-        max_tries=options.max_tries,
-        backoff_base_seconds=options.backoff_base_seconds,
-        backoff_cap_seconds=options.backoff_cap_seconds,
-        on_progress=on_progress,
-        shards=options.shards,
-        reconnect=reconnect,
-        max_batch_count=options.max_records_per_request,
-    )
+    publisher = Publisher(kinesis, stream, options, on_progress=on_progress, reconnect=reconnect)
     report = publisher.send(store.pending(), on_acked=store.ack)
     if report.failed:
         store.record_failure(list(report.failed), "exhausted tries")
@@ -449,13 +419,14 @@ def run_push(
                 reconnect=reconnect,
             )
         left = store.outbox_counts().pending
+        store.compact()  # acked records are deleted: the file follows the live data
     return PushReport.delivered(
         delivery,
         started=started,
         pending_left=left,
         messages=staged.messages,
         cohort_id=request.cohort_id,
-        sync_id=staged.sync_id,
+        sync_id=staged.sync_id if staged.messages else None,  # nothing staged: no sync
         snapshot_users=users,
         entered=staged.entering,
         exited=staged.exiting,
@@ -527,4 +498,5 @@ def run_replay(
                 reconnect=reconnect,
             )
         left = store.outbox_counts().pending
+        store.compact()
     return PushReport.delivered(delivery, started=started, pending_left=left, messages=waiting)

@@ -10,8 +10,9 @@ read in keyset-paginated pages, so the caller may write (insert records, ack) be
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,10 @@ from sync.snapshots import DEFAULT_MAX_PROBLEMS, DEFAULT_MAX_USER_BYTES, Snapsho
 from sync.snapshots import load_snapshot as _load_snapshot
 
 SCHEMA_VERSION: Final = "1"
+# compact() rewrites the file when more than this fraction of its blocks are free, so the file
+# stays within about 1 / (1 - fraction) of the live data; tiny files are never worth it.
+COMPACT_FREE_FRACTION: Final = 0.2
+COMPACT_MIN_BLOCKS: Final = 8  # DuckDB blocks are 256 KiB: files under 2 MiB are left alone
 USERS_PER_PAGE: Final = 10_000
 # Users handed to the message builder per read: as many as its own read-ahead holds, fetched as
 # Arrow (half the cost of building a tuple per row).
@@ -80,11 +85,80 @@ class StagedSync:
     bytes: int
 
 
+@dataclass(frozen=True)
+class LastSync:
+    """A cohort's most recent staged sync."""
+
+    sync_id: str
+    computed_time: str
+    created: str  # ISO 8601, UTC
+    status: str  # staged (records pending) or delivered
+    entering: int
+    exiting: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """One bound cohort: its stream, stored members and last sync."""
+
+    cohort_id: str
+    cohort_name: str
+    stream_arn: str
+    members: int
+    last_sync: LastSync | None
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """What `cohort-sync state` prints: size on disk (file and WAL), cohorts, pending outbox."""
+
+    path: str
+    file_bytes: int
+    syncs: int
+    cohorts: tuple[CohortSummary, ...]
+    outbox: OutboxCounts
+
+    def to_json(self) -> dict[str, object]:
+        """The summary as plain JSON values."""
+        return asdict(self)
+
+    def render(self) -> str:
+        """A few aligned lines for people."""
+        pending = self.outbox
+        lines = [
+            f"state {self.path}: {self.file_bytes:,} bytes on disk, {self.syncs:,} sync(s)",
+            f"  pending outbox    {pending.pending:,} record(s), {pending.pending_users:,} "
+            f"user(s); {pending.failing:,} failing (most tries {pending.max_tries})",
+        ]
+        if not self.cohorts:
+            lines.append("  no cohorts yet")
+        for cohort in self.cohorts:
+            lines.append(
+                f"  cohort {cohort.cohort_id} ({cohort.cohort_name!r}) -> {cohort.stream_arn}: "
+                f"{cohort.members:,} member(s)"
+            )
+            last = cohort.last_sync
+            lines.append(
+                "    last sync  none"
+                if last is None
+                else f"    last sync  {last.sync_id} computed_time {last.computed_time} "
+                f"({last.created}) {last.status}: +{last.entering:,} -{last.exiting:,} "
+                f"in {last.messages:,} message(s)"
+            )
+        return "\n".join(lines)
+
+
 class StateStore:
     """The publisher's state in one DuckDB database file (`:memory:` for tests)."""
 
     def __init__(
-        self, path: Path | str, *, memory_limit: str = "1GB", threads: int | None = None
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str = "1GB",
+        threads: int | None = None,
+        read_only: bool = False,
     ) -> None:
         config: dict[str, str | bool | int | float | list[str]] = {
             "memory_limit": memory_limit,
@@ -92,10 +166,12 @@ class StateStore:
         if threads is not None:
             config["threads"] = threads
         self.path = str(path)
+        self._config = config
+        self._read_only = read_only
         try:
-            self._con = duckdb.connect(self.path, config=config)
+            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
             self._con.execute("SET enable_progress_bar = false")  # a library draws no bars
-            self._migrate()
+            self._migrate(read_only=read_only)
         except duckdb.Error as exc:
             raise StateError(f"state store {self.path}: cannot open ({exc})") from exc
         self._outbox = Outbox(self._con)
@@ -119,12 +195,15 @@ class StateStore:
         """The store's one connection, for benchmarks and diagnostics; never hold a cursor."""
         return self._con
 
-    def _migrate(self) -> None:
-        for statement in _SCHEMA:
-            self._con.execute(statement)
+    def _migrate(self, *, read_only: bool = False) -> None:
+        if not read_only:
+            for statement in _SCHEMA:
+                self._con.execute(statement)
         # fetchall, never fetchone: DuckDB keeps a half-read result open and refuses other work.
         rows = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
         row = rows[0] if rows else None
+        if row is None and read_only:
+            raise StateError(f"state store {self.path}: not a cohort-sync state file (no schema)")
         if row is None:
             self._con.execute(
                 "INSERT INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION}
@@ -138,6 +217,97 @@ class StateStore:
     def close(self) -> None:
         """Close the connection; committed work is already durable."""
         self._con.close()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file, so deleted rows' blocks are freed for reuse."""
+        self._con.execute("CHECKPOINT")
+
+    def compact(
+        self,
+        *,
+        max_free_fraction: float = COMPACT_FREE_FRACTION,
+        min_blocks: int = COMPACT_MIN_BLOCKS,
+    ) -> bool:
+        """Checkpoint; rewrite the file when free blocks exceed the fraction. True if rewritten.
+
+        DuckDB reuses freed blocks but only gives back those at the end of the file, so the
+        blocks each checkpoint frees (acked records, rewritten membership row groups) would keep
+        the file at its high-water mark. A copy holds only the live data; it replaces the file
+        atomically, so a crash leaves either the old file or the new one, whole.
+        """
+        self.checkpoint()
+        if self.path == ":memory:" or self._read_only:
+            return False
+        row = self._con.execute(
+            "SELECT total_blocks, free_blocks FROM pragma_database_size() "
+            "WHERE database_name = current_database()"
+        ).fetchall()[0]
+        total, free = int(row[0]), int(row[1])
+        if total < min_blocks or free <= max_free_fraction * total:
+            return False
+        target = Path(self.path + ".compact")
+        target.unlink(missing_ok=True)  # a copy a crash left behind
+        name = self._con.execute("SELECT current_database()").fetchall()[0][0]
+        self._con.execute(f"ATTACH '{target}' AS _compact")
+        try:
+            self._con.execute(f'COPY FROM DATABASE "{name}" TO _compact')
+        finally:
+            self._con.execute("DETACH _compact")
+        self._con.close()
+        if Path(self.path + ".wal").exists():
+            # Never pair a new file with the old file's WAL: keep the old file as it is.
+            target.unlink()
+        else:
+            os.replace(target, self.path)
+            _fsync_directory(Path(self.path).parent)
+        self._con = duckdb.connect(self.path, config=self._config)
+        self._con.execute("SET enable_progress_bar = false")
+        self._outbox = Outbox(self._con)
+        self._snapshot, self._diffed = None, None
+        return True
+
+    def summary(self) -> StateSummary:
+        """What the state holds: its size on disk, each cohort's last sync, the pending outbox."""
+        rows = self._con.execute(
+            """SELECT c.cohort_id, c.cohort_name, c.stream_arn,
+                      (SELECT count(*) FROM membership AS m WHERE m.cohort_id = c.cohort_id),
+                      s.sync_id, s.computed_time, s.created, s.status, s.entering, s.exiting,
+                      s.messages
+               FROM cohorts AS c
+               LEFT JOIN (SELECT * FROM syncs
+                          QUALIFY row_number() OVER (PARTITION BY cohort_id
+                                                     ORDER BY ordinal DESC) = 1) AS s
+                      ON s.cohort_id = c.cohort_id
+               ORDER BY c.cohort_id"""
+        ).fetchall()
+        cohorts = tuple(
+            CohortSummary(
+                cohort_id=str(row[0]),
+                cohort_name=str(row[1]),
+                stream_arn=str(row[2]),
+                members=int(row[3]),
+                last_sync=None
+                if row[4] is None
+                else LastSync(
+                    sync_id=str(row[4]),
+                    computed_time=str(row[5]),
+                    created=row[6].isoformat(),
+                    status=str(row[7]),
+                    entering=int(row[8]),
+                    exiting=int(row[9]),
+                    messages=int(row[10]),
+                ),
+            )
+            for row in rows
+        )
+        files = [Path(self.path), Path(self.path + ".wal")]
+        return StateSummary(
+            path=self.path,
+            file_bytes=sum(f.stat().st_size for f in files if f.exists()),
+            syncs=self._scalar("SELECT count(*) FROM syncs"),
+            cohorts=cohorts,
+            outbox=self._outbox.counts(),
+        )
 
     def bind(self, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
         """Bind the cohort to the stream; refuse a state file already bound to another stream."""
@@ -238,21 +408,12 @@ class StateStore:
                 build, lambda first, records: self._outbox.add(sync_id, first, records)
             )
             self._replace_membership(cohort_id, everyone_enters=everyone)
-            self._con.execute(
-                """INSERT INTO syncs VALUES ($s, (SELECT coalesce(max(ordinal), 0) + 1 FROM syncs),
-                       $c, $t, $now, $status, $e, $x, $m, $b)""",
-                {
-                    "s": sync_id,
-                    "c": cohort_id,
-                    "t": computed_time,
-                    "now": datetime.now(UTC),
-                    "status": "staged" if sequence else "delivered",
-                    "e": entering,
-                    "x": exiting,
-                    "m": sequence,
-                    "b": size,
-                },
-            )
+            if sequence:
+                # A run with nothing to send leaves no sync behind: no row, no computed_time
+                # for the next run to order after (stored property changes need neither).
+                self._record_sync(
+                    sync_id, cohort_id, computed_time, entering, exiting, size, sequence
+                )
             for table in (_DELTA, _ENTERING, _EXITING):
                 self._con.execute(f"DROP TABLE IF EXISTS {table}")
             self._con.commit()
@@ -263,6 +424,31 @@ class StateStore:
         self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
         self._snapshot, self._diffed = None, None
         return StagedSync(sync_id, entering, exiting, sequence, size)
+
+    def _record_sync(
+        self,
+        sync_id: str,
+        cohort_id: str,
+        computed_time: str,
+        entering: int,
+        exiting: int,
+        size: int,
+        messages: int,
+    ) -> None:
+        self._con.execute(
+            """INSERT INTO syncs VALUES ($s, (SELECT coalesce(max(ordinal), 0) + 1 FROM syncs),
+                   $c, $t, $now, 'staged', $e, $x, $m, $b)""",
+            {
+                "s": sync_id,
+                "c": cohort_id,
+                "t": computed_time,
+                "now": datetime.now(UTC),
+                "e": entering,
+                "x": exiting,
+                "m": messages,
+                "b": size,
+            },
+        )
 
     def preview(
         self,
@@ -449,6 +635,15 @@ class StateStore:
                                   WHERE kind IN ('enter', 'update'))""",
             {"c": cohort_id},
         )
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _count(records: Iterable[OutgoingRecord]) -> tuple[int, int]:

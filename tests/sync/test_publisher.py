@@ -19,6 +19,7 @@ from sandbox.streams import read_records
 from sync.contract import decode
 from sync.errors import DeliveryError, DeliveryRefusedError, PreflightError
 from sync.messages import OutgoingRecord, build_messages
+from sync.options import DeliveryOptions
 from sync.publisher import MAX_UNPROVEN_RENEWALS, DeliveryReport, ProgressEvent, Publisher
 
 STREAM = "cohorts"
@@ -116,14 +117,15 @@ class Acks:
         return [i for call in self.calls for i in call]
 
 
+COLLABORATORS = frozenset({"sleep", "clock", "rng", "on_progress", "reconnect"})
+
+
 def publisher(kinesis: Any, clock: FakeClock, **kwargs: Any) -> Publisher:
-    options: dict[str, Any] = {
-        "senders": 1,
-        "sleep": clock.sleep,
-        "clock": clock,
-        "rng": random.Random(7),
-    }
-    return Publisher(kinesis, STREAM, **{**options, **kwargs})
+    """A one-sender publisher on a fake clock; kwargs: DeliveryOptions fields or collaborators."""
+    helpers: dict[str, Any] = {"sleep": clock.sleep, "clock": clock, "rng": random.Random(7)}
+    helpers.update({k: v for k, v in kwargs.items() if k in COLLABORATORS})
+    settings = {"senders": 1, **{k: v for k, v in kwargs.items() if k not in COLLABORATORS}}
+    return Publisher(kinesis, STREAM, DeliveryOptions(**settings), **helpers)
 
 
 def expected_delays(*ceilings: float) -> list[float]:
@@ -259,7 +261,7 @@ def test_access_denied_stops_sending_and_lists_every_unsent_record() -> None:
     kinesis = FakeKinesis(lambda i, keys: client_error("AccessDeniedException") if i == 1 else None)
     acks = Acks()
     with pytest.raises(DeliveryError) as info:
-        publisher(kinesis, clock, max_batch_count=2).send(records(6), acks)
+        publisher(kinesis, clock, max_records_per_request=2).send(records(6), acks)
     error = info.value
     # THEN no new work was sent, and the error says what to do
     assert isinstance(error, DeliveryRefusedError)
@@ -294,7 +296,9 @@ def test_non_retryable_codes_name_the_fix(code: str, fix: str) -> None:
     arn = "arn:aws:kinesis:us-east-1:123456789012:stream/c"
     kinesis = FakeKinesis(lambda i, keys: client_error(code))
     with pytest.raises(DeliveryRefusedError) as info:
-        Publisher(kinesis, arn, senders=1, sleep=clock.sleep, clock=clock).send(records(1), Acks())
+        Publisher(kinesis, arn, DeliveryOptions(senders=1), sleep=clock.sleep, clock=clock).send(
+            records(1), Acks()
+        )
     assert str(info.value).startswith(f"{code} from PutRecords on {arn}: ")
     assert fix in str(info.value)
     assert info.value.unsent == ("s:0",)
@@ -336,13 +340,45 @@ def test_backoff_ceiling_doubles_from_base_to_cap() -> None:
 
 
 @pytest.mark.unit
-def test_invalid_settings_are_refused_all_at_once() -> None:
+def test_invalid_options_are_refused_all_at_once_before_any_publisher_exists() -> None:
     with pytest.raises(ValueError) as info:
-        Publisher(object(), "", senders=0, max_tries=0, backoff_base_seconds=0)
+        DeliveryOptions(senders=0, max_tries=0, backoff_base_seconds=0, max_records_per_request=501)
     assert str(info.value) == (
-        "stream_name '': must name a stream or be its ARN; senders 0: must be >= 1; "
-        "max_tries 0: must be >= 1; backoff 0..128.0 s: need 0 < base <= cap"
+        "senders 0: must be >= 1; max_tries 0: must be >= 1; "
+        "backoff 0..128.0 s: need 0 < base <= cap; "
+        "max_records_per_request 501: must be 1..500 (Kinesis's PutRecords limit)"
     )
+
+
+@pytest.mark.unit
+def test_an_empty_stream_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="stream_name '': must name a stream or be its ARN"):
+        Publisher(object(), "")
+
+
+@pytest.mark.unit
+def test_the_publisher_sends_as_its_options_say() -> None:
+    # GIVEN options that differ from every default the publisher could fall back on
+    clock = FakeClock()
+    refuse_first = partial({"s:0": "InternalFailure"})
+    kinesis = FakeKinesis(lambda i, keys: refuse_first(keys))
+    options = DeliveryOptions(
+        senders=2,
+        max_tries=2,
+        backoff_base_seconds=0.5,
+        backoff_cap_seconds=0.5,
+        max_records_per_request=3,
+        pacing=None,
+    )
+    # WHEN it sends seven records, the first refused on every try
+    pub = Publisher(kinesis, STREAM, options, sleep=clock.sleep, clock=clock)
+    report = pub.send(records(7), Acks())
+    # THEN requests hold at most three records, the refused one gets exactly two tries
+    assert pub.options is options
+    assert max(len(keys) for keys in kinesis.calls) == 3
+    assert report.failed == ("s:0",)
+    assert sum("s:0" in keys for keys in kinesis.calls) == 2
+    assert report.records_sent == 6
 
 
 @pytest.mark.unit
@@ -358,7 +394,10 @@ def test_senders_run_put_records_concurrently_and_progress_is_reported() -> None
 
     events: list[ProgressEvent] = []
     pub = Publisher(
-        FakeKinesis(script), STREAM, senders=4, on_progress=events.append, max_batch_count=10
+        FakeKinesis(script),
+        STREAM,
+        DeliveryOptions(senders=4, max_records_per_request=10),
+        on_progress=events.append,
     )
     acks = Acks()
     report = pub.send(records(80), acks)
@@ -456,14 +495,10 @@ def test_nothing_is_lost_when_moto_fails_records_throttles_and_drops_responses()
         sent = records(1500)
         acks = Acks()
         # Unpaced, so the lost call is a whole 500-record request (pacing shrinks them)
-        report = Publisher(
-            client,
-            STREAM,
-            senders=1,
-            backoff_base_seconds=0.001,
-            backoff_cap_seconds=0.01,
-            pacing=None,
-        ).send(sent, acks)
+        options = DeliveryOptions(
+            senders=1, backoff_base_seconds=0.001, backoff_cap_seconds=0.01, pacing=None
+        )
+        report = Publisher(client, STREAM, options).send(sent, acks)
         stored = Counter(read_all(client))
     # THEN every record arrived, duplicates only from the lost answer, each acked exactly once
     assert set(stored) == {r.data for r in sent}
@@ -508,7 +543,7 @@ def test_sessions_that_expire_after_carrying_records_are_renewed_without_limit()
 
     # WHEN more calls than the renewal bound are needed
     report = publisher(
-        expire_odd, clock, reconnect=lambda: expire_odd, max_batch_count=1, pacing=None
+        expire_odd, clock, reconnect=lambda: expire_odd, max_records_per_request=1, pacing=None
     ).send(records(2 * MAX_UNPROVEN_RENEWALS), Acks())
 
     # THEN every record arrives and each expiry was a renewal

@@ -369,10 +369,13 @@ def test_an_interrupted_push_resumes_without_losing_or_renumbering(env: Env, lan
     with pytest.raises(KeyboardInterrupt):
         env.push(snapshot, state, T1, options=options, session=session)
 
-    # THEN the first call's records are out, and the outbox holds all 1,200, numbered once
-    staged = staged_payloads(state)
+    # THEN the first call's records are out and gone from the outbox (acked), the outbox holds
+    # the other 700, and together they are all 1,200, numbered once
+    pending = staged_payloads(state)
     sent_before = env.read_stream()
     assert len(sent_before) == (1000 if landed else 500)
+    assert len(pending) == 700
+    staged = {r.payload["message_id"]: r.data for r in sent_before} | pending
     assert len(staged) == 1200
     sync_id = next(iter(staged)).rsplit(":", 1)[0]
     assert set(staged) == {f"{sync_id}:{n}" for n in range(1200)}

@@ -177,12 +177,14 @@ def test_pending_ack_and_resume_across_reopen(tmp_path: Path) -> None:
         rest = list(second.pending())
         assert [r.message_id for r in rest] == ["s1:2", "s1:3"]
         counts = second.outbox_counts()
-        assert (counts.pending, counts.acked, counts.failing, counts.max_tries) == (2, 2, 1, 1)
+        assert (counts.pending, counts.failing, counts.max_tries) == (2, 1, 1)
         assert counts.pending_users == 3
         assert sent(head + rest)[True] == users
         second.ack([r.message_id for r in rest])
         assert list(second.pending()) == []
-        assert second.outbox_counts().acked == 4
+        # Acknowledged records are deleted, not kept: the outbox is what is pending.
+        assert second.connection.execute("SELECT count(*) FROM outbox").fetchall() == [(0,)]
+        assert second.summary().cohorts[0].last_sync.status == "delivered"  # type: ignore[union-attr]
 
 
 def test_ack_while_iterating_pending(store: StateStore, tmp_path: Path) -> None:
@@ -320,6 +322,7 @@ def test_applying_each_sync_reproduces_each_snapshot(sequence: list[dict[str, An
     with tempfile.TemporaryDirectory() as tmp, StateStore(":memory:", threads=1) as store:
         store.bind(COHORT, NAME, STREAM)
         members: dict[str, Any] = {}
+        synced = False  # a sync that sent nothing is not recorded, so it is not the first
         for index, snapshot in enumerate(sequence):
             store.load_snapshot(write_jsonl(Path(tmp) / f"{index}.jsonl", snapshot))
             planned = store.plan(COHORT)
@@ -331,7 +334,8 @@ def test_applying_each_sync_reproduces_each_snapshot(sequence: list[dict[str, An
                 build=builder(f"s{index}"),
             )
             assert (planned.entering, planned.exiting) == (staged.entering, staged.exiting)
-            assert planned.first_sync is (index == 0)
+            assert planned.first_sync is not synced
+            synced = synced or staged.messages > 0
             delta = sent(store.pending(sync_id=f"s{index}"))
             assert not set(delta[True]) & set(members)
             assert set(delta[False]) <= set(members)
@@ -344,3 +348,100 @@ def test_applying_each_sync_reproduces_each_snapshot(sequence: list[dict[str, An
             assert {u: json.loads(j).get("user_properties") for u, j in store.members(COHORT)} == {
                 u: (p or None) for u, p in snapshot.items()
             }
+
+
+def test_a_sync_that_sends_nothing_leaves_no_sync_and_no_computed_time(
+    store: StateStore, tmp_path: Path
+) -> None:
+    # GIVEN a cohort synced once at computed_time 1700000000
+    store.bind(COHORT, NAME, STREAM)
+    users = {"u1": {"plan": "pro"}, "u2": None}
+    assert push(store, tmp_path / "a.jsonl", users, "s1").messages == 1
+    # WHEN the same members come again (one property changed: stored, never sent)
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {**users, "u1": {"plan": "team"}}))
+    staged = store.stage(
+        cohort_id=COHORT,
+        cohort_name=NAME,
+        computed_time="1700000999",
+        sync_id="s2",
+        build=builder("s2"),
+    )
+    # THEN nothing is staged, no sync row is added and computed_time stays where it was
+    assert (staged.messages, staged.entering, staged.exiting) == (0, 0, 0)
+    assert store.connection.execute("SELECT sync_id FROM syncs").fetchall() == [("s1",)]
+    assert store.last_computed_time(COHORT) == 1700000000
+    # AND the property change is stored all the same
+    assert dict(store.members(COHORT))["u1"] == '{"user_id":"u1","user_properties":{"plan":"team"}}'
+
+
+def test_compact_rewrites_a_sparse_file_to_its_live_data(tmp_path: Path) -> None:
+    # GIVEN a file-backed state whose first sync's records were all acknowledged
+    db = tmp_path / "state.duckdb"
+    with StateStore(db, threads=1) as store:
+        store.bind(COHORT, NAME, STREAM)
+        users = {f"user-{i:06d}": {"blob": "x" * 200} for i in range(20_000)}
+        push(store, tmp_path / "s.jsonl", users, "s1")
+        store.checkpoint()  # the records reach the file (a big stage's WAL does by itself)
+        store.ack([r.message_id for r in store.pending()])
+        store.checkpoint()
+        sparse = db.stat().st_size
+        # WHEN it is compacted
+        assert store.compact() is True
+        # THEN the file shrank to the live data, and the store still works on the new file
+        assert db.stat().st_size < 0.7 * sparse
+        assert sum(1 for _ in store.members(COHORT)) == 20_000
+        store.bind(COHORT, "renamed", STREAM)  # ON CONFLICT needs the primary key it kept
+        assert store.compact() is False  # nothing left to gain
+    assert not (tmp_path / "state.duckdb.compact").exists()
+    with StateStore(db, read_only=True) as reopened:
+        summary = reopened.summary()
+    assert [(c.cohort_name, c.members) for c in summary.cohorts] == [("renamed", 20_000)]
+    assert summary.cohorts[0].last_sync is not None
+    assert summary.cohorts[0].last_sync.status == "delivered"
+    assert summary.outbox.pending == 0
+
+
+YEAR_USERS = 10_000
+YEAR_DAYS = 365
+
+
+@pytest.mark.slow
+def test_a_simulated_year_of_daily_pushes_keeps_the_state_file_bounded(tmp_path: Path) -> None:
+    # GIVEN a cohort of 10,000 users; each day 1% leave and 1% join (oldest out, newest in)
+    db = tmp_path / "state.duckdb"
+    churn = YEAR_USERS // 100
+    sizes = []
+    with StateStore(db, threads=1) as store:
+        store.bind(COHORT, NAME, STREAM)
+        for day in range(YEAR_DAYS):
+            # WHEN each day stages, delivers (acks) and compacts as run_push does; one open
+            # store for speed, and compaction's floor lowered to this small file's scale
+            first = day * churn
+            store.use_snapshot(
+                store.connection.sql(
+                    f"""SELECT 'user-' || lpad(i::VARCHAR, 8, '0') AS user_id,
+                               '{{"user_id":"user-' || lpad(i::VARCHAR, 8, '0')
+                               || '","user_properties":{{"plan":"p' || (i % 7) || '"}}}}'
+                               AS user_json
+                        FROM range({first}, {first + YEAR_USERS}) AS t(i)"""
+                )
+            )
+            staged = store.stage(
+                cohort_id=COHORT,
+                cohort_name=NAME,
+                computed_time=str(1_700_000_000 + day * 86_400),
+                sync_id=f"day{day}",
+                build=builder(f"day{day}", users_per_message=1000),
+            )
+            assert staged.entering == (YEAR_USERS if day == 0 else churn)
+            store.ack([r.message_id for r in store.pending()])
+            store.compact(min_blocks=2)
+            sizes.append(db.stat().st_size)
+    # THEN the file never grew past 1.5x its size after day 1, and the outbox is empty
+    worst = max(range(YEAR_DAYS), key=sizes.__getitem__)
+    assert sizes[worst] <= 1.5 * sizes[0], (worst, sizes[worst], sizes[0])
+    with StateStore(db, read_only=True) as reader:
+        summary = reader.summary()
+    assert summary.outbox.pending == 0
+    assert summary.syncs == YEAR_DAYS
+    assert summary.cohorts[0].members == YEAR_USERS
