@@ -19,3 +19,6 @@ DEFAULT_MAX_TRIES: Final = 8
 DEFAULT_BACKOFF_BASE_SECONDS: Final = 1.0
 DEFAULT_BACKOFF_CAP_SECONDS: Final = 128.0
 REAL_TIME_MAX_COHORT_USERS: Final = 1_000_000
+
+# SQS: the largest message body (SendMessage; AWS's long-standing 256 KiB default).
+SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024
