@@ -390,12 +390,15 @@ def test_exhausted_retries_go_to_the_failure_queue_in_aws_shape(consumer: Consum
 
 def test_records_older_than_the_maximum_age_are_given_up_on(consumer: Consumer) -> None:
     consumer.put(*(encode(m) for m in messages(3, seed=9)))
-    report = consumer.mapping(clock=lambda: time.time() + 2 * 86_400).poll()
+    simulator = consumer.mapping(clock=lambda: time.time() + 2 * 86_400)
+
+    report = simulator.poll()
 
     assert report.invocations == 0 and report.records_discarded == 3
-    conditions = {m["requestContext"]["condition"] for m in consumer.failures()}
-    assert conditions == {"RecordAgeExceeded"}
-    assert all("responseContext" not in m for m in consumer.mapping().destination_messages)
+    kept = consumer.failures()
+    assert kept == simulator.destination_messages
+    assert {m["requestContext"]["condition"] for m in kept} == {"RecordAgeExceeded"}
+    assert all("responseContext" not in m for m in kept)
 
 
 # --- the function role, probed from outside -------------------------------------------------
