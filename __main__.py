@@ -1,15 +1,20 @@
 """The Pulumi program: read stack config, declare the cohort destination, export its config."""
 
+from pathlib import Path
+
 import pulumi
 
 from provisioning import constants as c
 from provisioning.component import CohortDestination, CohortDestinationArgs
 from provisioning.config import parse_config
+from provisioning.consumer import CohortConsumer, CohortConsumerArgs
+
+PROJECT_DIR = Path(__file__).resolve().parent
 
 stack_config = pulumi.Config()
-raw = {key: stack_config.get(key) for key in c.CONFIG_KEYS if key != c.CONFIG_TAGS}
+raw = {key: stack_config.get(key) for key in c.PROGRAM_CONFIG_KEYS if key != c.CONFIG_TAGS}
 raw[c.CONFIG_TAGS] = stack_config.get_object(c.CONFIG_TAGS)
-config = parse_config(raw, stack=pulumi.get_stack())
+config = parse_config(raw, stack=pulumi.get_stack(), project_dir=PROJECT_DIR)
 
 destination = CohortDestination("cohort", CohortDestinationArgs(config=config))
 
@@ -22,3 +27,21 @@ pulumi.export(c.OUTPUT_POLICY_ARN, destination.policy.arn)
 pulumi.export(c.OUTPUT_DESTINATION, destination.destination)
 if config.external_id is not None:
     pulumi.export(c.OUTPUT_EXTERNAL_ID, pulumi.Output.secret(config.external_id))
+
+if config.consumer is not None:
+    consumer = CohortConsumer(
+        "consumer",
+        CohortConsumerArgs(
+            stream_arn=destination.stream.arn,
+            stream_name=config.stream_name,
+            kms_key_arn=config.kms_key_arn if config.uses_customer_key else None,
+            encrypted=config.encryption != "NONE",
+            config=config.consumer,
+            project_dir=PROJECT_DIR,
+            tags=config.tags,
+        ),
+    )
+    pulumi.export(c.OUTPUT_MEMBERSHIP_TABLE, consumer.membership_table.name)
+    pulumi.export(c.OUTPUT_IDEMPOTENCY_TABLE, consumer.idempotency_table.name)
+    pulumi.export(c.OUTPUT_FUNCTION_ARN, consumer.function.arn)
+    pulumi.export(c.OUTPUT_FAILURE_QUEUE_URL, consumer.failure_queue.url)

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from provisioning import constants as c
@@ -30,6 +31,7 @@ class DestinationConfig:
     external_id: str | None = field(default=None, repr=False)
     display_name: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    consumer: ConsumerConfig | None = None  # None: `consumer: none`, no Lambda consumer
 
     @property
     def trusted_principal_arn(self) -> str:
@@ -106,10 +108,15 @@ def _parse_tags(value: Any, problems: list[str]) -> dict[str, str]:
     return tags
 
 
-def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
-    """Validate raw stack config (camelCase keys); raise ConfigError naming every problem."""
+def parse_config(
+    raw: Mapping[str, Any], stack: str, project_dir: Path | None = None
+) -> DestinationConfig:
+    """Validate raw stack config (camelCase keys); raise ConfigError naming every problem.
+
+    With `project_dir`, a Lambda consumer's code archive must exist under it.
+    """
     problems: list[str] = []
-    known = set(c.CONFIG_KEYS)
+    known = set(c.PROGRAM_CONFIG_KEYS)
     for key in sorted(set(raw) - known):
         problems.append(
             f"{key} {raw[key]!r}: unknown key; known keys are {', '.join(sorted(known))}"
@@ -241,6 +248,7 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
         stack=stack
     )
     tags = _parse_tags(raw.get(c.CONFIG_TAGS), problems)
+    consumer = parse_consumer(raw, problems, project_dir)
 
     if problems:
         raise ConfigError(problems)
@@ -260,4 +268,179 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
         external_id=external_id,
         display_name=display_name,
         tags=tags,
+        consumer=consumer,
+    )
+
+
+# --- The Lambda consumer (`consumer: lambda`) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """The Lambda consumer's settings, validated against Lambda's and CloudWatch's rules."""
+
+    archive_path: str
+    memory_mb: int = c.DEFAULT_CONSUMER_MEMORY_MB
+    timeout_seconds: int = c.DEFAULT_CONSUMER_TIMEOUT_SECONDS
+    reserved_concurrency: int | None = None
+    batch_size: int = c.DEFAULT_CONSUMER_BATCH_SIZE
+    batching_window_seconds: int = c.DEFAULT_CONSUMER_BATCHING_WINDOW_SECONDS
+    parallelization_factor: int = c.DEFAULT_CONSUMER_PARALLELIZATION_FACTOR
+    max_retries: int = c.DEFAULT_CONSUMER_MAX_RETRIES
+    max_record_age_seconds: int = c.DEFAULT_CONSUMER_MAX_RECORD_AGE_SECONDS
+    log_retention_days: int = c.DEFAULT_CONSUMER_LOG_RETENTION_DAYS
+    architecture: str = c.DEFAULT_CONSUMER_ARCHITECTURE
+    alarms: bool = True
+
+
+# (key, default, allowed range) of every whole-number consumer key.
+_CONSUMER_INTS: tuple[tuple[str, int, tuple[int, int] | None], ...] = (
+    (c.CONFIG_CONSUMER_MEMORY_MB, c.DEFAULT_CONSUMER_MEMORY_MB, c.CONSUMER_MEMORY_MB_RANGE),
+    (
+        c.CONFIG_CONSUMER_TIMEOUT_SECONDS,
+        c.DEFAULT_CONSUMER_TIMEOUT_SECONDS,
+        c.CONSUMER_TIMEOUT_SECONDS_RANGE,
+    ),
+    (
+        c.CONFIG_CONSUMER_RESERVED_CONCURRENCY,
+        c.CONSUMER_RESERVED_CONCURRENCY_UNSET,
+        c.CONSUMER_RESERVED_CONCURRENCY_RANGE,
+    ),
+    (c.CONFIG_CONSUMER_BATCH_SIZE, c.DEFAULT_CONSUMER_BATCH_SIZE, c.CONSUMER_BATCH_SIZE_RANGE),
+    (
+        c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS,
+        c.DEFAULT_CONSUMER_BATCHING_WINDOW_SECONDS,
+        c.CONSUMER_BATCHING_WINDOW_SECONDS_RANGE,
+    ),
+    (
+        c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR,
+        c.DEFAULT_CONSUMER_PARALLELIZATION_FACTOR,
+        c.CONSUMER_PARALLELIZATION_FACTOR_RANGE,
+    ),
+    (c.CONFIG_CONSUMER_MAX_RETRIES, c.DEFAULT_CONSUMER_MAX_RETRIES, c.CONSUMER_MAX_RETRIES_RANGE),
+    (
+        c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS,
+        c.DEFAULT_CONSUMER_MAX_RECORD_AGE_SECONDS,
+        c.CONSUMER_MAX_RECORD_AGE_SECONDS_RANGE,
+    ),
+    (c.CONFIG_CONSUMER_LOG_RETENTION_DAYS, c.DEFAULT_CONSUMER_LOG_RETENTION_DAYS, None),
+)
+
+
+def _as_bool(key: str, value: Any, problems: list[str]) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    problems.append(f"{key} {value!r}: must be true or false")
+    return None
+
+
+def archive_command(architecture: str) -> str:
+    """The documented command that builds the function's code archive."""
+    return f"make lambda-archive ARCH={architecture}"
+
+
+def parse_consumer(
+    raw: Mapping[str, Any], problems: list[str], project_dir: Path | None = None
+) -> ConsumerConfig | None:
+    """The consumer block of the stack config (None for `consumer: none`); adds to `problems`."""
+    consumer = (
+        c.CONSUMER_NONE if _blank(raw.get(c.CONFIG_CONSUMER)) else str(raw[c.CONFIG_CONSUMER])
+    )
+    consumer = consumer.strip()
+    known_choice = consumer in c.CONSUMERS
+    if not known_choice:
+        problems.append(
+            f"{c.CONFIG_CONSUMER} {consumer!r}: must be one of {', '.join(c.CONSUMERS)}"
+        )
+    enabled = consumer == c.CONSUMER_LAMBDA
+    # Pulumi passes each declared default to every stack: a key counts as set when it differs.
+    changed: list[str] = []
+
+    ints: dict[str, int] = {}
+    for key, default, bounds in _CONSUMER_INTS:
+        value = raw.get(key)
+        number = default if _blank(value) else _as_int(key, value, problems)
+        if number is None:
+            continue
+        if number != default:
+            changed.append(key)
+        if key == c.CONFIG_CONSUMER_RESERVED_CONCURRENCY and number == default:
+            pass  # 0: no reserved concurrency
+        elif bounds is not None:
+            _in_range(key, number, bounds, problems)
+        elif number not in c.LOG_RETENTION_DAYS:
+            problems.append(
+                f"{key} {number!r}: must be one of CloudWatch Logs' retentions "
+                f"({', '.join(map(str, c.LOG_RETENTION_DAYS))})"
+            )
+        ints[key] = number
+
+    architecture_raw = raw.get(c.CONFIG_CONSUMER_ARCHITECTURE)
+    architecture = (
+        c.DEFAULT_CONSUMER_ARCHITECTURE
+        if _blank(architecture_raw)
+        else str(architecture_raw).strip()
+    )
+    if architecture not in c.CONSUMER_ARCHITECTURES:
+        problems.append(
+            f"{c.CONFIG_CONSUMER_ARCHITECTURE} {architecture!r}: must be one of "
+            f"{', '.join(c.CONSUMER_ARCHITECTURES)}"
+        )
+    elif architecture != c.DEFAULT_CONSUMER_ARCHITECTURE:
+        changed.append(c.CONFIG_CONSUMER_ARCHITECTURE)
+
+    alarms_raw = raw.get(c.CONFIG_CONSUMER_ALARMS)
+    alarms = (
+        True if _blank(alarms_raw) else _as_bool(c.CONFIG_CONSUMER_ALARMS, alarms_raw, problems)
+    )
+    if alarms is False:
+        changed.append(c.CONFIG_CONSUMER_ALARMS)
+
+    archive_raw = raw.get(c.CONFIG_CONSUMER_ARCHIVE)
+    if not _blank(archive_raw):
+        changed.append(c.CONFIG_CONSUMER_ARCHIVE)
+    archive = (
+        c.DEFAULT_CONSUMER_ARCHIVE.format(architecture=architecture)
+        if _blank(archive_raw)
+        else str(archive_raw).strip()
+    )
+
+    if not known_choice:
+        return None  # the values were still checked, so every problem is reported at once
+    if not enabled:
+        for key in changed:
+            problems.append(
+                f"{key} {raw.get(key)!r}: only allowed with {c.CONFIG_CONSUMER} lambda "
+                f"(it is {consumer!r})"
+            )
+        return None
+    if project_dir is not None and architecture in c.CONSUMER_ARCHITECTURES:
+        path = Path(archive) if Path(archive).is_absolute() else project_dir / archive
+        if not path.is_file():
+            problems.append(
+                f"{c.CONFIG_CONSUMER_ARCHIVE} {archive!r}: no code archive at {path}; build it "
+                f"with `{archive_command(architecture)}` (the function is never deployed without "
+                "its code)"
+            )
+    if len(ints) != len(_CONSUMER_INTS) or alarms is None:
+        return None  # already reported
+    reserved = ints[c.CONFIG_CONSUMER_RESERVED_CONCURRENCY]
+    return ConsumerConfig(
+        archive_path=archive,
+        memory_mb=ints[c.CONFIG_CONSUMER_MEMORY_MB],
+        timeout_seconds=ints[c.CONFIG_CONSUMER_TIMEOUT_SECONDS],
+        reserved_concurrency=None
+        if reserved == c.CONSUMER_RESERVED_CONCURRENCY_UNSET
+        else reserved,
+        batch_size=ints[c.CONFIG_CONSUMER_BATCH_SIZE],
+        batching_window_seconds=ints[c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS],
+        parallelization_factor=ints[c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR],
+        max_retries=ints[c.CONFIG_CONSUMER_MAX_RETRIES],
+        max_record_age_seconds=ints[c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS],
+        log_retention_days=ints[c.CONFIG_CONSUMER_LOG_RETENTION_DAYS],
+        architecture=architecture,
+        alarms=alarms,
     )

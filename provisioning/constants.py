@@ -92,3 +92,109 @@ MAX_TAGS: Final = 50
 DEFAULT_STREAM_NAME: Final = "amplitude-cohorts"
 DEFAULT_ROLE_NAME: Final = "amplitude-kinesis-cohort"
 DEFAULT_DISPLAY_NAME_TEMPLATE: Final = "Kinesis cohorts ({stack})"
+
+# --- The Lambda consumer (`consumer: lambda`): kept together so it merges as one block. -------
+CONSUMER_COMPONENT_TYPE: Final = f"{PROJECT_NAME}:index:CohortConsumer"
+CONSUMERS: Final = ("none", "lambda")
+CONSUMER_NONE: Final = "none"
+CONSUMER_LAMBDA: Final = "lambda"
+
+CONFIG_CONSUMER: Final = "consumer"
+CONFIG_CONSUMER_MEMORY_MB: Final = "consumerMemoryMb"
+CONFIG_CONSUMER_TIMEOUT_SECONDS: Final = "consumerTimeoutSeconds"
+CONFIG_CONSUMER_RESERVED_CONCURRENCY: Final = "consumerReservedConcurrency"
+CONFIG_CONSUMER_BATCH_SIZE: Final = "consumerBatchSize"
+CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS: Final = "consumerBatchingWindowSeconds"
+CONFIG_CONSUMER_PARALLELIZATION_FACTOR: Final = "consumerParallelizationFactor"
+CONFIG_CONSUMER_MAX_RETRIES: Final = "consumerMaxRetries"
+CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS: Final = "consumerMaxRecordAgeSeconds"
+CONFIG_CONSUMER_LOG_RETENTION_DAYS: Final = "consumerLogRetentionDays"
+CONFIG_CONSUMER_ARCHITECTURE: Final = "consumerArchitecture"
+CONFIG_CONSUMER_ALARMS: Final = "consumerAlarms"
+CONFIG_CONSUMER_ARCHIVE: Final = "consumerArchive"
+# Every consumer key but `consumer` itself: each is an error while `consumer` is none.
+CONSUMER_CONFIG_KEYS: Final = (
+    CONFIG_CONSUMER_MEMORY_MB,
+    CONFIG_CONSUMER_TIMEOUT_SECONDS,
+    CONFIG_CONSUMER_RESERVED_CONCURRENCY,
+    CONFIG_CONSUMER_BATCH_SIZE,
+    CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS,
+    CONFIG_CONSUMER_PARALLELIZATION_FACTOR,
+    CONFIG_CONSUMER_MAX_RETRIES,
+    CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS,
+    CONFIG_CONSUMER_LOG_RETENTION_DAYS,
+    CONFIG_CONSUMER_ARCHITECTURE,
+    CONFIG_CONSUMER_ALARMS,
+    CONFIG_CONSUMER_ARCHIVE,
+)
+
+# Defaults, and AWS's limits for each (Lambda CreateFunction / CreateEventSourceMapping).
+DEFAULT_CONSUMER_MEMORY_MB: Final = 512
+DEFAULT_CONSUMER_TIMEOUT_SECONDS: Final = 60
+# 0 means "not set": the function draws on the account's unreserved concurrency.
+CONSUMER_RESERVED_CONCURRENCY_UNSET: Final = 0
+DEFAULT_CONSUMER_BATCH_SIZE: Final = 100
+DEFAULT_CONSUMER_BATCHING_WINDOW_SECONDS: Final = 1
+DEFAULT_CONSUMER_PARALLELIZATION_FACTOR: Final = 1
+DEFAULT_CONSUMER_MAX_RETRIES: Final = 5
+DEFAULT_CONSUMER_MAX_RECORD_AGE_SECONDS: Final = 86_400
+DEFAULT_CONSUMER_LOG_RETENTION_DAYS: Final = 30
+DEFAULT_CONSUMER_ARCHITECTURE: Final = "x86_64"
+DEFAULT_CONSUMER_ARCHIVE: Final = "dist/lambda-{architecture}.zip"
+CONSUMER_ARCHITECTURES: Final = ("x86_64", "arm64")
+CONSUMER_MEMORY_MB_RANGE: Final = (128, 10_240)
+CONSUMER_TIMEOUT_SECONDS_RANGE: Final = (1, 900)
+CONSUMER_RESERVED_CONCURRENCY_RANGE: Final = (1, 1000)
+CONSUMER_BATCH_SIZE_RANGE: Final = (1, 10_000)
+CONSUMER_BATCHING_WINDOW_SECONDS_RANGE: Final = (0, 300)
+CONSUMER_PARALLELIZATION_FACTOR_RANGE: Final = (1, 10)
+CONSUMER_MAX_RETRIES_RANGE: Final = (0, 10_000)
+# -1 (infinite) is AWS's default; a bounded age is the point, so only 60-604800 is accepted.
+CONSUMER_MAX_RECORD_AGE_SECONDS_RANGE: Final = (60, 604_800)
+# The retention values CloudWatch Logs accepts (PutRetentionPolicy).
+LOG_RETENTION_DAYS: Final = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+)  # fmt: skip
+
+LAMBDA_RUNTIME: Final = "python3.11"
+LAMBDA_HANDLER: Final = "sync.lambda_handler.handler"
+LAMBDA_SERVICE_PRINCIPAL: Final = "lambda.amazonaws.com"
+STARTING_POSITION: Final = "TRIM_HORIZON"
+REPORT_BATCH_ITEM_FAILURES: Final = "ReportBatchItemFailures"
+MEMBERSHIP_TABLE_ENV: Final = "MEMBERSHIP_TABLE"
+IDEMPOTENCY_TABLE_ENV: Final = "IDEMPOTENCY_TABLE"
+FAILURE_QUEUE_ENV: Final = "FAILURE_QUEUE_URL"
+IDEMPOTENCY_TTL_ATTRIBUTE: Final = "expiration"
+# The actions a Kinesis event source mapping needs on the stream (Lambda developer guide,
+# "Process Amazon Kinesis Data Streams records with Lambda"; SubscribeToShard is for enhanced
+# fan-out consumers only, which this mapping does not use).
+KINESIS_MAPPING_READ_ACTIONS: Final = (
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+)
+# What sync.lambda_handler and powertools' DynamoDB persistence layer call.
+MEMBERSHIP_TABLE_ACTIONS: Final = ("dynamodb:PutItem",)
+IDEMPOTENCY_TABLE_ACTIONS: Final = (
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+QUEUE_SEND_ACTION: Final = "sqs:SendMessage"
+LOG_WRITE_ACTIONS: Final = ("logs:CreateLogStream", "logs:PutLogEvents")
+KMS_READ_ACTION: Final = "kms:Decrypt"
+# Alarms: a consumer falling an hour behind, or anything at all in the failure queue.
+ITERATOR_AGE_ALARM_MILLISECONDS: Final = 3_600_000
+ALARM_PERIOD_SECONDS: Final = 300
+
+OUTPUT_MEMBERSHIP_TABLE: Final = "membershipTable"
+OUTPUT_IDEMPOTENCY_TABLE: Final = "idempotencyTable"
+OUTPUT_FUNCTION_ARN: Final = "consumerFunctionArn"
+OUTPUT_FAILURE_QUEUE_URL: Final = "failureQueueUrl"
+
+# Every key the program reads: the destination's and the consumer's.
+PROGRAM_CONFIG_KEYS: Final = (*CONFIG_KEYS, CONFIG_CONSUMER, *CONSUMER_CONFIG_KEYS)

@@ -10,10 +10,14 @@ from pathlib import Path
 import boto3
 
 from provisioning import constants as c
+from provisioning.archive import project_entries, write_archive
+from sandbox.engine import consumer_resources
 from sandbox.engine.plan import render_plan
+from sandbox.engine.runner import PROGRAM_DIR
 from sandbox.engine.stack import StackConfig, apply, preview
-from sandbox.proof import prove_destination
-from sandbox.world import moto_world
+from sandbox.lambda_mapping import MappingSimulator
+from sandbox.proof import prove_consumer, prove_destination
+from sandbox.world import MotoWorld, moto_world
 from sync.consumer import Consumer
 from sync.credentials import assume_role_session
 from sync.destination import load_destination
@@ -40,13 +44,37 @@ def _snapshot_rows(path: Path) -> dict[str, dict[str, str]]:
         }
 
 
+def _dynamodb_members(world: MotoWorld, table: str) -> dict[str, dict[str, str]]:
+    """Cohort members as the Lambda consumer recorded them (exited users are kept, not members)."""
+    dynamodb = world.client("dynamodb", world.customer_admin)
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :cohort",
+        ExpressionAttributeValues={":cohort": {"S": COHORT_ID}},
+    )["Items"]
+    return {
+        item["sk"]["S"]: json.loads(item["user_properties"]["S"])
+        if "user_properties" in item
+        else {}
+        for item in items
+        if item["in_cohort"]["BOOL"]
+    }
+
+
 def run_demo(workdir: Path, examples: Path = EXAMPLES) -> int:
     """Run every step and print what it did; 0 when the consumed membership equals day 2."""
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in ("state.duckdb", "state.duckdb.wal", "consumer.sqlite"):
         (workdir / stale).unlink(missing_ok=True)
-    config = StackConfig(stack="demo")
+    # The demo's function archive holds this project's code only (no network for its
+    # dependencies); the simulated mapping runs the same handler in-process.
+    # `make lambda-archive` builds the deployable one.
+    archive = workdir / "lambda-demo.zip"
+    write_archive(project_entries(PROGRAM_DIR), archive)
+    config = StackConfig(
+        stack="demo", values={c.CONFIG_CONSUMER: "lambda", c.CONFIG_CONSUMER_ARCHIVE: str(archive)}
+    )
 
     with moto_world(REGION) as world:
         _heading("1. pulumi preview (the unmodified program, Pulumi's mock runtime)")
@@ -106,14 +134,29 @@ def run_demo(workdir: Path, examples: Path = EXAMPLES) -> int:
             print(consumed.render())
             got = {m.user_id: dict(m.user_properties or {}) for m in members(store, COHORT_ID)}
 
-    _heading(f"7. cohort {COHORT_ID} membership vs the day-2 snapshot")
+        _heading("7. the Lambda consumer (simulated event source mapping, the function's role)")
+        (mapping,) = applied.of_type(consumer_resources.MAPPING)
+        assert mapping.id is not None
+        simulator = MappingSimulator(world, mapping.id)
+        lambda_steps = prove_consumer(world, outputs, simulator.function["Role"])
+        for step in lambda_steps:
+            print(f"  {step.render()}")
+        print(simulator.poll().render())
+        from_lambda = _dynamodb_members(world, outputs[c.OUTPUT_MEMBERSHIP_TABLE])
+        print(
+            f"  {len(from_lambda)} members in DynamoDB table {outputs[c.OUTPUT_MEMBERSHIP_TABLE]}"
+        )
+
+    _heading(f"8. cohort {COHORT_ID} membership vs the day-2 snapshot")
     want = _snapshot_rows(examples / "day2.csv")
     for user_id in sorted(set(got) | set(want)):
-        mark = "=" if got.get(user_id) == want.get(user_id) else "≠"
+        mark = "=" if got.get(user_id) == want.get(user_id) == from_lambda.get(user_id) else "≠"
         print(f"  {mark} {user_id:<24} consumed {got.get(user_id)!s:<48} day 2 {want.get(user_id)}")
-    ok = got == want and all(s.passed for s in steps) and report.ok
+    lambda_match = from_lambda == want
+    print(f"  Lambda consumer (DynamoDB): {'MATCH' if lambda_match else 'MISMATCH'}")
+    ok = got == want and lambda_match and all(s.passed for s in steps + lambda_steps) and report.ok
     ok = ok and all(r.ok for r in reports)
-    verdict = "MATCH" if got == want else "MISMATCH"
+    verdict = "MATCH" if got == want and lambda_match else "MISMATCH"
     print(
         f"\nverdict: {verdict} — {len(got)} members consumed, {len(want)} in the day-2 snapshot; "
         f"{'everything passed' if ok else 'something failed above'} "

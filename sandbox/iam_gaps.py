@@ -24,6 +24,9 @@ Every patch is listed here, with the moto behaviour it replaces and why:
 4. ``moto.kinesis.responses.KinesisResponse._determine_resource`` (added): moto authorizes every
    Kinesis call on "*", so a policy scoped to one stream ARN denies even writes to that stream.
 5. ``moto.kms.responses.KmsResponse._determine_resource`` (added): the same for KMS key ARNs.
+6. ``moto.dynamodb.responses.DynamoHandler._determine_resource`` (added): the same for DynamoDB
+   table ARNs (TableName), so the Lambda consumer's role, scoped to its two tables, can write
+   them and nothing else.
 
 Enforcement itself stays moto's (``INITIAL_NO_AUTH_ACTION_COUNT``); these patches only change what
 an enforced request is checked against, so with enforcement off (moto's default) AssumeRole behaves
@@ -53,6 +56,7 @@ from botocore.exceptions import DataNotFoundError, UnknownServiceError
 from moto.core.exceptions import AccessDeniedError, JsonRESTError, _RESTError
 from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model
+from moto.dynamodb.responses import DynamoHandler
 from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequest, PermissionResult
 from moto.iam.exceptions import InvalidInput, NoSuchEntity, NotFoundException
 from moto.iam.models import IAMBackend, ManagedPolicy, iam_backends
@@ -74,6 +78,9 @@ _IMPLICIT = " because no identity-based policy allows the {action} action"
 _EXPLICIT = " with an explicit deny in an identity-based policy"
 
 log = logging.getLogger(__name__)
+
+# Callers (user ARN) that stand in for an AWS service principal (e.g. lambda.amazonaws.com).
+SERVICE_CALLERS: dict[str, str] = {}
 
 
 # --- 1. authorization -----------------------------------------------------------------------
@@ -130,6 +137,7 @@ def _check_assume_role(request: IAMRequest, role_arn: str) -> None:
         caller_arn=request._access_key.arn,
         caller_account=request.account_id,
         external_id=external_ids[0],
+        caller_service=SERVICE_CALLERS.get(request._access_key.arn),
     )
     if not trust.allowed:
         # AWS does not say why; the log does, for whoever debugs a test.
@@ -331,6 +339,18 @@ def _kms_resource(self: KmsResponse) -> str:
         return str(key_id) if str(key_id).startswith("arn:") else "*"
 
 
+def _dynamodb_resource(self: DynamoHandler) -> str:
+    try:
+        name = self._get_param("TableName")
+    except (ValueError, TypeError, AttributeError):
+        return "*"
+    if not name:
+        return "*"  # ListTables and friends have no table
+    if str(name).startswith("arn:"):
+        return str(name)
+    return f"arn:{self.partition}:dynamodb:{self.region}:{self.current_account}:table/{name}"
+
+
 _PATCHES = PatchSet(
     (
         (IAMRequest, "check_action_permitted", _check_action_permitted),
@@ -338,6 +358,7 @@ _PATCHES = PatchSet(
         (IamResponse, "_determine_resource", _iam_resource),
         (KinesisResponse, "_determine_resource", _kinesis_resource),
         (KmsResponse, "_determine_resource", _kms_resource),
+        (DynamoHandler, "_determine_resource", _dynamodb_resource),
     )
 )
 is_installed = _PATCHES.is_installed

@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from provisioning import constants as c
+from sandbox.lambda_mapping import lambda_service
 from sandbox.world import Credentials, MotoWorld
 from sync.contract import CohortMessage, encode
 
@@ -127,6 +128,125 @@ def prove_destination(world: MotoWorld, outputs: Mapping[str, Any]) -> list[Proo
         _expect_denied(
             "an unrelated user of the customer's account is refused",
             lambda: assume_as(world, insider, role_arn, external_id),
+        )
+    )
+    return steps
+
+
+OTHER_STREAM = "proof-other-stream"
+OTHER_TABLE = "proof-other-table"
+
+
+def _expect_allowed(name: str, call: Any, detail: str) -> ProofStep:
+    try:
+        call()
+    except ClientError as exc:
+        code = _code(exc)
+        if code == "ConditionalCheckFailedException":
+            # Authorization comes before the condition: allowed, and nothing was written.
+            return ProofStep(
+                name, True, f"{detail} (authorized; the probe's condition kept it a no-op)"
+            )
+        return ProofStep(name, False, f"refused with {code}")
+    return ProofStep(name, True, detail)
+
+
+def _others(world: MotoWorld) -> tuple[str, str]:
+    """A stream and a table of the same account the function role must not reach."""
+    kinesis = world.client("kinesis", world.customer_admin)
+    dynamodb = world.client("dynamodb", world.customer_admin)
+    try:
+        kinesis.create_stream(StreamName=OTHER_STREAM, ShardCount=1)
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+    try:
+        dynamodb.create_table(
+            TableName=OTHER_TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+    summary = kinesis.describe_stream_summary(StreamName=OTHER_STREAM)
+    return summary["StreamDescriptionSummary"]["StreamARN"], OTHER_TABLE
+
+
+def prove_consumer(
+    world: MotoWorld, outputs: Mapping[str, Any], function_role_arn: str
+) -> list[ProofStep]:
+    """The function's role (assumed as the Lambda service does) reads its stream and writes its
+    table, and can do nothing else: other streams and tables, deletes, assuming roles."""
+    try:
+        function_role = assume_as(world, lambda_service(world), function_role_arn)
+    except ClientError as exc:
+        return [ProofStep("Lambda assumes the function role", False, f"refused with {_code(exc)}")]
+    stream_arn = str(outputs[c.OUTPUT_STREAM_ARN])
+    table = str(outputs[c.OUTPUT_MEMBERSHIP_TABLE])
+    kinesis = world.client("kinesis", function_role)
+    dynamodb = world.client("dynamodb", function_role)
+    other_stream, other_table = _others(world)
+    shard = kinesis.list_shards(StreamARN=stream_arn)["Shards"][0]["ShardId"]
+
+    def read_own() -> None:
+        iterator = kinesis.get_shard_iterator(
+            StreamARN=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        kinesis.get_records(ShardIterator=iterator, Limit=1, StreamARN=stream_arn)
+
+    impossible = "attribute_exists(pk) AND attribute_not_exists(pk)"
+    probe_item = {"pk": {"S": "cohort-sync-probe"}, "sk": {"S": "probe"}}
+    steps = [
+        _expect_allowed("the function role reads its stream", read_own, f"GetRecords on {shard}"),
+        _expect_allowed(
+            "the function role writes its membership table",
+            lambda: dynamodb.put_item(
+                TableName=table, Item=probe_item, ConditionExpression=impossible
+            ),
+            f"PutItem on {table}",
+        ),
+        _expect_denied(
+            "the function role cannot read another stream",
+            lambda: kinesis.describe_stream_summary(StreamARN=other_stream),
+        ),
+        _expect_denied(
+            "the function role cannot write another table",
+            lambda: dynamodb.put_item(TableName=other_table, Item={"pk": {"S": "x"}}),
+        ),
+        _expect_denied(
+            "the function role cannot read its membership table back",
+            lambda: dynamodb.get_item(TableName=table, Key=probe_item),
+        ),
+        _expect_denied(
+            "the function role cannot write its stream",
+            lambda: kinesis.put_record(StreamARN=stream_arn, Data=b"{}", PartitionKey="probe"),
+        ),
+        _expect_denied(
+            "the function role cannot delete its stream",
+            lambda: kinesis.delete_stream(StreamARN=stream_arn),
+        ),
+        _expect_denied(
+            "the function role cannot delete its table",
+            lambda: dynamodb.delete_table(TableName=table),
+        ),
+        _expect_denied(
+            "the function role cannot delete its failure queue",
+            lambda: world.client("sqs", function_role).delete_queue(
+                QueueUrl=str(outputs[c.OUTPUT_FAILURE_QUEUE_URL])
+            ),
+        ),
+        _expect_denied(
+            "the function role cannot assume Amplitude's role",
+            lambda: assume_as(world, function_role, str(outputs[c.OUTPUT_ROLE_ARN])),
+        ),
+    ]
+    steps.insert(0, ProofStep("Lambda assumes the function role", True, f"as {function_role_arn}"))
+    steps.append(
+        _expect_denied(
+            "Amplitude cannot assume the function role",
+            lambda: assume_as(world, world.amplitude, function_role_arn),
         )
     )
     return steps

@@ -34,6 +34,7 @@ class _Caller:
     arn: str
     account: str
     key: tuple[str, str, str] | None  # (account, kind, name) of the IAM principal behind the ARN
+    service: str | None = None  # an AWS service principal (lambda.amazonaws.com) acting itself
 
 
 def evaluate_trust(
@@ -42,13 +43,18 @@ def evaluate_trust(
     caller_arn: str,
     caller_account: str,
     external_id: str | None,
+    caller_service: str | None = None,
 ) -> TrustDecision:
-    """Decide sts:AssumeRole for one caller: explicit Deny wins, then any matching Allow."""
+    """Decide sts:AssumeRole for one caller: explicit Deny wins, then any matching Allow.
+
+    With `caller_service`, the caller is that AWS service (the sandbox's stand-in for Lambda
+    assuming a function's role): only `{"Service": ...}` principals naming it (or "*") match.
+    """
     document: Mapping[str, Any] = json.loads(policy) if isinstance(policy, str) else policy
     statements = document.get("Statement", [])
     if isinstance(statements, Mapping):
         statements = [statements]
-    caller = _Caller(caller_arn, caller_account, _principal_key(caller_arn))
+    caller = _Caller(caller_arn, caller_account, _principal_key(caller_arn), caller_service)
     context = {} if external_id is None else {c.EXTERNAL_ID_CONDITION_KEY.lower(): external_id}
 
     grants: list[TrustDecision] = []
@@ -125,6 +131,12 @@ def _principal_match(principal: Any, caller: _Caller) -> tuple[str, bool] | None
     """The principal value that names the caller and whether it names the whole account."""
     if principal == "*":
         return ("*", False)
+    if caller.service is not None:
+        if isinstance(principal, Mapping) and caller.service in _as_list(
+            principal.get("Service", [])
+        ):
+            return (caller.service, False)
+        return None  # a service never matches an AWS (account, user or role) principal
     if not isinstance(principal, Mapping) or "AWS" not in principal:
         return None  # Service and Federated principals never match an IAM caller.
     for value in _as_list(principal["AWS"]):

@@ -1,6 +1,7 @@
 """Kinesis-triggered Lambda applying cohort messages to a DynamoDB membership table.
 
 Environment: MEMBERSHIP_TABLE (required), IDEMPOTENCY_TABLE (required), and optionally
+FAILURE_QUEUE_URL (where poison records are kept, see below) and
 IDEMPOTENCY_EXPIRES_AFTER_SECONDS (default 7 days, like the local consumer's dedupe window).
 Handler: `sync.lambda_handler.handler`.
 
@@ -21,14 +22,18 @@ Idempotency table (IDEMPOTENCY_TABLE): powertools' layout, partition key `id` (S
 `expiration`. Each message_id is applied once through `idempotent_function`; a duplicate delivery
 returns the stored result without touching the membership table.
 
-Records that break the payload contract are logged (reason, sequence number, data prefix) and
-reported as processed: retrying cannot fix them, and a failure would block the shard until the
-record expires. Any other error fails only that record (batchItemFailures), so Lambda retries it;
-pair the event source mapping with ReportBatchItemFailures and an on-failure destination.
+Records that break the payload contract (sync.contract's rules and reasons, as the CLI
+consumer's quarantine) are logged and, with FAILURE_QUEUE_URL, sent to that SQS queue as a
+`poison-record` message (`poison_message`: the reason, where the record was, and its data,
+base64) before being reported as processed: retrying cannot fix them, and a failure would block
+the shard until the record expires. If that send fails, the record fails and is retried. Any
+other error fails only that record (batchItemFailures), so Lambda retries it; pair the event
+source mapping with ReportBatchItemFailures and an on-failure destination (the same queue).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable
@@ -50,12 +55,19 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from botocore.exceptions import ClientError
 
+from provisioning import constants as c
 from sync.contract import CohortMessage, decode
 from sync.errors import ConsumerError, ContractError
+from sync.limits import SQS_MAX_MESSAGE_BYTES
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, tiebreak_of
 
-MEMBERSHIP_TABLE_ENV: Final = "MEMBERSHIP_TABLE"
-IDEMPOTENCY_TABLE_ENV: Final = "IDEMPOTENCY_TABLE"
+MEMBERSHIP_TABLE_ENV: Final = c.MEMBERSHIP_TABLE_ENV
+IDEMPOTENCY_TABLE_ENV: Final = c.IDEMPOTENCY_TABLE_ENV
+FAILURE_QUEUE_ENV: Final = c.FAILURE_QUEUE_ENV
+POISON_KIND: Final = "poison-record"
+KIND_ATTRIBUTE: Final = "kind"
+# Room for the envelope (reason, ARNs, numbers) around the base64 data in one SQS message.
+_POISON_ENVELOPE_BYTES: Final = 16 * 1024
 IDEMPOTENCY_EXPIRES_ENV: Final = "IDEMPOTENCY_EXPIRES_AFTER_SECONDS"
 DEFAULT_IDEMPOTENCY_EXPIRES_SECONDS: Final = DEFAULT_DEDUPE_RETENTION_HOURS * 3600
 LOGGED_DATA_PREFIX_BYTES: Final = 256
@@ -108,14 +120,36 @@ class MembershipTable:
         return {"written": written, "stale": stale}
 
 
+def poison_message(record: KinesisStreamRecord, reason: str) -> dict[str, Any]:
+    """The failure queue's message for a record that breaks the contract: why, where, what."""
+    data = record.kinesis.data_as_bytes()
+    limit = (SQS_MAX_MESSAGE_BYTES - _POISON_ENVELOPE_BYTES) // 4 * 3  # base64 grows by 4/3
+    return {
+        "kind": POISON_KIND,
+        "reason": reason,
+        "eventSourceARN": record.event_source_arn,
+        "shardId": record.event_id.split(":", 1)[0],
+        "sequenceNumber": record.kinesis.sequence_number,
+        "partitionKey": record.kinesis.partition_key,
+        "approximateArrivalTimestamp": record.kinesis.approximate_arrival_timestamp,
+        "dataBytes": len(data),
+        # A record too large for one message keeps its start here; the whole record stays
+        # readable in the stream at sequenceNumber until the stream's retention ends.
+        "dataTruncated": len(data) > limit,
+        "data": base64.b64encode(data[:limit]).decode(),
+    }
+
+
 def build_handler(
     *,
     dynamodb: Any,
     membership_table: str,
     idempotency_table: str,
     idempotency_expires_seconds: int = DEFAULT_IDEMPOTENCY_EXPIRES_SECONDS,
+    sqs: Any = None,
+    failure_queue_url: str | None = None,
 ) -> Handler:
-    """A Lambda handler bound to one DynamoDB client and the two tables."""
+    """A Lambda handler bound to one DynamoDB client and the two tables (and the failure queue)."""
     table = MembershipTable(dynamodb, membership_table)
     config = IdempotencyConfig(
         event_key_jmespath="message_id",
@@ -146,6 +180,15 @@ def build_handler(
                     "data_prefix": data[:LOGGED_DATA_PREFIX_BYTES].decode(errors="replace"),
                 },
             )
+            if sqs is not None and failure_queue_url:
+                # Raises on failure: the record then fails and is retried, never dropped.
+                sqs.send_message(
+                    QueueUrl=failure_queue_url,
+                    MessageBody=json.dumps(poison_message(record, str(exc))),
+                    MessageAttributes={
+                        KIND_ATTRIBUTE: {"DataType": "String", "StringValue": POISON_KIND}
+                    },
+                )
             return
         apply_once(message=message)
 
@@ -194,9 +237,12 @@ def _from_environment() -> Handler:
             f"environment {IDEMPOTENCY_EXPIRES_ENV} {raw_expiry!r}: must be a positive number of"
             " seconds"
         )
+    queue_url = os.environ.get(FAILURE_QUEUE_ENV) or None
     return build_handler(
         dynamodb=boto3.client("dynamodb"),
         membership_table=os.environ[MEMBERSHIP_TABLE_ENV],
         idempotency_table=os.environ[IDEMPOTENCY_TABLE_ENV],
         idempotency_expires_seconds=int(raw_expiry),
+        sqs=boto3.client("sqs") if queue_url else None,
+        failure_queue_url=queue_url,
     )

@@ -36,3 +36,5 @@ COMPUTED_TIME_RANGE: Final = (1, 999_999_999_999)  # the contract's 1-12 digits,
 MAX_CSV_COLUMNS: Final = 10_000
 # The mass-exit guard: refuse a push that would remove more than this share of a cohort.
 DEFAULT_MAX_EXIT_FRACTION: Final = 0.5
+# SQS: the largest message body (SendMessage; AWS's long-standing 256 KiB default).
+SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024

@@ -7,6 +7,7 @@ itself), and the IDs and ARNs that come back resolve the program's Outputs as in
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ import boto3
 import pulumi
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sandbox.engine import consumer_resources
 from sandbox.engine.secrets import unwrap_secrets
 from sandbox.errors import ApplyError, UnsupportedResourceError
 
@@ -60,6 +62,8 @@ class LocalApply(pulumi.runtime.Mocks):
             POLICY: self._create_policy,
             ATTACHMENT: self._attach_policy,
         }
+        for type_, create in consumer_resources.CREATORS.items():  # the Lambda consumer's
+            self._creators[type_] = functools.partial(create, self._client)
         self.created: list[tuple[str, str, str]] = []  # (type, logical name, id)
 
     def _client(self, service: str, region: str | None = None) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 
 from sandbox.engine import apply as local
+from sandbox.engine import consumer_resources
 from sandbox.engine.runner import ProgramRun, Registration
 from sandbox.engine.secrets import unwrap_secrets
 
@@ -33,6 +34,9 @@ class PlanMocks(pulumi.runtime.Mocks):
         state = {**inputs, "name": name}
         if args.typ in arns:
             state["arn"] = arns[args.typ]
+        state.update(
+            consumer_resources.plan_state(args.typ, inputs, self._region, ACCOUNT_PLACEHOLDER)
+        )
         return f"{args.name}-id", state
 
     def call(
@@ -51,6 +55,8 @@ def _path(inputs: dict[str, Any]) -> str:
 
 
 def _render_value(value: Any, indent: str) -> str:
+    if isinstance(value, pulumi.FileArchive):
+        value = f"FileArchive({value.path})"
     if isinstance(value, str) and value[:1] in "{[":
         try:
             value = json.loads(value)

@@ -55,6 +55,8 @@ def test_cohort_sync_demo_leaves_the_day_two_membership_in_the_consumers_state(
     assert exited == set(snapshot("day1.csv")) - set(snapshot("day2.csv")) != set()
     outputs = json.loads((tmp_path / "destination.json").read_text())
     assert outputs["destination"]["stream_name"] == outputs["streamName"]
+    # the Lambda consumer, deployed by the same program, reached the same membership
+    assert "Lambda consumer (DynamoDB): MATCH" in printed
 
 
 def test_the_demo_fails_when_the_consumed_membership_is_not_day_two(

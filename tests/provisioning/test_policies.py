@@ -6,7 +6,13 @@ import parliament
 import pytest
 
 from provisioning import constants as c
-from provisioning.policies import actions_and_resources, trust_policy, write_policy
+from provisioning.policies import (
+    actions_and_resources,
+    consumer_policy,
+    lambda_trust_policy,
+    trust_policy,
+    write_policy,
+)
 
 STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/amplitude-cohorts"
 ROLE = "arn:aws:iam::123456789012:role/amplitude-kinesis-cohort"
@@ -117,3 +123,81 @@ def test_parliament_would_catch_a_widened_policy() -> None:
     findings = parliament.analyze_policy_string(json.dumps(widened)).findings
 
     assert "RESOURCE_STAR" in {f.issue for f in findings}
+
+
+# --- the Lambda consumer's role ---------------------------------------------------------------
+
+MEMBERSHIP = "arn:aws:dynamodb:us-east-1:123456789012:table/amplitude-cohorts-consumer-membership"
+IDEMPOTENCY = "arn:aws:dynamodb:us-east-1:123456789012:table/amplitude-cohorts-consumer-idempotency"
+QUEUE = "arn:aws:sqs:us-east-1:123456789012:amplitude-cohorts-consumer-failures"
+LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/amplitude-cohorts-consumer"
+
+
+def _consumer(kms_key: str | None = None) -> dict[str, object]:
+    return consumer_policy(
+        stream_arn=STREAM,
+        membership_table_arn=MEMBERSHIP,
+        idempotency_table_arn=IDEMPOTENCY,
+        queue_arn=QUEUE,
+        log_group_arn=LOG_GROUP,
+        kms_key_arn=kms_key,
+    )
+
+
+def test_consumer_policy_grants_exactly_what_the_mapping_and_handler_use() -> None:
+    assert actions_and_resources(_consumer()) == {
+        ("kinesis:DescribeStream", STREAM),
+        ("kinesis:DescribeStreamSummary", STREAM),
+        ("kinesis:GetRecords", STREAM),
+        ("kinesis:GetShardIterator", STREAM),
+        ("kinesis:ListShards", STREAM),
+        ("dynamodb:PutItem", MEMBERSHIP),
+        ("dynamodb:DeleteItem", IDEMPOTENCY),
+        ("dynamodb:GetItem", IDEMPOTENCY),
+        ("dynamodb:PutItem", IDEMPOTENCY),
+        ("dynamodb:UpdateItem", IDEMPOTENCY),
+        ("sqs:SendMessage", QUEUE),
+        ("logs:CreateLogStream", f"{LOG_GROUP}:*"),
+        ("logs:PutLogEvents", f"{LOG_GROUP}:*"),
+    }
+
+
+def test_consumer_policy_decrypts_with_a_customer_key_only() -> None:
+    assert actions_and_resources(_consumer(CMK)) - actions_and_resources(_consumer()) == {
+        ("kms:Decrypt", CMK)
+    }
+
+
+def test_lambda_trust_policy_names_only_the_lambda_service() -> None:
+    assert lambda_trust_policy() == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "LambdaAssumeRole",
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize("kms_key", [None, CMK])
+def test_consumer_policy_has_one_wildcard_the_log_streams_of_its_own_group(
+    kms_key: str | None,
+) -> None:
+    # Lambda names its log streams itself, so `<log group ARN>:*` (AWS's documented resource)
+    # is the only way to let it write them; nothing else may carry a wildcard.
+    wildcards = [s for s in _strings(_consumer(kms_key)) if "*" in s or "?" in s]
+
+    assert wildcards == [f"{LOG_GROUP}:*"]
+    assert not [s for s in _strings(lambda_trust_policy()) if "*" in s or "?" in s]
+
+
+@pytest.mark.parametrize("kms_key", [None, CMK])
+def test_parliament_reports_no_findings_on_consumer_policy(kms_key: str | None) -> None:
+    policy = parliament.analyze_policy_string(
+        json.dumps(_consumer(kms_key)), include_community_auditors=True
+    )
+
+    assert [(f.issue, f.detail) for f in policy.findings] == []

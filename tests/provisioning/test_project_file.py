@@ -24,7 +24,7 @@ def test_project_name_and_runtime() -> None:
 def test_every_config_key_is_declared_with_a_description() -> None:
     declared = PROJECT["config"]
 
-    assert set(declared) == set(c.CONFIG_KEYS)
+    assert set(declared) == set(c.PROGRAM_CONFIG_KEYS)
     for key, entry in declared.items():
         assert entry["description"], key
 

@@ -261,3 +261,33 @@ def test_not_principal_fails_closed() -> None:
 
 def test_empty_policy_trusts_nobody() -> None:
     assert not _decide(_policy()).allowed
+
+
+LAMBDA_SERVICE = "arn:aws:iam::999999999999:user/lambda.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("principal", "service", "allowed"),
+    [
+        ({"Service": "lambda.amazonaws.com"}, "lambda.amazonaws.com", True),
+        ({"Service": ["ec2.amazonaws.com", "lambda.amazonaws.com"]}, "lambda.amazonaws.com", True),
+        ({"Service": "ec2.amazonaws.com"}, "lambda.amazonaws.com", False),
+        # The service is not an IAM principal of its stand-in's account.
+        ({"AWS": "arn:aws:iam::999999999999:root"}, "lambda.amazonaws.com", False),
+        # And an IAM caller never matches a Service principal.
+        ({"Service": "lambda.amazonaws.com"}, None, False),
+    ],
+)
+def test_service_principals_match_only_that_service(
+    principal: dict[str, Any], service: str | None, allowed: bool
+) -> None:
+    decision = evaluate_trust(
+        _policy(_allow(principal)),
+        caller_arn=LAMBDA_SERVICE,
+        caller_account="999999999999",
+        external_id=None,
+        caller_service=service,
+    )
+
+    assert decision.allowed is allowed
+    assert decision.via_account is False

@@ -302,3 +302,67 @@ def test_module_handler_names_missing_configuration(
     with pytest.raises(ConsumerError) as caught:
         lambda_handler.handler({"Records": []}, CONTEXT)
     assert str(caught.value).startswith(message)
+
+
+def test_poison_record_is_kept_in_the_failure_queue_with_its_data_and_reason(
+    aws: tuple[Any, Any],
+) -> None:
+    kinesis, dynamodb = aws
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="failures")["QueueUrl"]
+    msgs = messages(2, seed=5)
+    poison = b'{"users": 3}'
+    records = kinesis_records(kinesis, [encode(msgs[0]), poison, encode(msgs[1])])
+    handler = build_handler(
+        dynamodb=dynamodb,
+        membership_table=MEMBERSHIP,
+        idempotency_table=IDEMPOTENCY,
+        sqs=sqs,
+        failure_queue_url=queue,
+    )
+    # WHEN a batch holds a record that breaks the contract
+    response = handler(event(records), CONTEXT)
+    # THEN the batch succeeds and the record waits in the queue: raw bytes, reason, position
+    assert response == {"batchItemFailures": []}
+    assert table_states(dynamodb) == expected(msgs)
+    [kept] = sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    body = json.loads(kept["Body"])
+    assert kept["MessageAttributes"]["kind"]["StringValue"] == "poison-record"
+    assert base64.b64decode(body["data"]) == poison
+    assert body["reason"] == (
+        "record breaks the payload contract: cohort_name: missing; cohort_id: missing; "
+        "in_cohort: missing; computed_time: missing; message_id: missing; "
+        "users int: must be a list"
+    )
+    assert (body["sequenceNumber"], body["shardId"]) == (
+        records[1]["kinesis"]["sequenceNumber"],
+        records[1]["eventID"].split(":")[0],
+    )
+    assert (body["eventSourceARN"], body["dataBytes"], body["dataTruncated"]) == (
+        records[1]["eventSourceARN"],
+        len(poison),
+        False,
+    )
+
+
+def test_poison_record_fails_when_it_cannot_be_kept(aws: tuple[Any, Any]) -> None:
+    kinesis, dynamodb = aws
+    sqs = boto3.client("sqs", region_name=REGION)
+    msgs = messages(1, seed=6)
+    records = kinesis_records(kinesis, [b"not json", encode(msgs[0])])
+    handler = build_handler(
+        dynamodb=dynamodb,
+        membership_table=MEMBERSHIP,
+        idempotency_table=IDEMPOTENCY,
+        sqs=sqs,
+        failure_queue_url=f"https://sqs.{REGION}.amazonaws.com/123456789012/no-such-queue",
+    )
+    # WHEN the failure queue refuses the poison record
+    response = handler(event(records), CONTEXT)
+    # THEN that record is retried rather than dropped; the valid one is applied
+    assert table_states(dynamodb) == expected(msgs)
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]
+    }

@@ -1,0 +1,255 @@
+"""The CohortConsumer component: the Lambda consumer, its tables, its logs and its failure path."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from provisioning import constants as c
+from provisioning.config import ConsumerConfig
+from provisioning.policies import consumer_policy, lambda_trust_policy
+
+# Keeps "<base>-consumer-role" within IAM's and Lambda's 64 characters, SQS's 80.
+_BASE_NAME_MAX_CHARS = 48
+# SQS keeps a message at most 14 days: the longest a person has to look at a failure.
+QUEUE_RETENTION_SECONDS = 1_209_600
+
+
+def consumer_base_name(stream_name: str) -> str:
+    """The prefix of every consumer resource's name, valid for Lambda, SQS, IAM and DynamoDB."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "-", stream_name)[:_BASE_NAME_MAX_CHARS] + "-consumer"
+
+
+def log_group_name(function_name: str) -> str:
+    """Where Lambda writes a function's logs by default, so tools find them where they look."""
+    return f"/aws/lambda/{function_name}"
+
+
+@dataclass(frozen=True)
+class CohortConsumerArgs:
+    """Inputs of CohortConsumer: the stream it reads and the validated consumer config."""
+
+    stream_arn: pulumi.Input[str]
+    stream_name: str
+    # The stream's customer-managed KMS key, or None (unencrypted or alias/aws/kinesis).
+    kms_key_arn: str | None
+    encrypted: bool
+    config: ConsumerConfig
+    project_dir: Path
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class CohortConsumer(pulumi.ComponentResource):
+    """Reads the cohort stream with Lambda into DynamoDB membership; failures kept in SQS."""
+
+    membership_table: aws.dynamodb.Table
+    idempotency_table: aws.dynamodb.Table
+    failure_queue: aws.sqs.Queue
+    log_group: aws.cloudwatch.LogGroup
+    role: aws.iam.Role
+    role_policy: aws.iam.RolePolicy
+    function: aws.lambda_.Function
+    mapping: aws.lambda_.EventSourceMapping
+    alarms: list[aws.cloudwatch.MetricAlarm]
+
+    def __init__(
+        self, name: str, args: CohortConsumerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(c.CONSUMER_COMPONENT_TYPE, name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags) or None
+        base = consumer_base_name(args.stream_name)
+        function_name = base
+
+        self.membership_table = aws.dynamodb.Table(
+            f"{name}-membership",
+            name=f"{base}-membership",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="pk",
+            range_key="sk",
+            attributes=[
+                aws.dynamodb.TableAttributeArgs(name="pk", type="S"),
+                aws.dynamodb.TableAttributeArgs(name="sk", type="S"),
+            ],
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            server_side_encryption=_table_encryption(args),
+            tags=tags,
+            opts=child,
+        )
+        self.idempotency_table = aws.dynamodb.Table(
+            f"{name}-idempotency",
+            name=f"{base}-idempotency",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="id",
+            attributes=[aws.dynamodb.TableAttributeArgs(name="id", type="S")],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=c.IDEMPOTENCY_TTL_ATTRIBUTE, enabled=True),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            server_side_encryption=_table_encryption(args),
+            tags=tags,
+            opts=child,
+        )
+        # SQS-managed encryption: the sender needs no KMS grant, so neither the function (poison
+        # records) nor Lambda's on-failure delivery can be refused by a key policy.
+        self.failure_queue = aws.sqs.Queue(
+            f"{name}-failures",
+            name=f"{base}-failures",
+            sqs_managed_sse_enabled=True,
+            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            tags=tags,
+            opts=child,
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=log_group_name(function_name),
+            retention_in_days=cfg.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            name=f"{base}-role",
+            description=f"Assumed by Lambda to apply stream {args.stream_name} to DynamoDB.",
+            assume_role_policy=json.dumps(lambda_trust_policy()),
+            tags=tags,
+            opts=child,
+        )
+        document = pulumi.Output.all(
+            args.stream_arn,
+            self.membership_table.arn,
+            self.idempotency_table.arn,
+            self.failure_queue.arn,
+            self.log_group.arn,
+        ).apply(
+            lambda arns: json.dumps(
+                consumer_policy(
+                    stream_arn=arns[0],
+                    membership_table_arn=arns[1],
+                    idempotency_table_arn=arns[2],
+                    queue_arn=arns[3],
+                    log_group_arn=arns[4],
+                    kms_key_arn=args.kms_key_arn,
+                )
+            )
+        )
+        self.role_policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            name=f"{base}-policy",
+            role=self.role.name,
+            policy=document,
+            opts=child,
+        )
+        self.function = aws.lambda_.Function(
+            f"{name}-function",
+            name=function_name,
+            description=f"Applies cohort messages from Kinesis stream {args.stream_name} to "
+            "DynamoDB membership.",
+            role=self.role.arn,
+            runtime=c.LAMBDA_RUNTIME,
+            handler=c.LAMBDA_HANDLER,
+            architectures=[cfg.architecture],
+            code=pulumi.FileArchive(str(_archive(args))),
+            memory_size=cfg.memory_mb,
+            timeout=cfg.timeout_seconds,
+            reserved_concurrent_executions=cfg.reserved_concurrency,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    c.MEMBERSHIP_TABLE_ENV: self.membership_table.name,
+                    c.IDEMPOTENCY_TABLE_ENV: self.idempotency_table.name,
+                    c.FAILURE_QUEUE_ENV: self.failure_queue.url,
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=self.log_group.name
+            ),
+            tags=tags,
+            # Its first invocation must already find its permissions and its log group.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+        )
+        self.mapping = aws.lambda_.EventSourceMapping(
+            f"{name}-mapping",
+            event_source_arn=args.stream_arn,
+            function_name=self.function.arn,
+            starting_position=c.STARTING_POSITION,
+            batch_size=cfg.batch_size,
+            maximum_batching_window_in_seconds=cfg.batching_window_seconds,
+            parallelization_factor=cfg.parallelization_factor,
+            maximum_retry_attempts=cfg.max_retries,
+            maximum_record_age_in_seconds=cfg.max_record_age_seconds,
+            bisect_batch_on_function_error=True,
+            function_response_types=[c.REPORT_BATCH_ITEM_FAILURES],
+            destination_config=aws.lambda_.EventSourceMappingDestinationConfigArgs(
+                on_failure=aws.lambda_.EventSourceMappingDestinationConfigOnFailureArgs(
+                    destination_arn=self.failure_queue.arn
+                )
+            ),
+            tags=tags,
+            # The mapping polls with the function's role: its read grant must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+        )
+        self.alarms = []
+        if cfg.alarms:
+            self.alarms = [
+                aws.cloudwatch.MetricAlarm(
+                    f"{name}-iterator-age",
+                    name=f"{base}-iterator-age",
+                    alarm_description="The Lambda consumer is more than an hour behind the stream.",
+                    namespace="AWS/Lambda",
+                    metric_name="IteratorAge",
+                    dimensions={"FunctionName": self.function.name},
+                    statistic="Maximum",
+                    period=c.ALARM_PERIOD_SECONDS,
+                    evaluation_periods=1,
+                    threshold=c.ITERATOR_AGE_ALARM_MILLISECONDS,
+                    comparison_operator="GreaterThanThreshold",
+                    treat_missing_data="notBreaching",
+                    tags=tags,
+                    opts=child,
+                ),
+                aws.cloudwatch.MetricAlarm(
+                    f"{name}-failures-visible",
+                    name=f"{base}-failures-visible",
+                    alarm_description="Records the consumer could not apply wait in the failure "
+                    "queue.",
+                    namespace="AWS/SQS",
+                    metric_name="ApproximateNumberOfMessagesVisible",
+                    dimensions={"QueueName": self.failure_queue.name},
+                    statistic="Maximum",
+                    period=c.ALARM_PERIOD_SECONDS,
+                    evaluation_periods=1,
+                    threshold=0,
+                    comparison_operator="GreaterThanThreshold",
+                    treat_missing_data="notBreaching",
+                    tags=tags,
+                    opts=child,
+                ),
+            ]
+        self.register_outputs(
+            {
+                c.OUTPUT_MEMBERSHIP_TABLE: self.membership_table.name,
+                c.OUTPUT_IDEMPOTENCY_TABLE: self.idempotency_table.name,
+                c.OUTPUT_FUNCTION_ARN: self.function.arn,
+                c.OUTPUT_FAILURE_QUEUE_URL: self.failure_queue.url,
+            }
+        )
+
+
+def _archive(args: CohortConsumerArgs) -> Path:
+    path = Path(args.config.archive_path)
+    return path if path.is_absolute() else args.project_dir / path
+
+
+def _table_encryption(args: CohortConsumerArgs) -> aws.dynamodb.TableServerSideEncryptionArgs:
+    # Like the stream: the customer's key when it has one, else AWS-managed (alias/aws/dynamodb)
+    # when the stream is encrypted; DynamoDB's AWS-owned key (always on) when it is not.
+    if args.kms_key_arn is not None:
+        return aws.dynamodb.TableServerSideEncryptionArgs(
+            enabled=True, kms_key_arn=args.kms_key_arn
+        )
+    return aws.dynamodb.TableServerSideEncryptionArgs(enabled=args.encrypted)

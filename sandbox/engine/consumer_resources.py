@@ -1,0 +1,236 @@
+"""The local apply engine's handlers for the Lambda consumer's resources (`consumer: lambda`).
+
+Each creates one resource with the AWS calls the AWS provider would make and returns its ID and
+state, as `LocalApply`'s own creators do; `CREATORS` maps each type token to its handler and
+`plan_state` gives the placeholders a preview shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+TABLE = "aws:dynamodb/table:Table"
+QUEUE = "aws:sqs/queue:Queue"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+FUNCTION = "aws:lambda/function:Function"
+MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+
+State = dict[str, Any]
+Client = Callable[[str], Any]
+Creator = Callable[[Client, str, State], tuple[str, State]]
+_FUNCTION_WAIT_SECONDS = 60.0
+
+
+def _tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+
+
+def archive_path(code: Any) -> Path:
+    """The file behind a function's `code` input (a FileArchive, however it arrives)."""
+    if isinstance(code, pulumi.FileArchive):
+        return Path(code.path)
+    if isinstance(code, Mapping) and "path" in code:
+        return Path(str(code["path"]))
+    raise ValueError(f"code {code!r}: the local engine deploys only a FileArchive (a zip file)")
+
+
+def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    dynamodb = client("dynamodb")
+    name = inputs["name"]
+    keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
+    if inputs.get("rangeKey"):
+        keys.append({"AttributeName": inputs["rangeKey"], "KeyType": "RANGE"})
+    request: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": keys,
+        "AttributeDefinitions": [
+            {"AttributeName": a["name"], "AttributeType": a["type"]} for a in inputs["attributes"]
+        ],
+        "BillingMode": inputs.get("billingMode") or "PROVISIONED",
+        "Tags": _tag_list(inputs.get("tags")),
+    }
+    sse = inputs.get("serverSideEncryption") or {}
+    if sse.get("enabled"):
+        request["SSESpecification"] = {"Enabled": True, "SSEType": "KMS"}
+        if sse.get("kmsKeyArn"):
+            request["SSESpecification"]["KMSMasterKeyId"] = sse["kmsKeyArn"]
+    table = dynamodb.create_table(**request)["TableDescription"]
+    if (inputs.get("pointInTimeRecovery") or {}).get("enabled"):
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    ttl = inputs.get("ttl") or {}
+    if ttl.get("enabled"):
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["attributeName"]},
+        )
+    return name, {**inputs, "arn": table["TableArn"], "tagsAll": dict(inputs.get("tags") or {})}
+
+
+def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    sqs = client("sqs")
+    attributes = {"SqsManagedSseEnabled": str(bool(inputs.get("sqsManagedSseEnabled"))).lower()}
+    if inputs.get("messageRetentionSeconds"):
+        attributes["MessageRetentionPeriod"] = str(int(inputs["messageRetentionSeconds"]))
+    url = sqs.create_queue(
+        QueueName=inputs["name"], Attributes=attributes, tags=dict(inputs.get("tags") or {})
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return url, {**inputs, "arn": arn, "url": url, "tagsAll": dict(inputs.get("tags") or {})}
+
+
+def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    logs = client("logs")
+    name = inputs["name"]
+    logs.create_log_group(logGroupName=name, tags=dict(inputs.get("tags") or {}))
+    if inputs.get("retentionInDays"):
+        logs.put_retention_policy(logGroupName=name, retentionInDays=int(inputs["retentionInDays"]))
+    (group,) = [
+        g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        if g["logGroupName"] == name
+    ]  # fmt: skip
+    # The provider's `arn` has no ":*" suffix; DescribeLogGroups' does.
+    arn = str(group["arn"]).removesuffix(":*")
+    return name, {**inputs, "arn": arn, "tagsAll": dict(inputs.get("tags") or {})}
+
+
+def _put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    client("iam").put_role_policy(
+        RoleName=inputs["role"], PolicyName=inputs["name"], PolicyDocument=inputs["policy"]
+    )
+    return f"{inputs['role']}:{inputs['name']}", dict(inputs)
+
+
+def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    lambda_ = client("lambda")
+    request: dict[str, Any] = {
+        "FunctionName": inputs["name"],
+        "Role": inputs["role"],
+        "Runtime": inputs["runtime"],
+        "Handler": inputs["handler"],
+        "Code": {"ZipFile": archive_path(inputs["code"]).read_bytes()},
+        "Architectures": list(inputs.get("architectures") or ["x86_64"]),
+        "MemorySize": int(inputs.get("memorySize") or 128),
+        "Timeout": int(inputs.get("timeout") or 3),
+        "Environment": {"Variables": dict((inputs.get("environment") or {}).get("variables", {}))},
+        "Tags": dict(inputs.get("tags") or {}),
+    }
+    if inputs.get("description"):
+        request["Description"] = inputs["description"]
+    logging = inputs.get("loggingConfig") or {}
+    if logging:
+        request["LoggingConfig"] = {"LogFormat": logging.get("logFormat", "Text")}
+        if logging.get("logGroup"):
+            request["LoggingConfig"]["LogGroup"] = logging["logGroup"]
+    function = lambda_.create_function(**request)
+    reserved = inputs.get("reservedConcurrentExecutions")
+    if reserved is not None and int(reserved) >= 0:
+        lambda_.put_function_concurrency(
+            FunctionName=inputs["name"], ReservedConcurrentExecutions=int(reserved)
+        )
+    state = {
+        **inputs,
+        "arn": function["FunctionArn"],
+        "invokeArn": function["FunctionArn"],
+        "version": function.get("Version", "$LATEST"),
+        "tagsAll": dict(inputs.get("tags") or {}),
+    }
+    state.pop("code", None)  # the archive's bytes are in Lambda; the state keeps no file object
+    state["sourceCodeHash"] = function.get("CodeSha256")
+    return str(inputs["name"]), state
+
+
+def _create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    request: dict[str, Any] = {
+        "EventSourceArn": inputs["eventSourceArn"],
+        "FunctionName": inputs["functionName"],
+        "StartingPosition": inputs["startingPosition"],
+        "BatchSize": int(inputs["batchSize"]),
+        "MaximumBatchingWindowInSeconds": int(inputs.get("maximumBatchingWindowInSeconds") or 0),
+        "ParallelizationFactor": int(inputs.get("parallelizationFactor") or 1),
+        "MaximumRetryAttempts": int(inputs.get("maximumRetryAttempts", -1)),
+        "MaximumRecordAgeInSeconds": int(inputs.get("maximumRecordAgeInSeconds", -1)),
+        "BisectBatchOnFunctionError": bool(inputs.get("bisectBatchOnFunctionError")),
+        "FunctionResponseTypes": list(inputs.get("functionResponseTypes") or []),
+        "Tags": dict(inputs.get("tags") or {}),
+    }
+    on_failure = ((inputs.get("destinationConfig") or {}).get("onFailure") or {}).get(
+        "destinationArn"
+    )
+    if on_failure:
+        request["DestinationConfig"] = {"OnFailure": {"Destination": on_failure}}
+    mapping = client("lambda").create_event_source_mapping(**request)
+    state = {
+        **inputs,
+        "uuid": mapping["UUID"],
+        "arn": mapping.get("EventSourceMappingArn", ""),
+        "functionArn": mapping["FunctionArn"],
+        "state": mapping.get("State", "Enabled"),
+        "lastModified": str(mapping.get("LastModified", time.time())),
+    }
+    return str(mapping["UUID"]), state
+
+
+def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    cloudwatch = client("cloudwatch")
+    request: dict[str, Any] = {
+        "AlarmName": inputs["name"],
+        "Namespace": inputs["namespace"],
+        "MetricName": inputs["metricName"],
+        "Dimensions": [
+            {"Name": k, "Value": v} for k, v in (inputs.get("dimensions") or {}).items()
+        ],
+        "Statistic": inputs["statistic"],
+        "Period": int(inputs["period"]),
+        "EvaluationPeriods": int(inputs["evaluationPeriods"]),
+        "Threshold": float(inputs["threshold"]),
+        "ComparisonOperator": inputs["comparisonOperator"],
+        "TreatMissingData": inputs.get("treatMissingData", "missing"),
+        "Tags": _tag_list(inputs.get("tags")),
+    }
+    if inputs.get("alarmDescription"):
+        request["AlarmDescription"] = inputs["alarmDescription"]
+    cloudwatch.put_metric_alarm(**request)
+    (alarm,) = cloudwatch.describe_alarms(AlarmNames=[inputs["name"]])["MetricAlarms"]
+    return str(inputs["name"]), {**inputs, "arn": alarm["AlarmArn"]}
+
+
+CREATORS: dict[str, Creator] = {
+    TABLE: _create_table,
+    QUEUE: _create_queue,
+    LOG_GROUP: _create_log_group,
+    ROLE_POLICY: _put_role_policy,
+    FUNCTION: _create_function,
+    MAPPING: _create_mapping,
+    ALARM: _put_alarm,
+}
+
+
+def plan_state(type_: str, inputs: Mapping[str, Any], region: str, account: str) -> State:
+    """What a preview shows for a consumer resource: its ARN (and URL) as placeholders."""
+    name = inputs.get("name") or "<random>"
+    if type_ == TABLE:
+        return {"arn": f"arn:aws:dynamodb:{region}:{account}:table/{name}"}
+    if type_ == QUEUE:
+        return {
+            "arn": f"arn:aws:sqs:{region}:{account}:{name}",
+            "url": f"https://sqs.{region}.amazonaws.com/{account}/{name}",
+        }
+    if type_ == LOG_GROUP:
+        return {"arn": f"arn:aws:logs:{region}:{account}:log-group:{name}"}
+    if type_ == FUNCTION:
+        return {"arn": f"arn:aws:lambda:{region}:{account}:function:{name}"}
+    if type_ == ALARM:
+        return {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"}
+    return {}
