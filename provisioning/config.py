@@ -30,6 +30,18 @@ class DestinationConfig:
     external_id: str | None = field(default=None, repr=False)
     display_name: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    protect_stream: bool = True
+    policy_name: str | None = None
+    import_stream: str | None = None
+    import_role: str | None = None
+    import_policy_arn: str | None = None
+
+    @property
+    def attachment_import_id(self) -> str | None:
+        """The attachment's import ID (`<role>/<policy ARN>`) when both its ends are adopted."""
+        if self.import_role and self.import_policy_arn:
+            return f"{self.import_role}/{self.import_policy_arn}"
+        return None
 
     @property
     def trusted_principal_arn(self) -> str:
@@ -104,6 +116,77 @@ def _parse_tags(value: Any, problems: list[str]) -> dict[str, str]:
             )
         tags[tag_key] = tag_value
     return tags
+
+
+def _as_bool(key: str, value: Any, default: bool, problems: list[str]) -> bool:
+    if _blank(value):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    problems.append(f"{key} {value!r}: must be true or false")
+    return default
+
+
+@dataclass(frozen=True)
+class _Day2:
+    protect_stream: bool
+    policy_name: str | None
+    import_stream: str | None
+    import_role: str | None
+    import_policy_arn: str | None
+
+
+def _parse_day2(
+    raw: Mapping[str, Any], stream_name: str, role_name: str, problems: list[str]
+) -> _Day2:
+    """Protection, the policy's fixed name and the import IDs, checked against each other."""
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return None if _blank(value) else str(value).strip()
+
+    protect = _as_bool(c.CONFIG_PROTECT_STREAM, raw.get(c.CONFIG_PROTECT_STREAM), True, problems)
+    policy_name = text(c.CONFIG_POLICY_NAME)
+    if policy_name is not None:
+        _matches(
+            c.CONFIG_POLICY_NAME,
+            policy_name,
+            c.POLICY_NAME_PATTERN,
+            r"1-128 characters, only [\w+=,.@-] allowed",
+            problems,
+        )
+    import_stream = text(c.CONFIG_IMPORT_STREAM)
+    if import_stream is not None and import_stream != stream_name:
+        # The stream's name is ForceNew: adopting one name while declaring another replaces it.
+        problems.append(
+            f"{c.CONFIG_IMPORT_STREAM} {import_stream!r}: must equal {c.CONFIG_STREAM_NAME} "
+            f"({stream_name!r}); a different name would replace the adopted stream"
+        )
+    import_role = text(c.CONFIG_IMPORT_ROLE)
+    if import_role is not None and import_role != role_name:
+        problems.append(
+            f"{c.CONFIG_IMPORT_ROLE} {import_role!r}: must equal {c.CONFIG_ROLE_NAME} "
+            f"({role_name!r}); a different name would replace the adopted role"
+        )
+    import_policy = text(c.CONFIG_IMPORT_POLICY)
+    if import_policy is not None:
+        _matches(
+            c.CONFIG_IMPORT_POLICY,
+            import_policy,
+            c.MANAGED_POLICY_ARN_PATTERN,
+            "must be a managed policy ARN, arn:aws:iam::<12-digit account>:policy/<name>",
+            problems,
+        )
+        arn_name = import_policy.rsplit("/", 1)[-1]
+        if policy_name != arn_name:
+            problems.append(
+                f"{c.CONFIG_POLICY_NAME} {policy_name!r}: must be {arn_name!r}, the name of "
+                f"{c.CONFIG_IMPORT_POLICY} {import_policy!r} (a policy's name is ForceNew)"
+            )
+    return _Day2(protect, policy_name, import_stream, import_role, import_policy)
 
 
 def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
@@ -239,6 +322,7 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
         stack=stack
     )
     tags = _parse_tags(raw.get(c.CONFIG_TAGS), problems)
+    day2 = _parse_day2(raw, stream_name, role_name, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -258,4 +342,9 @@ def parse_config(raw: Mapping[str, Any], stack: str) -> DestinationConfig:
         external_id=external_id,
         display_name=display_name,
         tags=tags,
+        protect_stream=day2.protect_stream,
+        policy_name=day2.policy_name,
+        import_stream=day2.import_stream,
+        import_role=day2.import_role,
+        import_policy_arn=day2.import_policy_arn,
     )
