@@ -107,7 +107,9 @@ def register(sub: Any) -> None:
         help="override a stack config value (repeatable); secrets the stack file "
         "holds encrypted must be given here or as $COHORT_SECRET_<key>",
     )
-    up_parser.add_argument("--region", help="AWS region (default: the stack's aws:region, else us-east-1)")
+    up_parser.add_argument(
+        "--region", help="AWS region (default: the stack's aws:region, else us-east-1)"
+    )
     up_parser.add_argument(
         "--world-file",
         type=Path,

@@ -212,3 +212,12 @@ def local_up(
     planned = preview(config, region=region)
     applied = apply(config, session=session, region=region, endpoint_url=endpoint_url)
     return LocalUp(plan=planned, applied=applied)
+
+
+def program_args(config: StackConfig) -> dict[str, Any]:
+    """How `run_program` receives this stack's config."""
+    return {
+        "stack": config.stack,
+        "config": config.values,
+        "secret_keys": tuple(config.secret_keys),
+    }
