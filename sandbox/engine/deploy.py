@@ -133,7 +133,8 @@ def protection_error(urn: str, verb: str) -> str:
     )
 
 
-def _aws_call(what: str, call: Callable[..., Any], *args: Any) -> Any:
+def aws_call(what: str, call: Callable[..., Any], *args: Any) -> Any:
+    """Run one AWS call; its failure becomes an ApplyError naming `what` and the cause."""
     try:
         return call(*args)
     except ClientError as exc:
@@ -258,7 +259,10 @@ class DeployEngine(pulumi.runtime.Mocks):
             return self._create(args, opts, handler, plain, keep)
         old_inputs = _unseal(self._old, old.inputs, plain)
         diff = diff_inputs(args.typ, old_inputs, plain)
-        changes = tuple((k, _masked(old_inputs.get(k)), plain.get(k)) for k in diff.diff_reasons)
+        changes = tuple(
+            (k, _masked(old_inputs.get(k)), "[secret]" if k in secrets else plain.get(k))
+            for k in diff.diff_reasons
+        )
         live_outputs = {**old.outputs, **plain}
         if not diff.changed:
             self._step(Step(SAME, opts.urn, args.typ))
@@ -268,7 +272,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             self._step(Step(UPDATE, opts.urn, args.typ, diff.diff_reasons, (), changes))
             outputs = live_outputs
             if self._execute:
-                outputs = _aws_call(
+                outputs = aws_call(
                     f"updating {args.typ} {args.name!r}",
                     lambda: handler.update(self._ctx, old.id or "", old.outputs, old_inputs, plain),
                 )
@@ -293,7 +297,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         else:
             self._step(Step(CREATE, opts.urn, args.typ))
         if not self._execute:
-            collision = _aws_call(
+            collision = aws_call(
                 f"checking {args.typ} {args.name!r}", lambda: handler.exists(self._ctx, plain)
             )
             if collision and opts.urn not in self._replaced_early:
@@ -306,7 +310,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             outputs = handler.predict(self._account, self._ctx.region, args.name, plain)
             keep(f"{args.name}-id", outputs)
             return f"{args.name}-id", outputs
-        resource_id, outputs = _aws_call(
+        resource_id, outputs = aws_call(
             f"creating {args.typ} {args.name!r}",
             lambda: handler.create(self._ctx, args.name, plain),
         )
@@ -322,7 +326,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         keep: Callable[[str | None, dict[str, Any]], None],
     ) -> tuple[str, dict[str, Any]]:
         import_id = opts.import_id or ""
-        live = _aws_call(
+        live = aws_call(
             f"importing {args.typ} {import_id!r}", lambda: handler.import_(self._ctx, import_id)
         )
         if live is None:
@@ -331,7 +335,11 @@ class DeployEngine(pulumi.runtime.Mocks):
                 f"{self._account}; check the import key or unset it to create one"
             )
         diff = diff_inputs(args.typ, live.inputs, plain)
-        changes = tuple((k, live.inputs.get(k), plain.get(k)) for k in diff.diff_reasons)
+        secrets = _secret_keys(unwrap_secrets(dict(args.inputs))[1])
+        changes = tuple(
+            (k, live.inputs.get(k), "[secret]" if k in secrets else plain.get(k))
+            for k in diff.diff_reasons
+        )
         if diff.replace_reasons:
             self.refusals.append(
                 f"{opts.urn}: importing {import_id!r} would replace it: "
@@ -344,7 +352,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             self._step(Step(UPDATE, opts.urn, args.typ, diff.diff_reasons, (), changes))
             outputs = {**live.outputs, **plain}
             if self._execute:
-                outputs = _aws_call(
+                outputs = aws_call(
                     f"updating {args.typ} {args.name!r}",
                     lambda: handler.update(self._ctx, live.id, live.outputs, live.inputs, plain),
                 )
@@ -389,7 +397,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             outputs = handler.predict(self._account, self._ctx.region, args.name, plain)
             keep(f"{args.name}-id", outputs)
             return f"{args.name}-id", outputs
-        resource_id, outputs = _aws_call(
+        resource_id, outputs = aws_call(
             f"creating the replacement {args.typ} {args.name!r}",
             lambda: handler.create(self._ctx, args.name, plain),
         )
@@ -420,7 +428,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         if not resource.custom:
             return
         handler = handler_for(resource.type, resource.name)
-        _aws_call(
+        aws_call(
             f"deleting {resource.type} {resource.name!r}",
             lambda: handler.delete(self._ctx, resource.id or "", resource.outputs),
         )
@@ -490,7 +498,7 @@ def vanished_resources(ctx: AwsContext, state: StackState) -> list[ResourceState
         if not resource.custom:
             continue
         handler = handler_for(resource.type, resource.name)
-        live = _aws_call(
+        live = aws_call(
             f"reading {resource.type} {resource.name!r}",
             handler.read,
             ctx,
@@ -517,14 +525,24 @@ def plan(
     state: StackState,
     account: str,
     execute: bool,
+    save: Callable[[StackState], None] | None = None,
 ) -> tuple[Outcome, list[str]]:
-    """Run the program against the state; the outcome and any refusals (nothing refused yet)."""
+    """Run the program against the state; the outcome and any refusals (nothing refused yet).
+
+    With `save`, the state is recorded even when an AWS call fails midway: what was already
+    created, updated or deleted is never forgotten.
+    """
     vanished = vanished_resources(ctx, state)
     current = _forget(state, {r.urn for r in vanished})
     engine = DeployEngine(ctx, current, account=account, execute=execute)
-    run = run_program(engine, **program_args, preview=not execute)
-    engine.finish()
-    new_state = engine.new_state(run)
+    run = ProgramRun(outputs=dict(state.outputs))
+    try:
+        run = run_program(engine, **program_args, preview=not execute)
+        engine.finish()
+    finally:
+        new_state = engine.new_state(run)
+        if save is not None:
+            save(new_state)
     outcome = Outcome(
         steps=engine.steps,
         state=new_state,
@@ -544,7 +562,7 @@ def destroy(*, ctx: AwsContext, state: StackState, execute: bool) -> tuple[Outco
         steps.append(Step(DELETE, resource.urn, resource.type))
         if execute and not refusals and resource.custom:
             handler = handler_for(resource.type, resource.name)
-            _aws_call(
+            aws_call(
                 f"deleting {resource.type} {resource.name!r}",
                 handler.delete,
                 ctx,
@@ -589,7 +607,7 @@ def refresh(ctx: AwsContext, state: StackState) -> tuple[list[Drift], StackState
             refreshed.resources[resource.urn] = resource
             continue
         handler = handler_for(resource.type, resource.name)
-        live = _aws_call(
+        live = aws_call(
             f"reading {resource.type} {resource.name!r}",
             handler.read,
             ctx,
