@@ -617,8 +617,13 @@ def refresh(ctx: AwsContext, state: StackState) -> tuple[list[Drift], StackState
         if live is None:
             drifts.append(Drift(resource.urn, resource.type, gone=True))
             continue
-        recorded = _unseal(state, resource.inputs, live.inputs)
-        diff = diff_inputs(resource.type, recorded, live.inputs)
+        actual = dict(live.inputs)
+        name_property = schema_for(resource.type).name_property
+        if name_property and name_property not in resource.inputs:
+            # Auto-named: the program never declared a name, so AWS's is not drift.
+            actual.pop(name_property, None)
+        recorded = _unseal(state, resource.inputs, actual)
+        diff = diff_inputs(resource.type, recorded, actual)
         sealed = {k for k, v in resource.inputs.items() if is_sealed(v)}
         if diff.changed:
             drifts.append(
@@ -630,7 +635,7 @@ def refresh(ctx: AwsContext, state: StackState) -> tuple[list[Drift], StackState
                         (
                             k,
                             _masked(recorded.get(k)),
-                            "[secret]" if k in sealed else live.inputs.get(k),
+                            "[secret]" if k in sealed else actual.get(k),
                         )
                         for k in diff.diff_reasons
                     ),
@@ -638,7 +643,7 @@ def refresh(ctx: AwsContext, state: StackState) -> tuple[list[Drift], StackState
             )
         # Keep what the program set that AWS does not echo back (e.g. a region input).
         inputs = {**{k: v for k, v in resource.inputs.items() if k not in diff.diff_reasons}}
-        inputs.update({k: live.inputs.get(k) for k in diff.diff_reasons})
+        inputs.update({k: actual.get(k) for k in diff.diff_reasons})
         refreshed.resources[resource.urn] = ResourceState(
             urn=resource.urn,
             type=resource.type,
