@@ -27,6 +27,13 @@ from sync.errors import SyncError
 DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 
 Handler = Callable[[argparse.Namespace], int]
+_PAST = {
+    "create": "created",
+    "update": "updated",
+    "replace": "replaced",
+    "delete": "deleted",
+    "import": "imported",
+}
 
 
 def _refusals(handler: Handler) -> Handler:
@@ -311,9 +318,13 @@ def local_up(args: argparse.Namespace) -> int:
                 ]
                 _json_out(document)
                 return 0 if all(step.passed for step in steps) else 1
-            changed = {op: n for op, n in applied.summary.items() if op != "same"}
-            done = ", ".join(f"{n} {op}" for op, n in changed.items()) or "no changes"
-            _print(f"Applied: {done} ({len(applied.state.resources)} resources in the stack).")
+            done = ", ".join(
+                f"{n} {_PAST.get(op, op)}" for op, n in applied.summary.items() if op != "same"
+            )
+            _print(
+                f"Applied: {done or 'no changes'} "
+                f"({len(applied.state.resources)} resources in the stack)."
+            )
             _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
             if args.out:
                 _print(
