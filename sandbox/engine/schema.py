@@ -129,14 +129,14 @@ class InputDiff:
         return bool(self.diff_reasons)
 
 
-def _statements(document: Any) -> Any:
+def _statements(document: Any, in_list: bool = False) -> Any:
     """A policy document with every string-or-list field as a sorted list, for comparison."""
     if isinstance(document, dict):
         return {k: _statements(v) for k, v in document.items()}
     if isinstance(document, list):
-        items = [_statements(v) for v in document]
+        items = [_statements(v, in_list=True) for v in document]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    if isinstance(document, str):
+    if isinstance(document, str) and not in_list:
         return [document]
     return document
 
