@@ -47,7 +47,13 @@ class CohortDestination(pulumi.ComponentResource):
             encryption_type="NONE" if cfg.encryption == "NONE" else "KMS",
             kms_key_id=_stream_key(cfg),
             tags=tags,
-            opts=child,
+            # protect: no up or destroy may replace or delete the stream (and its data) until
+            # protectStream is false. No retain_on_delete: the stream's name is fixed, so a
+            # retained old stream would make its replacement's create fail on the name.
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(protect=cfg.protect_stream, import_=cfg.import_stream),
+            ),
         )
 
         trust: pulumi.Input[str]
@@ -66,7 +72,9 @@ class CohortDestination(pulumi.ComponentResource):
             max_session_duration=cfg.max_session_seconds,
             permissions_boundary=cfg.permissions_boundary_arn,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(import_=cfg.import_role)
+            ),
         )
 
         document = pulumi.Output.all(self.stream.arn, self.role.arn).apply(
@@ -74,17 +82,26 @@ class CohortDestination(pulumi.ComponentResource):
         )
         self.policy = aws.iam.Policy(
             f"{name}-write",
+            name=cfg.policy_name,
             path=cfg.role_path,
-            description=f"Lets Amplitude write cohort updates to Kinesis stream {cfg.stream_name}.",
+            # The description is ForceNew: an adopted policy keeps its own (Amplitude's guide
+            # sets none), or importing it would replace it.
+            description=None
+            if cfg.import_policy_arn
+            else f"Lets Amplitude write cohort updates to Kinesis stream {cfg.stream_name}.",
             policy=document,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(import_=cfg.import_policy_arn)
+            ),
         )
         self.attachment = aws.iam.RolePolicyAttachment(
             f"{name}-attach",
             role=self.role.name,
             policy_arn=self.policy.arn,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(import_=cfg.attachment_import_id)
+            ),
         )
 
         self.region: pulumi.Output[str] = aws.get_region_output(

@@ -32,6 +32,18 @@ class DestinationConfig:
     display_name: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     consumer: ConsumerConfig | None = None  # None: `consumer: none`, no Lambda consumer
+    protect_stream: bool = True
+    policy_name: str | None = None
+    import_stream: str | None = None
+    import_role: str | None = None
+    import_policy_arn: str | None = None
+
+    @property
+    def attachment_import_id(self) -> str | None:
+        """The attachment's import ID (`<role>/<policy ARN>`) when both its ends are adopted."""
+        if self.import_role and self.import_policy_arn:
+            return f"{self.import_role}/{self.import_policy_arn}"
+        return None
 
     @property
     def trusted_principal_arn(self) -> str:
@@ -106,6 +118,69 @@ def _parse_tags(value: Any, problems: list[str]) -> dict[str, str]:
             )
         tags[tag_key] = tag_value
     return tags
+
+
+@dataclass(frozen=True)
+class _Day2:
+    protect_stream: bool
+    policy_name: str | None
+    import_stream: str | None
+    import_role: str | None
+    import_policy_arn: str | None
+
+
+def _parse_day2(
+    raw: Mapping[str, Any], stream_name: str, role_name: str, problems: list[str]
+) -> _Day2:
+    """Protection, the policy's fixed name and the import IDs, checked against each other."""
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return None if _blank(value) else str(value).strip()
+
+    protect_raw = raw.get(c.CONFIG_PROTECT_STREAM)
+    # An invalid value is reported; protection stays on, the safe reading.
+    protect = (
+        _blank(protect_raw) or _as_bool(c.CONFIG_PROTECT_STREAM, protect_raw, problems) is not False
+    )
+    policy_name = text(c.CONFIG_POLICY_NAME)
+    if policy_name is not None:
+        _matches(
+            c.CONFIG_POLICY_NAME,
+            policy_name,
+            c.POLICY_NAME_PATTERN,
+            r"1-128 characters, only [\w+=,.@-] allowed",
+            problems,
+        )
+    import_stream = text(c.CONFIG_IMPORT_STREAM)
+    if import_stream is not None and import_stream != stream_name:
+        # The stream's name is ForceNew: adopting one name while declaring another replaces it.
+        problems.append(
+            f"{c.CONFIG_IMPORT_STREAM} {import_stream!r}: must equal {c.CONFIG_STREAM_NAME} "
+            f"({stream_name!r}); a different name would replace the adopted stream"
+        )
+    import_role = text(c.CONFIG_IMPORT_ROLE)
+    if import_role is not None and import_role != role_name:
+        problems.append(
+            f"{c.CONFIG_IMPORT_ROLE} {import_role!r}: must equal {c.CONFIG_ROLE_NAME} "
+            f"({role_name!r}); a different name would replace the adopted role"
+        )
+    import_policy = text(c.CONFIG_IMPORT_POLICY)
+    if import_policy is not None:
+        _matches(
+            c.CONFIG_IMPORT_POLICY,
+            import_policy,
+            c.MANAGED_POLICY_ARN_PATTERN,
+            "must be a managed policy ARN, arn:aws:iam::<12-digit account>:policy/<name>",
+            problems,
+        )
+        arn_name = import_policy.rsplit("/", 1)[-1]
+        if policy_name != arn_name:
+            problems.append(
+                f"{c.CONFIG_POLICY_NAME} {policy_name!r}: must be {arn_name!r}, the name of "
+                f"{c.CONFIG_IMPORT_POLICY} {import_policy!r} (a policy's name is ForceNew)"
+            )
+    return _Day2(protect, policy_name, import_stream, import_role, import_policy)
 
 
 def parse_config(
@@ -249,6 +324,7 @@ def parse_config(
     )
     tags = _parse_tags(raw.get(c.CONFIG_TAGS), problems)
     consumer = parse_consumer(raw, problems, project_dir)
+    day2 = _parse_day2(raw, stream_name, role_name, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -269,6 +345,11 @@ def parse_config(
         display_name=display_name,
         tags=tags,
         consumer=consumer,
+        protect_stream=day2.protect_stream,
+        policy_name=day2.policy_name,
+        import_stream=day2.import_stream,
+        import_role=day2.import_role,
+        import_policy_arn=day2.import_policy_arn,
     )
 
 

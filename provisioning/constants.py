@@ -48,6 +48,12 @@ CONFIG_TRUSTED_ACCOUNT_ID: Final = "trustedAccountId"
 CONFIG_EXTERNAL_ID: Final = "externalId"
 CONFIG_DISPLAY_NAME: Final = "displayName"
 CONFIG_TAGS: Final = "tags"
+# Day-2 keys: the stream's protection, the policy's fixed name, and adopting hand-made resources.
+CONFIG_PROTECT_STREAM: Final = "protectStream"
+CONFIG_POLICY_NAME: Final = "policyName"
+CONFIG_IMPORT_STREAM: Final = "importStream"
+CONFIG_IMPORT_ROLE: Final = "importRole"
+CONFIG_IMPORT_POLICY: Final = "importPolicy"
 CONFIG_KEYS: Final = (
     CONFIG_STREAM_NAME,
     CONFIG_STREAM_MODE,
@@ -63,6 +69,11 @@ CONFIG_KEYS: Final = (
     CONFIG_EXTERNAL_ID,
     CONFIG_DISPLAY_NAME,
     CONFIG_TAGS,
+    CONFIG_PROTECT_STREAM,
+    CONFIG_POLICY_NAME,
+    CONFIG_IMPORT_STREAM,
+    CONFIG_IMPORT_ROLE,
+    CONFIG_IMPORT_POLICY,
 )
 
 STREAM_MODES: Final = ("ON_DEMAND", "PROVISIONED")
@@ -71,6 +82,7 @@ ENCRYPTIONS: Final = ("NONE", "AWS_MANAGED", "KMS")
 # AWS's own limits for the inputs above.
 STREAM_NAME_PATTERN: Final = r"[a-zA-Z0-9_.-]{1,128}"
 ROLE_NAME_PATTERN: Final = r"[\w+=,.@-]{1,64}"
+POLICY_NAME_PATTERN: Final = r"[\w+=,.@-]{1,128}"
 ROLE_PATH_PATTERN: Final = r"/|/[\x21-\x7e]{0,510}/"
 EXTERNAL_ID_PATTERN: Final = r"[\w+=,.@:/-]{2,1224}"
 ACCOUNT_ID_PATTERN: Final = r"\d{12}"

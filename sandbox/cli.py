@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,13 @@ from sync.errors import SyncError
 DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 
 Handler = Callable[[argparse.Namespace], int]
+_PAST = {
+    "create": "created",
+    "update": "updated",
+    "replace": "replaced",
+    "delete": "deleted",
+    "import": "imported",
+}
 
 
 def _refusals(handler: Handler) -> Handler:
@@ -65,7 +73,7 @@ def _requires_sandbox(handler: Handler) -> Handler:
 
 
 def register(sub: Any) -> None:
-    """Add `local serve|up` and `demo` to cohort-sync's subcommands."""
+    """Add `local serve|up|preview|destroy|refresh` and `demo` to cohort-sync's subcommands."""
     local = sub.add_parser("local", help="run the stack on a local moto (no AWS account)")
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     serve = local_sub.add_parser(
@@ -92,40 +100,18 @@ def register(sub: Any) -> None:
     up_parser = local_sub.add_parser(
         "up",
         help="preview and apply the unmodified program to moto, then show Amplitude using it",
-        description="Print the plan, create every resource the program declares, write the "
-        "outputs file, print Amplitude's destination form, and prove the role: Amplitude's "
-        "principal assumes it and writes a record, a stranger is refused. Without "
-        "--endpoint-url the moto is embedded and gone when the command ends.",
+        description="Preview the program against the stack's state, apply the plan (create, "
+        "update in place, replace or delete, as the AWS provider would), record the new state, "
+        "write the outputs file, print Amplitude's destination form, and prove the role: "
+        "Amplitude's principal assumes it and writes a record, a stranger is refused. Refuses a "
+        "plan that replaces or deletes the stream unless --yes. Without --endpoint-url the moto "
+        "is embedded and gone when the command ends (and so is the stack's state).",
     )
+    _stack_arguments(up_parser)
     up_parser.add_argument(
-        "--stack",
-        default=DEFAULT_STACK,
-        help=f"stack name: reads Pulumi.<stack>.yaml, which must exist (default {DEFAULT_STACK})",
-    )
-    up_parser.add_argument(
-        "--project-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="the Pulumi project: its Pulumi.yaml, stack files and __main__.py "
-        "(default: this project's own program)",
-    )
-    up_parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a stack config value (repeatable); secrets the stack file "
-        "holds encrypted must be given here or as $COHORT_SECRET_<key>",
-    )
-    up_parser.add_argument(
-        "--region", help="AWS region (default: the stack's aws:region, else us-east-1)"
-    )
-    up_parser.add_argument(
-        "--world-file",
-        type=Path,
-        default=DEFAULT_WORLD_FILE,
-        help="with --endpoint-url: the world file `local serve` wrote",
+        "--yes",
+        action="store_true",
+        help="apply even a plan that replaces or deletes the Kinesis stream (its records go too)",
     )
     up_parser.add_argument(
         "--out",
@@ -133,8 +119,36 @@ def register(sub: Any) -> None:
         default=None,
         help="write the outputs (as `pulumi stack output --json --show-secrets`) here",
     )
-    _endpoint(up_parser, otherwise="an embedded moto, gone when the command ends")
     up_parser.set_defaults(handler=_refusals(local_up))
+
+    preview_parser = local_sub.add_parser(
+        "preview",
+        help="what `local up` would do to the stack, changing nothing",
+        description="Run the program against the stack's recorded state and print each step "
+        "(same, create, update, replace, import, delete) with the inputs that cause it, and a "
+        "notice for every change Amplitude must be told about. Reads AWS, changes nothing.",
+    )
+    _stack_arguments(preview_parser)
+    preview_parser.set_defaults(handler=_refusals(local_preview))
+
+    destroy_parser = local_sub.add_parser(
+        "destroy",
+        help="delete every resource the stack's state records (not a protected stream)",
+        description="Delete what the stack's state records, dependents first. A stream with "
+        "protectStream true refuses the whole destroy, as Pulumi's protection does.",
+    )
+    _stack_arguments(destroy_parser)
+    destroy_parser.set_defaults(handler=_refusals(local_destroy))
+
+    refresh_parser = local_sub.add_parser(
+        "refresh",
+        help="read the stack's resources back from AWS and report drift field by field",
+        description="Read every resource the stack's state records, print what differs from "
+        "the recorded inputs (or that it was deleted), and record what AWS holds, as `pulumi "
+        "refresh` does; the next `local up` puts back what the program declares.",
+    )
+    _stack_arguments(refresh_parser)
+    refresh_parser.set_defaults(handler=_refusals(local_refresh))
 
     demo_parser = sub.add_parser(
         "demo",
@@ -168,14 +182,68 @@ def local_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def local_up(args: argparse.Namespace) -> int:
-    """`local up`: plan, apply to moto, write outputs, show the form and prove the role."""
-    from sandbox.engine.plan import render_outputs, render_plan
+def _stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every stack command shares."""
+    parser.add_argument(
+        "--stack",
+        default=DEFAULT_STACK,
+        help=f"stack name: reads Pulumi.<stack>.yaml, which must exist (default {DEFAULT_STACK})",
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the Pulumi project: its Pulumi.yaml, stack files and __main__.py "
+        "(default: this project's own program)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stack config value (repeatable); secrets the stack file "
+        "holds encrypted must be given here or as $COHORT_SECRET_<key>",
+    )
+    parser.add_argument(
+        "--region", help="AWS region (default: the stack's aws:region, else us-east-1)"
+    )
+    parser.add_argument(
+        "--world-file",
+        type=Path,
+        default=DEFAULT_WORLD_FILE,
+        help="with --endpoint-url: the world file `local serve` wrote",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="with --endpoint-url: where <stack>.json records the stack's resources (default: "
+        "stacks/ beside the world file); the embedded moto keeps the state in memory only",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print `pulumi preview --json`'s shape, on every path"
+    )
+    _endpoint(parser, otherwise="an embedded moto, gone when the command ends")
+
+
+@dataclass
+class _Session:
+    config: Any
+    region: str
+    world: Any
+    ctx: Any
+    place: Any
+
+
+@contextmanager
+def _stack_session(args: argparse.Namespace) -> Iterator[_Session]:
+    """Config, world, AWS context and state place for a stack command."""
     from sandbox.engine.runner import PROGRAM_DIR
-    from sandbox.engine.stack import apply as apply_stack
-    from sandbox.engine.stack import load_stack_config, parse_overrides, preview
-    from sandbox.proof import prove_destination
-    from sandbox.world import MotoWorld, moto_world
+    from sandbox.engine.stack import load_stack_config, parse_overrides
+    from sandbox.engine.state import default_state_dir
+    from sandbox.lifecycle import context_for, place_for
+    from sandbox.world import moto_world
 
     config = load_stack_config(
         args.stack,
@@ -185,52 +253,160 @@ def local_up(args: argparse.Namespace) -> int:
     region = args.region or config.region or "us-east-1"
     # Like every command here, boto3's AWS_ENDPOINT_URL stands in for --endpoint-url.
     args.endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    _print(f"Previewing stack {args.stack!r} in {region}:", "")
-    _print(render_plan(preview(config, region=region)), "")
+    state_dir = args.state_dir or default_state_dir(args.world_file)
+    place = place_for(args.endpoint_url, state_dir, args.stack)
+    if args.endpoint_url:
+        if not args.world_file.exists():
+            raise SyncError(
+                f"--world-file {args.world_file}: not found; `cohort-sync local serve "
+                f"--world-file {args.world_file}` writes it for the server at "
+                f"{args.endpoint_url}"
+            )
+        world = _served_world(args.world_file, args.endpoint_url, region)
+        yield _Session(config, region, world, context_for(world, region, args.endpoint_url), place)
+    else:
+        with moto_world(region) as embedded:
+            yield _Session(config, region, embedded, context_for(embedded, region, None), place)
 
-    @contextmanager
-    def world_for_run() -> Iterator[MotoWorld]:
-        if args.endpoint_url:
-            if not args.world_file.exists():
-                raise SyncError(
-                    f"--world-file {args.world_file}: not found; `cohort-sync local serve "
-                    f"--world-file {args.world_file}` writes it for the server at "
-                    f"{args.endpoint_url}"
+
+def _heading(verb: str, stack: str, session: _Session) -> str:
+    return f"{verb} stack {stack!r} in {session.region} ({session.place.describe()}):"
+
+
+def _json_out(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=2, default=str), flush=True)
+
+
+def _guarded(args: argparse.Namespace, body: Callable[[], int]) -> int:
+    """Run `body`; with --json a refusal is printed as JSON too (then exit 2)."""
+    from sandbox.lifecycle import JsonReported, json_errors
+
+    try:
+        with json_errors(args.json, _json_out):
+            return body()
+    except JsonReported as exc:
+        raise SyncError(str(exc)) from exc
+
+
+def local_preview(args: argparse.Namespace) -> int:
+    """`local preview`: the plan against the recorded state; nothing changes."""
+    from sandbox import lifecycle
+
+    def body() -> int:
+        with _stack_session(args) as session:
+            outcome = lifecycle.preview(session.config, session.ctx, session.place)
+            if args.json:
+                _json_out(outcome.to_json())
+            else:
+                _print(_heading("Previewing", args.stack, session), "")
+                _print(*lifecycle.render_steps(outcome))
+        return 0
+
+    return _guarded(args, body)
+
+
+def local_up(args: argparse.Namespace) -> int:
+    """`local up`: plan, apply to moto, record the state, write outputs, show the form, prove."""
+    from sandbox import lifecycle
+    from sandbox.engine.plan import render_outputs
+    from sandbox.proof import prove_destination
+
+    def body() -> int:
+        with _stack_session(args) as session:
+
+            def show_plan(outcome: Any) -> None:
+                if not args.json:
+                    _print(_heading("Previewing", args.stack, session), "")
+                    _print(*lifecycle.render_steps(outcome), "")
+
+            applied = lifecycle.up(
+                session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
+            )
+            assert applied.run is not None
+            outputs = applied.run.outputs
+            steps = prove_destination(session.world, outputs)
+            if args.out:
+                _write_private(args.out, outputs)
+            if args.json:
+                document = applied.to_json()
+                document["proof"] = [
+                    {"name": s.name, "passed": s.passed, "detail": s.detail} for s in steps
+                ]
+                _json_out(document)
+                return 0 if all(step.passed for step in steps) else 1
+            done = ", ".join(
+                f"{n} {_PAST.get(op, op)}" for op, n in applied.summary.items() if op != "same"
+            )
+            _print(
+                f"Applied: {done or 'no changes'} "
+                f"({len(applied.state.resources)} resources in the stack)."
+            )
+            _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
+            if args.out:
+                _print(
+                    f"Outputs written to {args.out} "
+                    "(as `pulumi stack output --json --show-secrets`)."
                 )
-            yield _served_world(args.world_file, args.endpoint_url, region)
-        else:
-            with moto_world(region) as embedded:
-                yield embedded
+            _print("", "Amplitude destination form:")
+            _print(*_form_lines(outputs), "")
+            _print("Proving the role:")
+            _print(*(f"  {step.render()}" for step in steps))
+            if args.endpoint_url:
+                _print("", "To act as Amplitude against this server:")
+                _print(*_env_lines(session.world, session.region, "amplitude", args.world_file))
+                _print("", "To act as the customer (consume, inspect):")
+                _print(
+                    *_env_lines(session.world, session.region, "customer_admin", args.world_file)
+                )
+            else:
+                _print(
+                    "",
+                    "(embedded moto: everything above is gone now; use `local serve` and "
+                    "--endpoint-url to keep it)",
+                )
+        return 0 if all(step.passed for step in steps) else 1
 
-    with world_for_run() as world:
-        session = world.customer_admin.session(region)
-        applied = apply_stack(
-            config, session=session, region=region, endpoint_url=args.endpoint_url
-        )
-        _print(f"Applied: {len(applied.resources)} resources created.", "", "Outputs:")
-        _print(render_outputs(applied.outputs, applied.secret_outputs), "")
-        if args.out:
-            _write_private(args.out, applied.outputs)
-            _print(
-                f"Outputs written to {args.out} (as `pulumi stack output --json --show-secrets`)."
-            )
-        _print("", "Amplitude destination form:")
-        _print(*_form_lines(applied.outputs), "")
-        _print("Proving the role:")
-        steps = prove_destination(world, applied.outputs)
-        _print(*(f"  {step.render()}" for step in steps))
-        if args.endpoint_url:
-            _print("", "To act as Amplitude against this server:")
-            _print(*_env_lines(world, region, "amplitude", args.world_file))
-            _print("", "To act as the customer (consume, inspect):")
-            _print(*_env_lines(world, region, "customer_admin", args.world_file))
-        else:
-            _print(
-                "",
-                "(embedded moto: everything above is gone now; use `local serve` and "
-                "--endpoint-url to keep it)",
-            )
-    return 0 if all(step.passed for step in steps) else 1
+    return _guarded(args, body)
+
+
+def local_destroy(args: argparse.Namespace) -> int:
+    """`local destroy`: delete what the state records, dependents first."""
+    from sandbox import lifecycle
+
+    def body() -> int:
+        with _stack_session(args) as session:
+            outcome = lifecycle.destroy(session.config, session.ctx, session.place)
+            if args.json:
+                _json_out(outcome.to_json())
+            else:
+                _print(_heading("Destroying", args.stack, session), "")
+                _print(*lifecycle.render_steps(outcome))
+        return 0
+
+    return _guarded(args, body)
+
+
+def local_refresh(args: argparse.Namespace) -> int:
+    """`local refresh`: read the resources back and report drift field by field."""
+    from sandbox import lifecycle
+
+    def body() -> int:
+        with _stack_session(args) as session:
+            drifts, _ = lifecycle.refresh(session.config, session.ctx, session.place)
+            if args.json:
+                _json_out(
+                    {
+                        "steps": [],
+                        "changeSummary": {},
+                        "drift": [d.to_json() for d in drifts],
+                    }
+                )
+            else:
+                _print(_heading("Refreshing", args.stack, session), "")
+                _print(*lifecycle.render_drift(drifts))
+        return 0
+
+    return _guarded(args, body)
 
 
 def _served_world(world_file: Path, endpoint_url: str, region: str) -> Any:

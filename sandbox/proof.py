@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,20 +117,27 @@ def prove_destination(world: MotoWorld, outputs: Mapping[str, Any]) -> list[Proo
         "Version": c.POLICY_VERSION,
         "Statement": [{"Effect": "Allow", "Action": c.ASSUME_ROLE_ACTION, "Resource": role_arn}],
     }
-    stranger = world.new_principal(STRANGER_ACCOUNT_ID, "stranger", assume_anything)
-    steps.append(
-        _expect_denied(
-            f"a principal of account {STRANGER_ACCOUNT_ID} is refused",
-            lambda: assume_as(world, stranger, role_arn, external_id),
-        )
-    )
-    insider = world.new_principal(world.customer_account_id, "unrelated-user", assume_anything)
-    steps.append(
-        _expect_denied(
-            "an unrelated user of the customer's account is refused",
-            lambda: assume_as(world, insider, role_arn, external_id),
-        )
-    )
+    # Unique names, removed afterwards: `local up` may prove any number of stacks in one world.
+    run = secrets.token_hex(4)
+    outsiders = [
+        (STRANGER_ACCOUNT_ID, f"stranger-{run}", f"a principal of account {STRANGER_ACCOUNT_ID}"),
+        (
+            world.customer_account_id,
+            f"unrelated-user-{run}",
+            "an unrelated user of the customer's account",
+        ),
+    ]
+    for account_id, name, who in outsiders:
+        principal = world.new_principal(account_id, name, assume_anything)
+        try:
+            steps.append(
+                _expect_denied(
+                    f"{who} is refused",
+                    lambda p=principal: assume_as(world, p, role_arn, external_id),
+                )
+            )
+        finally:
+            world.remove_principal(account_id, name, principal)
     return steps
 
 

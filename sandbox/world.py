@@ -120,6 +120,27 @@ class MotoWorld:
             return create_principal(account_id, name, policy)
         return self._new_principal_remotely(account_id, name, policy)
 
+    def remove_principal(self, account_id: str, name: str, credentials: Credentials) -> None:
+        """Delete a user `new_principal` made (its policy and key first), so names can recur."""
+        if self.endpoint_url is None or _is_served_here(self.endpoint_url):
+            remove_principal(account_id, name, credentials.access_key_id)
+            return
+        reset = f"{self.endpoint_url}/moto-api/reset-auth"
+        requests.post(reset, data=b"4", timeout=10).raise_for_status()
+        try:
+            iam = self.client("iam", self.customer_admin)
+
+            def aim(request: AWSPreparedRequest, **_: Any) -> None:
+                request.headers["x-moto-account-id"] = account_id
+
+            iam.meta.events.register("before-send.iam.*", aim)
+            if iam.list_user_policies(UserName=name)["PolicyNames"]:
+                iam.delete_user_policy(UserName=name, PolicyName=_POLICY_NAME)
+            iam.delete_access_key(UserName=name, AccessKeyId=credentials.access_key_id)
+            iam.delete_user(UserName=name)
+        finally:
+            requests.post(reset, data=b"0", timeout=10).raise_for_status()
+
     def _new_principal_remotely(
         self, account_id: str, name: str, policy: dict[str, Any] | None
     ) -> Credentials:
@@ -205,6 +226,15 @@ def create_principal(
         backend.put_user_policy(name, _POLICY_NAME, json.dumps(policy))
     key = backend.create_access_key(name)
     return Credentials(key.access_key_id, key.secret_access_key)
+
+
+def remove_principal(account_id: str, name: str, access_key_id: str) -> None:
+    """Delete a user `create_principal` made, straight in moto's backend."""
+    backend = iam_backends[account_id][_PARTITION]
+    if _POLICY_NAME in backend.get_user(name).policies:
+        backend.delete_user_policy(name, _POLICY_NAME)
+    backend.delete_access_key(access_key_id, name)
+    backend.delete_user(name)
 
 
 def bootstrap(region: str, endpoint_url: str | None) -> MotoWorld:

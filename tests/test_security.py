@@ -493,7 +493,9 @@ def test_no_config_key_adds_a_principal_action_or_policy(key: str) -> None:
 def test_the_component_takes_no_policy_document_principal_or_action() -> None:
     # A caller can only hand the component a validated DestinationConfig. Each field below is
     # a name, a pattern-checked ARN or account ID (tested above), a number or a tag: none can
-    # carry a statement, a principal or an action into a policy.
+    # carry a statement, a principal or an action into a policy. The day-2 fields are a flag,
+    # a pattern-checked policy name, import IDs that must equal the declared names, and a
+    # pattern-checked policy ARN: none reaches a policy document either.
     args_fields = {f.name for f in dataclasses.fields(CohortDestinationArgs)}
     config_fields = {f.name for f in dataclasses.fields(DestinationConfig)}
 
@@ -513,6 +515,11 @@ def test_the_component_takes_no_policy_document_principal_or_action() -> None:
         "external_id",
         "display_name",
         "tags",
+        "protect_stream",
+        "policy_name",
+        "import_stream",
+        "import_role",
+        "import_policy_arn",
     }
     # and the policy builders take strings for one account, one stream, one role, one key
     assert list(inspect.signature(trust_policy).parameters) == [

@@ -41,6 +41,19 @@ class Registration:
     state: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class RegistrationOptions:
+    """A registration's URN and resource options, which Pulumi's Mocks interface never sees."""
+
+    urn: str
+    parent_urn: str | None
+    dependencies: tuple[str, ...]
+    protect: bool = False
+    import_id: str | None = None
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+
+
 @dataclass
 class ProgramRun:
     """What running the program produced: its resources in order and its stack outputs."""
@@ -60,17 +73,32 @@ def _urn_key(urn: str) -> tuple[str, str]:
     return qualified_type.split("$")[-1], name
 
 
+def pulumi_urn(parent_urn: str, type_: str, name: str) -> str:
+    """The URN the Pulumi engine gives a resource: parent types chained, the Stack left out."""
+    qualified = type_
+    if parent_urn:
+        parent_qualified = parent_urn.split("::")[2]
+        if parent_qualified != "pulumi:pulumi:Stack":
+            qualified = f"{parent_qualified}${type_}"
+    return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), qualified, name])
+
+
 class _RecordingMocks(pulumi.runtime.Mocks):
     """Forwards to a backend Mocks and records what each registration returned."""
 
     def __init__(self, backend: pulumi.runtime.Mocks) -> None:
         self._backend = backend
+        self.options: dict[tuple[str, str], RegistrationOptions] = {}
         self.created: dict[tuple[str, str], tuple[dict[str, Any], str | None, dict[str, Any]]] = {}
 
     def new_resource(
         self, args: pulumi.runtime.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
-        resource_id, state = self._backend.new_resource(args)
+        with_options = getattr(self._backend, "new_resource_with_options", None)
+        if with_options is not None:
+            resource_id, state = with_options(args, self.options[(args.typ, args.name)])
+        else:
+            resource_id, state = self._backend.new_resource(args)
         self.created[(args.typ, args.name)] = (dict(args.inputs), resource_id, dict(state))
         return resource_id, state
 
@@ -90,11 +118,25 @@ class _Monitor(pulumi_mocks.MockMonitor):
         self.recording = mocks
         self.meta: dict[tuple[str, str], tuple[str | None, frozenset[tuple[str, str]]]] = {}
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """URNs as the Pulumi engine makes them (MockMonitor's own chain in the Stack's type)."""
+        return pulumi_urn(parent, type_, name)
+
     def RegisterResource(self, request: Any) -> Any:
         if request.type != "pulumi:pulumi:Stack":
             parent = _urn_key(request.parent)[0] if request.parent else None
             deps = frozenset(_urn_key(urn) for urn in request.dependencies)
             self.meta[(request.type, request.name)] = (parent, deps)
+            # Recorded before the Mocks call, which runs inside super().RegisterResource.
+            self.recording.options[(request.type, request.name)] = RegistrationOptions(
+                urn=pulumi_urn(request.parent, request.type, request.name),
+                parent_urn=request.parent or None,
+                dependencies=tuple(sorted(set(request.dependencies))),
+                protect=bool(request.protect),
+                import_id=request.importId or None,
+                retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+            )
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
     def registrations(self) -> list[Registration]:

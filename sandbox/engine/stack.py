@@ -233,3 +233,14 @@ def apply(
         program=config.program,
         project=config.project,
     )
+
+
+def program_args(config: StackConfig) -> dict[str, Any]:
+    """How `run_program` receives this stack's config."""
+    return {
+        "stack": config.stack,
+        "config": config.values,
+        "secret_keys": tuple(config.secret_keys),
+        "program": config.program,
+        "project": config.project,
+    }

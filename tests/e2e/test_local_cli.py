@@ -81,7 +81,7 @@ def test_local_up_against_local_serve(served: tuple[str, Path], tmp_path: Path) 
 
     assert result.returncode == 0, result.stderr
     assert "Plan: 5 to create." in result.stdout
-    assert "Applied: 5 resources created." in result.stdout
+    assert "Applied: 5 created (5 resources in the stack)." in result.stdout
     assert "  Stream Name  amplitude-cohorts-example" in result.stdout
     assert result.stdout.count("  PASS  ") == 7 and "FAIL" not in result.stdout
     assert "ext-0042" not in result.stdout  # the external ID only goes to the 0600 file

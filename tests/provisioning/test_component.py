@@ -9,7 +9,7 @@ from provisioning import constants as c
 from provisioning.errors import ConfigError
 from sandbox.engine import apply as local
 from sandbox.engine.plan import PlanMocks
-from sandbox.engine.runner import ProgramRun, run_program
+from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
 from sandbox.engine.secrets import unwrap_secrets
 
 REGION = "eu-central-1"
@@ -138,3 +138,55 @@ def test_invalid_config_reaches_no_engine() -> None:
         run_program(Recording(REGION), stack="t", config={"retentionHours": "1"})
 
     assert seen == []
+
+
+class _OptionsSeen(PlanMocks):
+    """PlanMocks that also keeps each registration's resource options."""
+
+    def __init__(self) -> None:
+        super().__init__(REGION)
+        self.options: dict[str, RegistrationOptions] = {}
+
+    def new_resource_with_options(
+        self, args: Any, opts: RegistrationOptions
+    ) -> tuple[str, dict[str, Any]]:
+        self.options[args.name] = opts
+        return self.new_resource(args)
+
+
+def _options(config: dict[str, Any]) -> dict[str, RegistrationOptions]:
+    seen = _OptionsSeen()
+    run_program(seen, stack="test", config=config)
+    return seen.options
+
+
+def test_only_the_stream_is_protected_and_only_while_protect_stream_is_true() -> None:
+    protected = _options({})
+    unprotected = _options({c.CONFIG_PROTECT_STREAM: "false"})
+
+    assert [name for name, o in protected.items() if o.protect] == ["cohort-stream"]
+    assert not any(o.protect for o in unprotected.values())
+    assert not any(o.retain_on_delete for o in protected.values())
+
+
+def test_import_keys_set_pulumis_import_option_and_the_policy_keeps_its_description() -> None:
+    arn = "arn:aws:iam::123456789012:policy/hand-made"
+    config = {
+        c.CONFIG_IMPORT_STREAM: c.DEFAULT_STREAM_NAME,
+        c.CONFIG_IMPORT_ROLE: c.DEFAULT_ROLE_NAME,
+        c.CONFIG_IMPORT_POLICY: arn,
+        c.CONFIG_POLICY_NAME: "hand-made",
+    }
+
+    options = _options(config)
+    program = run(config)
+
+    assert {name: o.import_id for name, o in options.items() if name != "cohort"} == {
+        "cohort-stream": c.DEFAULT_STREAM_NAME,
+        "cohort-role": c.DEFAULT_ROLE_NAME,
+        "cohort-write": arn,
+        "cohort-attach": f"{c.DEFAULT_ROLE_NAME}/{arn}",
+    }
+    policy = inputs_of(program, local.POLICY)
+    assert policy["name"] == "hand-made" and "description" not in policy
+    assert all(o.import_id is None for o in _options({}).values())

@@ -155,3 +155,49 @@ def test_config_repr_hides_external_id() -> None:
     config = parse_config({"externalId": "top-secret-id"}, stack="dev")
 
     assert "top-secret-id" not in repr(config)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, True), ("true", True), ("false", False)])
+def test_protect_stream_defaults_to_true(raw: str | None, expected: bool) -> None:
+    values = {} if raw is None else {c.CONFIG_PROTECT_STREAM: raw}
+
+    assert parse_config(values, stack="prod").protect_stream is expected
+
+
+def test_import_keys_must_match_the_declared_names_and_the_policy_needs_its_name() -> None:
+    # GIVEN import IDs that differ from what the program declares (each a ForceNew input)
+    raw = {
+        c.CONFIG_PROTECT_STREAM: "maybe",
+        c.CONFIG_IMPORT_STREAM: "other-stream",
+        c.CONFIG_IMPORT_ROLE: "other-role",
+        c.CONFIG_IMPORT_POLICY: "arn:aws:iam::123456789012:policy/hand-made",
+        c.CONFIG_POLICY_NAME: "not valid!",
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, stack="prod")
+
+    # THEN every problem is named at once
+    message = str(caught.value)
+    assert "protectStream 'maybe': must be true or false" in message
+    assert "importStream 'other-stream': must equal streamName ('amplitude-cohorts')" in message
+    assert "importRole 'other-role': must equal roleName ('amplitude-kinesis-cohort')" in message
+    assert "policyName 'not valid!': 1-128 characters" in message
+    assert "policyName 'not valid!': must be 'hand-made', the name of importPolicy" in message
+
+
+def test_adopting_all_three_derives_the_attachments_import_id() -> None:
+    arn = "arn:aws:iam::123456789012:policy/hand-made"
+    config = parse_config(
+        {
+            c.CONFIG_STREAM_NAME: "cohorts",
+            c.CONFIG_IMPORT_STREAM: "cohorts",
+            c.CONFIG_IMPORT_ROLE: c.DEFAULT_ROLE_NAME,
+            c.CONFIG_IMPORT_POLICY: arn,
+            c.CONFIG_POLICY_NAME: "hand-made",
+        },
+        stack="prod",
+    )
+
+    assert config.attachment_import_id == f"{c.DEFAULT_ROLE_NAME}/{arn}"
+    assert parse_config({}, stack="prod").attachment_import_id is None

@@ -1,0 +1,228 @@
+"""`local preview|up|destroy|refresh`: a stack's state file, its plan, the gates, and rendering.
+
+The state file lives at `<state dir>/<stack>.json`; the state dir defaults to `stacks/` next to
+the world file. Against the embedded moto (no --endpoint-url) the world is new on every run, so a
+file would describe resources that no longer exist: the state is then kept in memory only and
+every run starts from an empty stack.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provisioning import constants as c
+from sandbox.engine import deploy
+from sandbox.engine.registry import AwsContext
+from sandbox.engine.stack import StackConfig, program_args
+from sandbox.engine.state import StackState, load_state, save_state, state_path
+from sandbox.errors import SandboxError
+from sandbox.world import MotoWorld
+
+_SYMBOLS = {
+    deploy.SAME: " ",
+    deploy.CREATE: "+",
+    deploy.UPDATE: "~",
+    deploy.REPLACE: "+-",
+    deploy.CREATE_REPLACEMENT: "++",
+    deploy.DELETE_REPLACED: "--",
+    deploy.DELETE: "-",
+    deploy.IMPORT: "=",
+}
+
+
+class RefusedPlan(SandboxError):
+    """`local up` will not apply this plan as asked (protection, a name in use, the stream)."""
+
+
+@dataclass(frozen=True)
+class StackPlace:
+    """Where a stack's state lives: a file, or (embedded moto) memory only."""
+
+    path: Path | None
+
+    def load(self, config: StackConfig) -> StackState:
+        """The recorded state, or an empty one."""
+        if self.path is None:
+            return StackState(project=c.PROJECT_NAME, stack=config.stack)
+        return load_state(self.path, project=c.PROJECT_NAME, stack=config.stack)
+
+    def save(self, state: StackState) -> None:
+        """Record the state (a no-op in memory)."""
+        if self.path is not None:
+            save_state(self.path, state)
+
+    def describe(self) -> str:
+        """One line for the output."""
+        if self.path is None:
+            return "state: in memory only (embedded moto: the world and the stack start empty)"
+        return f"state: {self.path}"
+
+
+def place_for(endpoint_url: str | None, state_dir: Path, stack: str) -> StackPlace:
+    """A file under `state_dir` for a served world, memory for the embedded one."""
+    return StackPlace(state_path(state_dir, stack) if endpoint_url else None)
+
+
+def context_for(world: MotoWorld, region: str, endpoint_url: str | None) -> AwsContext:
+    """The customer admin's session in the world."""
+    return AwsContext(world.customer_admin.session(region), region, endpoint_url)
+
+
+def render_steps(outcome: deploy.Outcome) -> list[str]:
+    """One line per step (`~ type name  update [diff: …]`), what changes beneath, and a count."""
+    from sandbox.engine.plan import render_resource
+
+    created = {r.name: r for r in (outcome.run.resources if outcome.run else [])}
+    lines = []
+    for step in outcome.steps:
+        name = step.urn.rsplit("::", 1)[-1]
+        reasons = ""
+        if step.replace_reasons:
+            reasons = f"  [replace: {', '.join(step.replace_reasons)}]"
+        elif step.diff_reasons:
+            reasons = f"  [diff: {', '.join(step.diff_reasons)}]"
+        lines.append(f"  {_SYMBOLS[step.op]} {step.type}  {name}  {step.op}{reasons}")
+        if step.op == deploy.CREATE and name in created:
+            # A new resource's inputs in full, secrets masked, as the first preview showed them.
+            lines.extend(render_resource(created[name])[1:])
+        for key, old, new in step.changes:
+            lines.append(f"        {key}: {_short(old)} => {_short(new)}")
+    counts = ", ".join(
+        f"{n} unchanged" if op == deploy.SAME else f"{n} to {op}"
+        for op, n in outcome.summary.items()
+    )
+    lines.append(f"Plan: {counts or 'nothing to do'}.")
+    lines.extend(notice.render() for notice in outcome.notices)
+    return lines
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+
+
+def account_of(ctx: AwsContext) -> str:
+    """The account the session acts in (a read: sts:GetCallerIdentity)."""
+    identity = deploy.aws_call(
+        "reading the caller's account (sts:GetCallerIdentity)",
+        lambda: ctx.client("sts").get_caller_identity(),
+    )
+    return str(identity["Account"])
+
+
+def preview(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
+    """Plan against the recorded state; nothing in AWS or the state file changes."""
+    state = place.load(config)
+    outcome, refusals = deploy.plan(
+        program_args(config), ctx=ctx, state=state, account=account_of(ctx), execute=False
+    )
+    if refusals:
+        raise RefusedPlan("\n".join(refusals))
+    return outcome
+
+
+def up(
+    config: StackConfig,
+    ctx: AwsContext,
+    place: StackPlace,
+    *,
+    yes: bool,
+    on_plan: Callable[[deploy.Outcome], None],
+) -> deploy.Outcome:
+    """Preview, refuse what must not happen, then apply and record the new state."""
+    planned = preview(config, ctx, place)
+    on_plan(planned)
+    doomed = planned.destroys_stream()
+    if doomed and not yes:
+        verbs = ", ".join(sorted({s.op for s in doomed}))
+        raise RefusedPlan(
+            f"this plan would {verbs} the Kinesis stream ({doomed[0].urn}): every record in it "
+            "is deleted, and Amplitude's destination form must be updated. Re-run with --yes "
+            "to proceed"
+        )
+    state = place.load(config)
+    applied, refusals = deploy.plan(
+        program_args(config),
+        ctx=ctx,
+        state=state,
+        account=account_of(ctx),
+        execute=True,
+        save=place.save,
+    )
+    if refusals:  # the world changed between preview and apply
+        raise RefusedPlan("\n".join(refusals))
+    return applied
+
+
+def destroy(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
+    """Delete everything the state records; a protected stream refuses it all."""
+    state = place.load(config)
+    _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
+    if refusals:
+        raise RefusedPlan("\n".join(refusals))
+    outcome, _ = deploy.destroy(ctx=ctx, state=state, execute=True)
+    place.save(outcome.state)
+    return outcome
+
+
+def refresh(
+    config: StackConfig, ctx: AwsContext, place: StackPlace
+) -> tuple[list[deploy.Drift], StackState]:
+    """Read every recorded resource back; report drift and record what AWS holds."""
+    drifts, refreshed = deploy.refresh(ctx, place.load(config))
+    place.save(refreshed)
+    return drifts, refreshed
+
+
+def render_drift(drifts: list[deploy.Drift]) -> list[str]:
+    """Field by field: what the state recorded and what AWS holds now."""
+    if not drifts:
+        return ["No drift: every resource matches the recorded state."]
+    lines = []
+    for drift in drifts:
+        name = drift.urn.rsplit("::", 1)[-1]
+        if drift.gone:
+            lines.append(f"  ! {drift.type}  {name}: deleted outside the engine (up re-creates it)")
+            continue
+        lines.append(f"  ~ {drift.type}  {name}: changed outside the engine")
+        for key, old, new in drift.changes:
+            lines.append(f"        {key}: recorded {_short(old)}")
+            lines.append(f"        {' ' * len(key)}  actual   {_short(new)}")
+    lines.append(
+        "The state now records what AWS holds; `local up` puts back what the program declares."
+    )
+    return lines
+
+
+@contextmanager
+def json_errors(enabled: bool, emit: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+    """With --json, a refusal still prints JSON (an `error` beside empty steps) and exits 2."""
+    try:
+        yield
+    except Exception as exc:
+        if not enabled or not isinstance(exc, (SandboxError, *_user_errors())):
+            raise
+        emit({"steps": [], "changeSummary": {}, "notices": [], "error": str(exc)})
+        raise JsonReported(str(exc)) from exc
+
+
+class JsonReported(SandboxError):
+    """An error already printed as JSON."""
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from provisioning.errors import ProvisioningError
+    from sync.errors import SyncError
+
+    return (ProvisioningError, SyncError)

@@ -1,0 +1,367 @@
+"""`cohort-sync local preview|up|destroy|refresh` end to end against a served world."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioning import constants as c
+from sandbox.server import ServedWorld, start_server
+from sync.cli import main
+
+pytestmark = pytest.mark.integration
+AMPLITUDE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::358203115967:root"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServedWorld]:
+    with start_server() as world:
+        (tmp_path / "world.json").write_text(json.dumps(world.world.to_json()))
+        yield world
+
+
+class Cli:
+    """`cohort-sync local …` in this process, aimed at the served world."""
+
+    def __init__(self, served: ServedWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+        self.served = served
+        self.tmp = tmp_path
+        self.capsys = capsys
+        self.state_file = tmp_path / "stacks" / "dev.json"
+
+    def __call__(self, command: str, *extra: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        status = main(
+            [
+                "local",
+                command,
+                "--endpoint-url",
+                self.served.url,
+                "--world-file",
+                str(self.tmp / "world.json"),
+                *extra,
+            ]
+        )
+        out, err = self.capsys.readouterr()
+        return status, out, err
+
+    def json(self, command: str, *extra: str) -> tuple[int, dict[str, Any]]:
+        status, out, _ = self(command, "--json", *extra)
+        return status, json.loads(out)
+
+    def client(self, service: str) -> Any:
+        return self.served.world.client(service, self.served.world.customer_admin)
+
+
+@pytest.fixture
+def cli(served: ServedWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(served, tmp_path, capsys)
+
+
+def _ops(document: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for step in document["steps"]:
+        found.setdefault(step["urn"].rsplit("::", 1)[-1], []).append(step["op"])
+    return found
+
+
+def test_up_records_state_beside_the_world_file_and_a_second_up_is_all_same(cli: Cli) -> None:
+    status, first = cli.json("up")
+    assert status == 0, first
+    assert cli.state_file.exists()
+    assert first["changeSummary"] == {"create": 5}
+
+    status, again = cli.json("up")
+    assert status == 0
+    assert again["changeSummary"] == {"same": 5}
+    assert {s["op"] for s in again["steps"]} == {"same"}
+    assert set(again["steps"][0]) == {"op", "urn", "type", "diffReasons", "replaceReasons"}
+
+
+def test_up_proves_many_stacks_in_one_world(cli: Cli) -> None:
+    assert cli("up")[0] == 0
+    status, out, err = cli(
+        "up", "--stack", "second", "--config", "streamName=s2", "--config", "roleName=r2"
+    )
+    assert status == 0, err
+    assert "FAIL" not in out and out.count("PASS") == 6
+
+
+def test_preview_json_of_a_change_changes_nothing(cli: Cli) -> None:
+    cli("up")
+    before = cli.state_file.read_text()
+
+    status, plan = cli.json("preview", "--config", "retentionHours=48")
+
+    assert status == 0
+    assert _ops(plan)["cohort-stream"] == ["update"]
+    stream = next(s for s in plan["steps"] if s["type"] == "aws:kinesis/stream:Stream")
+    assert stream["diffReasons"] == ["retentionPeriod"] and stream["replaceReasons"] == []
+    assert cli.state_file.read_text() == before
+    summary = cli.client("kinesis").describe_stream_summary(StreamName=c.DEFAULT_STREAM_NAME)
+    assert summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
+
+
+def test_renaming_the_stream_prints_the_form_notice_and_needs_yes(cli: Cli) -> None:
+    cli("up", "--config", "protectStream=false")
+
+    status, out, err = cli("up", "--config", "protectStream=false", "--config", "streamName=s2")
+
+    assert status == 2
+    assert "NOTICE: Amplitude's Stream Name changes from 'amplitude-cohorts' to 's2'" in out
+    assert "deliveries fail until the destination form in Amplitude is updated" in out
+    assert "would delete-replaced, replace the Kinesis stream" in err or "--yes" in err
+    status, done = cli.json(
+        "up", "--yes", "--config", "protectStream=false", "--config", "streamName=s2"
+    )
+    assert status == 0
+    assert "replace" in _ops(done)["cohort-stream"]
+    assert done["notices"][0] == {
+        "field": "Stream Name",
+        "from": "'amplitude-cohorts'",
+        "to": "'s2'",
+    }
+
+
+def test_destroy_refuses_a_protected_stream_then_deletes_everything(cli: Cli) -> None:
+    cli("up")
+
+    status, _, err = cli("destroy")
+    assert status == 2
+    assert "unable to delete resource" in err and "protectStream false" in err
+    assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
+
+    assert cli("up", "--config", "protectStream=false")[0] == 0
+    status, gone = cli.json("destroy", "--config", "protectStream=false")
+    assert status == 0
+    assert {s["op"] for s in gone["steps"]} == {"delete"}
+    assert [s["urn"].rsplit("::", 1)[-1] for s in gone["steps"]][:1] == ["cohort-attach"]
+    assert cli.client("kinesis").list_streams()["StreamNames"] == []
+    iam = cli.client("iam")
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == []
+
+
+def _widen_trust(cli: Cli) -> None:
+    wide = {
+        **AMPLITUDE_TRUST,
+        "Statement": [
+            *AMPLITUDE_TRUST["Statement"],
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                "Action": "sts:AssumeRole",
+            },
+        ],
+    }
+    cli.client("iam").update_assume_role_policy(
+        RoleName=c.DEFAULT_ROLE_NAME, PolicyDocument=json.dumps(wide)
+    )
+
+
+def _add_statement(cli: Cli, outputs: dict[str, Any]) -> None:
+    iam = cli.client("iam")
+    arn = outputs[c.OUTPUT_POLICY_ARN]
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
+    statements = document["Document"]["Statement"]
+    statements.append(
+        {
+            "Effect": "Allow",
+            "Action": "kinesis:DeleteStream",
+            "Resource": outputs[c.OUTPUT_STREAM_ARN],
+        }
+    )
+    iam.create_policy_version(
+        PolicyArn=arn, PolicyDocument=json.dumps(document["Document"]), SetAsDefault=True
+    )
+
+
+def test_refresh_reports_drift_field_by_field_and_up_puts_it_back(cli: Cli) -> None:
+    cli("up")
+    outputs = json.loads(cli.state_file.read_text())["outputs"]
+    # GIVEN someone widens the trust policy and adds a statement to the policy by hand
+    _widen_trust(cli)
+    _add_statement(cli, outputs)
+
+    # WHEN refresh reads the resources back
+    status, out, _ = cli("refresh")
+
+    # THEN it names each field, what was recorded and what AWS holds
+    assert status == 0
+    assert "aws:iam/role:Role  cohort-role: changed outside the engine" in out
+    assert "assumeRolePolicy: recorded" in out and "111122223333" in out
+    assert "aws:iam/policy:Policy  cohort-write: changed outside the engine" in out
+    assert "kinesis:DeleteStream" in out
+
+    # AND up puts back what the program declares, in place
+    status, fixed = cli.json("up")
+    assert status == 0
+    assert _ops(fixed)["cohort-role"] == ["update"] and _ops(fixed)["cohort-write"] == ["update"]
+    trust = cli.client("iam").get_role(RoleName=c.DEFAULT_ROLE_NAME)["Role"]
+    assert "111122223333" not in json.dumps(trust["AssumeRolePolicyDocument"])
+    assert cli.json("refresh")[1]["drift"] == []
+
+
+def test_refresh_json_lists_each_changed_input(cli: Cli) -> None:
+    cli("up")
+    _widen_trust(cli)
+
+    status, document = cli.json("refresh")
+
+    assert status == 0
+    (drift,) = document["drift"]
+    assert drift["urn"].endswith("::cohort-role") and drift["gone"] is False
+    (change,) = drift["changes"]
+    assert change["input"] == "assumeRolePolicy"
+    assert "111122223333" in change["actual"] and "111122223333" not in change["recorded"]
+
+
+def test_a_stream_deleted_outside_is_reported_then_recreated(cli: Cli) -> None:
+    cli("up")
+    cli.client("kinesis").delete_stream(StreamName=c.DEFAULT_STREAM_NAME)
+
+    status, out, _ = cli("refresh")
+    assert status == 0
+    assert "cohort-stream: deleted outside the engine (up re-creates it)" in out
+
+    status, again = cli.json("up")
+    assert status == 0
+    assert _ops(again)["cohort-stream"] == ["create"]
+    assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
+
+
+def test_a_missing_state_file_never_creates_over_existing_resources(cli: Cli) -> None:
+    cli("up")
+    cli.state_file.unlink()
+
+    status, _, err = cli("up")
+
+    assert status == 2
+    assert (
+        "Kinesis stream 'amplitude-cohorts' already exists, but the stack state does not record it"
+        in err
+    )
+    assert "importStream, importRole, importPolicy" in err
+    assert "Traceback" not in err
+    assert not cli.state_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [
+        ("{not json", "not a readable JSON state file"),
+        (
+            json.dumps({"version": 1, "project": c.PROJECT_NAME, "stack": "prod", "resources": []}),
+            "belongs to project 'amplitude-kinesis-cohort' stack 'prod'",
+        ),
+        (
+            '{"version": 1, "project": "other", "stack": "dev", "resources": []}',
+            "belongs to project 'other'",
+        ),
+        (
+            json.dumps(
+                {"version": 1, "project": c.PROJECT_NAME, "stack": "dev", "resources": [{}]}
+            ),
+            "malformed entry",
+        ),
+    ],
+)
+def test_a_bad_state_file_is_named_with_the_fix(cli: Cli, content: str, rule: str) -> None:
+    cli.state_file.parent.mkdir(parents=True)
+    cli.state_file.write_text(content)
+
+    status, _, err = cli("up")
+    assert status == 2
+    assert f"stack state {cli.state_file}: {rule}" in err
+    assert "Traceback" not in err
+    status, document = cli.json("preview")
+    assert status == 2 and rule in document["error"] and document["steps"] == []
+    assert cli.client("kinesis").list_streams()["StreamNames"] == []
+
+
+def test_adopting_amplitudes_hand_made_destination(cli: Cli) -> None:
+    # GIVEN the stream, role and one-statement policy made by hand from Amplitude's guide
+    kinesis, iam = cli.client("kinesis"), cli.client("iam")
+    kinesis.create_stream(StreamName="cohorts", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    kinesis.put_record(StreamName="cohorts", Data=b'{"before": "adoption"}', PartitionKey="k")
+    role = iam.create_role(
+        RoleName="amplitude-kinesis", AssumeRolePolicyDocument=json.dumps(AMPLITUDE_TRUST)
+    )["Role"]
+    stream_arn = kinesis.describe_stream_summary(StreamName="cohorts")["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    template = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "kinesis:PutRecord",
+                    "kinesis:PutRecords",
+                    "iam:SimulatePrincipalPolicy",
+                ],
+                "Resource": [stream_arn, role["Arn"]],
+            }
+        ],
+    }
+    policy = iam.create_policy(
+        PolicyName="amplitude-kinesis-write", PolicyDocument=json.dumps(template)
+    )["Policy"]
+    iam.attach_role_policy(RoleName="amplitude-kinesis", PolicyArn=policy["Arn"])
+    adopt = [
+        "--config",
+        "streamName=cohorts",
+        "--config",
+        "roleName=amplitude-kinesis",
+        "--config",
+        "encryption=NONE",
+        "--config",
+        "protectStream=true",
+        "--config",
+        "importStream=cohorts",
+        "--config",
+        "importRole=amplitude-kinesis",
+        "--config",
+        f"importPolicy={policy['Arn']}",
+        "--config",
+        "policyName=amplitude-kinesis-write",
+    ]
+
+    # WHEN the import keys are set and up runs
+    status, plan = cli.json("preview", *adopt)
+    assert status == 0, plan
+    assert _ops(plan)["cohort-write"] == ["import", "update"]
+    status, applied = cli.json("up", *adopt)
+
+    # THEN each is imported, and the hand-made policy is updated to the scoped one in place
+    assert status == 0, applied
+    ops = _ops(applied)
+    assert ops["cohort-stream"] == ["import"]
+    assert ops["cohort-role"] == ["import", "update"]  # the program's description
+    assert ops["cohort-write"] == ["import", "update"]
+    assert ops["cohort-attach"] == ["import"]
+    write = next(
+        s for s in applied["steps"] if s["op"] == "update" and s["type"] == "aws:iam/policy:Policy"
+    )
+    assert write["diffReasons"] == ["policy"]
+    version = iam.get_policy(PolicyArn=policy["Arn"])["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=version)["PolicyVersion"][
+        "Document"
+    ]
+    assert [s["Resource"] for s in document["Statement"]] == [stream_arn, role["Arn"]]
+    assert [s["Sid"] for s in document["Statement"]]  # the program's statements
+    # nothing was created beside the hand-made ones, and the stream kept its data
+    assert kinesis.list_streams()["StreamNames"] == ["cohorts"]
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["amplitude-kinesis"]
+    assert cli.json("up", *adopt)[1]["changeSummary"] == {"same": 5}
