@@ -23,7 +23,7 @@ from sandbox.engine import DEFAULT_STACK
 from sync.cli import endpoint_argument as _endpoint
 from sync.commands import print_lines as _print
 from sync.commands import write_private as _write_private
-from sync.errors import SyncError
+from sync.errors import ReportedError, SyncError
 
 DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 
@@ -285,7 +285,7 @@ def _guarded(args: argparse.Namespace, body: Callable[[], int]) -> int:
         with json_errors(args.json, _json_out):
             return body()
     except JsonReported as exc:
-        raise SyncError(str(exc)) from exc
+        raise ReportedError(str(exc)) from exc
 
 
 def local_preview(args: argparse.Namespace) -> int:

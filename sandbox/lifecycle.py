@@ -213,7 +213,8 @@ def json_errors(enabled: bool, emit: Callable[[dict[str, Any]], None]) -> Iterat
     except Exception as exc:
         if not enabled or not isinstance(exc, (SandboxError, *_user_errors())):
             raise
-        emit({"steps": [], "changeSummary": {}, "notices": [], "error": str(exc)})
+        fix = getattr(exc, "fix", "correct what the message names, then run the command again")
+        emit({"steps": [], "changeSummary": {}, "notices": [], "error": str(exc), "fix": fix})
         raise JsonReported(str(exc)) from exc
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sync import commands
-from sync.errors import SyncError
+from sync.errors import ReportedError, SyncError
 from sync.inputs import fraction, whole_number
 from sync.limits import (
     COMPUTED_TIME_RANGE,
@@ -336,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except ReportedError:
+        return 2
     except SyncError as exc:
         commands.print_error(str(exc), exc.fix, as_json=bool(getattr(args, "json", False)))
         return 2

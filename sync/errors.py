@@ -71,3 +71,7 @@ class DeliveryRefusedError(DeliveryError):
         self.code = code
         self.stream = stream
         self.unsent = unsent
+
+
+class ReportedError(SyncError):
+    """A refusal the command has already printed (as JSON); only its exit code 2 remains."""

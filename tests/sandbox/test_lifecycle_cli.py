@@ -92,7 +92,7 @@ def test_up_records_state_beside_the_world_file_and_a_second_up_is_all_same(cli:
 def test_up_proves_many_stacks_in_one_world(cli: Cli) -> None:
     assert cli("up")[0] == 0
     status, out, err = cli(
-        "up", "--stack", "second", "--config", "streamName=s2", "--config", "roleName=r2"
+        "up", "--stack", "example", "--config", "streamName=s2", "--config", "roleName=r2"
     )
     assert status == 0, err
     assert "FAIL" not in out and out.count("PASS") == 6

@@ -87,5 +87,5 @@ def test_a_fixed_name_deletes_before_replacing_an_auto_name_does_not() -> None:
 
 
 def test_an_unknown_type_is_refused() -> None:
-    with pytest.raises(UnsupportedResourceError, match="aws:sqs/queue:Queue"):
-        schema_for("aws:sqs/queue:Queue")
+    with pytest.raises(UnsupportedResourceError, match="aws:s3/bucketV2:BucketV2"):
+        schema_for("aws:s3/bucketV2:BucketV2")

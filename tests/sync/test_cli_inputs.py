@@ -709,6 +709,9 @@ def test_replay_json_with_an_empty_outbox_prints_json(stack: Stack, tmp_path: Pa
 
 
 def test_members_of_an_unknown_cohort_exits_2_naming_it(stack: Stack, tmp_path: Path) -> None:
+    # GIVEN the cohort has members on the stream, whatever else this module's tests sent
+    pushed = stack.cli(*push_argv(stack, tmp_path / "state.duckdb", EXAMPLES / "day1.csv"))
+    assert pushed.code == 0, pushed.err
     consumer = tmp_path / "consumer.sqlite"
     consumed = stack.cli(
         *["consume", "--destination", str(stack.destination), "--state", str(consumer)],
