@@ -3,15 +3,10 @@
 import pulumi
 
 from provisioning import constants as c
-from provisioning.component import CohortDestination, CohortDestinationArgs
-from provisioning.config import parse_config
+from provisioning.component import CohortDestination, args_from_config
 
-stack_config = pulumi.Config()
-raw = {key: stack_config.get(key) for key in c.CONFIG_KEYS if key != c.CONFIG_TAGS}
-raw[c.CONFIG_TAGS] = stack_config.get_object(c.CONFIG_TAGS)
-config = parse_config(raw, stack=pulumi.get_stack())
-
-destination = CohortDestination("cohort", CohortDestinationArgs(config=config))
+destination = CohortDestination("cohort", args_from_config(pulumi.Config()))
+config = destination.config
 
 pulumi.export(c.OUTPUT_STREAM_NAME, destination.stream.name)
 pulumi.export(c.OUTPUT_STREAM_ARN, destination.stream.arn)

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "provisioning").glob("*.py"))]
+PROGRAM = [
+    ROOT / "__main__.py",
+    ROOT / "component" / "__main__.py",
+    *sorted((ROOT / "provisioning").glob("*.py")),
+]
 PRODUCT = sorted((ROOT / "sync").glob("*.py"))
 SANDBOX_AND_TEST_ONLY = {"sandbox", "moto", "tests", "bench", "pytest", "hypothesis"}
 

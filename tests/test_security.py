@@ -491,29 +491,33 @@ def test_no_config_key_adds_a_principal_action_or_policy(key: str) -> None:
 
 
 def test_the_component_takes_no_policy_document_principal_or_action() -> None:
-    # A caller can only hand the component a validated DestinationConfig. Each field below is
-    # a name, a pattern-checked ARN or account ID (tested above), a number or a tag: none can
-    # carry a statement, a principal or an action into a policy.
-    args_fields = {f.name for f in dataclasses.fields(CohortDestinationArgs)}
+    # The component's inputs (from Python or any other language) are DestinationConfig's fields,
+    # validated by parse_config inside the component. Each is a name, a pattern-checked ARN or
+    # account ID (tested above), a number or a tag: none can carry a statement, a principal or
+    # an action into a policy.
+    args_fields = set(CohortDestinationArgs.__annotations__)
     config_fields = {f.name for f in dataclasses.fields(DestinationConfig)}
 
-    assert args_fields == {"config"}
-    assert config_fields == {
-        "stream_name",
-        "stream_mode",
-        "shard_count",
-        "retention_hours",
-        "encryption",
-        "kms_key_arn",
-        "role_name",
-        "role_path",
-        "max_session_seconds",
-        "permissions_boundary_arn",
-        "trusted_account_id",
-        "external_id",
-        "display_name",
-        "tags",
-    }
+    assert (
+        args_fields
+        == config_fields
+        == {
+            "stream_name",
+            "stream_mode",
+            "shard_count",
+            "retention_hours",
+            "encryption",
+            "kms_key_arn",
+            "role_name",
+            "role_path",
+            "max_session_seconds",
+            "permissions_boundary_arn",
+            "trusted_account_id",
+            "external_id",
+            "display_name",
+            "tags",
+        }
+    )
     # and the policy builders take strings for one account, one stream, one role, one key
     assert list(inspect.signature(trust_policy).parameters) == [
         "trusted_account_id",
