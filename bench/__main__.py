@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-BENCHMARKS = ("diff_bench", "push_bench", "consume_bench", "throughput_bench")
+BENCHMARKS = ("diff_bench", "push_bench", "consume_bench", "throughput_bench", "venv_size")
 
 
 def main() -> int:

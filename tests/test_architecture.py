@@ -4,7 +4,9 @@ imports nothing beyond what `pulumi up` installs (requirements.txt)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -119,3 +121,73 @@ def test_the_import_scan_sees_function_level_imports(tmp_path: Path) -> None:
     module.write_text("def f():\n    from sandbox.world import moto_world\n    import moto\n")
 
     assert imported_modules(module) == {"sandbox.world", "moto"}
+
+
+# Runs the program as `pulumi up` would (offline, under mocks defined here, since the sandbox's
+# engine is not the program's), with every import outside `allowed` refused.
+ONLY_ALLOWED_IMPORTS = r"""
+import importlib.abc, json, runpy, sys
+
+allowed = set(json.loads(sys.argv[1]))
+
+class OnlyTheProgramsDistributions(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] not in allowed:
+            raise ImportError(f"refused: {name} (requirements.txt does not install it)")
+        return None
+
+sys.meta_path.insert(0, OnlyTheProgramsDistributions())
+
+import pulumi
+from pulumi.runtime import settings, stack
+from pulumi.runtime.sync_await import _sync_await
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return f"{args.name}-id", {**args.inputs, "arn": f"arn:{args.name}", "name": args.name}
+
+    def call(self, args):
+        return {"region": "us-east-1"}
+
+pulumi.runtime.set_mocks(Mocks(), project="amplitude-kinesis-cohort", stack="dev")
+runpy.run_path(sys.argv[2], run_name="__main__")
+root = settings.get_root_resource()
+exported = {k: _sync_await(pulumi.Output.from_input(v).future()) for k, v in root.outputs.items()}
+_sync_await(stack.wait_for_rpcs())
+loaded = sorted({m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names))
+print(json.dumps({"outputs": sorted(exported), "loaded": loaded}))
+"""
+
+
+def run_with_only_the_programs_distributions(program: Path) -> subprocess.CompletedProcess[str]:
+    allowed = requirement_closure(program_requirements()) | {"provisioning"}
+    allowed |= set(sys.stdlib_module_names) | {"__future__"}
+    return subprocess.run(
+        [sys.executable, "-c", ONLY_ALLOWED_IMPORTS, json.dumps(sorted(allowed)), str(program)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+def test_the_program_runs_with_only_its_distributions_importable() -> None:
+    ran = run_with_only_the_programs_distributions(ROOT / "__main__.py")
+
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout.splitlines()[-1])
+    assert {"streamName", "roleArn", "policyArn", "destination"} <= set(result["outputs"])
+    assert not {"moto", "boto3", "sandbox", "sync", "duckdb", "pyarrow"} & set(result["loaded"])
+
+
+@pytest.mark.integration
+def test_an_import_outside_the_programs_distributions_is_refused(tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    program.write_text((ROOT / "__main__.py").read_text() + "\nimport boto3\n")
+
+    ran = run_with_only_the_programs_distributions(program)
+
+    assert ran.returncode != 0
+    assert "refused: boto3 (requirements.txt does not install it)" in ran.stderr
