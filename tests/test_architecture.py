@@ -191,3 +191,30 @@ def test_an_import_outside_the_programs_distributions_is_refused(tmp_path: Path)
 
     assert ran.returncode != 0
     assert "refused: boto3 (requirements.txt does not install it)" in ran.stderr
+
+
+# Entry points named outside Python (the Lambda runtime's handler setting, console scripts).
+CALLED_FROM_OUTSIDE = {("sync/lambda_handler.py", "handler")}
+
+
+def test_no_program_or_product_function_exists_only_for_the_tests() -> None:
+    # A test oracle lives in tests/ (tests/oracle.py), not in the code it judges.
+    code = {
+        path: path.read_text()
+        for folder in ("sync", "provisioning", "sandbox", "bench", "component")
+        for path in (ROOT / folder).glob("*.py")
+    } | {ROOT / "__main__.py": (ROOT / "__main__.py").read_text()}
+    only_tests = []
+    for path in PROGRAM + PRODUCT:
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef) or node.name.startswith("_"):
+                continue
+            if (str(path.relative_to(ROOT)), node.name) in CALLED_FROM_OUTSIDE:
+                continue
+            word = re.compile(rf"\b{node.name}\b")
+            used_in_own_module = len(word.findall(code.get(path, path.read_text()))) > 1
+            used_elsewhere = any(word.search(text) for other, text in code.items() if other != path)
+            if not used_in_own_module and not used_elsewhere:
+                only_tests.append(f"{path.relative_to(ROOT)}:{node.name}")
+
+    assert only_tests == []

@@ -34,7 +34,8 @@ from provisioning.component import CohortDestinationArgs
 from provisioning.config import DestinationConfig, parse_config
 from provisioning.errors import ConfigError
 from provisioning.policies import trust_policy, write_policy
-from sandbox.faults import FaultPlan, faults_installed
+from sandbox.fault_plan import FaultPlan
+from sandbox.faults import faults_installed
 from sandbox.server import start_server
 from sandbox.world import Credentials
 from sync.cli import main

@@ -6,7 +6,8 @@ import parliament
 import pytest
 
 from provisioning import constants as c
-from provisioning.policies import actions_and_resources, trust_policy, write_policy
+from provisioning.policies import trust_policy, write_policy
+from tests.oracle import actions_and_resources
 
 STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/amplitude-cohorts"
 ROLE = "arn:aws:iam::123456789012:role/amplitude-kinesis-cohort"
