@@ -35,7 +35,10 @@ def build(venv: Path, requirements: list[str]) -> tuple[int, float, list[str]]:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", *requirements], cwd=ROOT, check=True)
+    pip = [python, "-m", "pip", "install", "-q", *requirements]
+    installed = subprocess.run(pip, cwd=ROOT, capture_output=True, text=True, check=False)
+    if installed.returncode:
+        raise SystemExit(f"{' '.join(pip)} failed:\n{installed.stderr}")
     seconds = time.perf_counter() - started
     frozen = subprocess.run(
         [python, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True
