@@ -5,18 +5,19 @@ from pathlib import Path
 import pulumi
 
 from provisioning import constants as c
-from provisioning.component import CohortDestination, CohortDestinationArgs
+from provisioning.component import CohortDestination, args_from_config
 from provisioning.config import parse_config
 from provisioning.consumer import CohortConsumer, CohortConsumerArgs
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
 stack_config = pulumi.Config()
+# Every key checked at once, the consumer's included, before any resource is declared.
 raw = {key: stack_config.get(key) for key in c.PROGRAM_CONFIG_KEYS if key != c.CONFIG_TAGS}
 raw[c.CONFIG_TAGS] = stack_config.get_object(c.CONFIG_TAGS)
 config = parse_config(raw, stack=pulumi.get_stack(), project_dir=PROJECT_DIR)
 
-destination = CohortDestination("cohort", CohortDestinationArgs(config=config))
+destination = CohortDestination("cohort", args_from_config(stack_config))
 
 pulumi.export(c.OUTPUT_STREAM_NAME, destination.stream.name)
 pulumi.export(c.OUTPUT_STREAM_ARN, destination.stream.arn)

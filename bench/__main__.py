@@ -3,7 +3,14 @@
 import subprocess
 import sys
 
-BENCHMARKS = ("diff_bench", "push_bench", "consume_bench", "throughput_bench", "lambda_bench")
+BENCHMARKS = (
+    "diff_bench",
+    "push_bench",
+    "consume_bench",
+    "throughput_bench",
+    "lambda_bench",
+    "venv_size",
+)
 
 
 def main() -> int:

@@ -29,7 +29,8 @@ import boto3
 from botocore.config import Config
 from moto import mock_aws
 
-from sandbox.faults import FaultPlan, faults_installed
+from sandbox.fault_plan import FaultPlan
+from sandbox.faults import faults_installed
 from sandbox.moto_fixes import moto_fixes_installed
 from sync.limits import DEFAULT_SENDERS, SHARD_WRITE_BYTES_PER_SECOND
 from sync.messages import OutgoingRecord, build_messages

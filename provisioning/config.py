@@ -36,13 +36,13 @@ class DestinationConfig:
     policy_name: str | None = None
     import_stream: str | None = None
     import_role: str | None = None
-    import_policy_arn: str | None = None
+    import_policy: str | None = None
 
     @property
     def attachment_import_id(self) -> str | None:
         """The attachment's import ID (`<role>/<policy ARN>`) when both its ends are adopted."""
-        if self.import_role and self.import_policy_arn:
-            return f"{self.import_role}/{self.import_policy_arn}"
+        if self.import_role and self.import_policy:
+            return f"{self.import_role}/{self.import_policy}"
         return None
 
     @property
@@ -126,7 +126,7 @@ class _Day2:
     policy_name: str | None
     import_stream: str | None
     import_role: str | None
-    import_policy_arn: str | None
+    import_policy: str | None
 
 
 def _parse_day2(
@@ -349,7 +349,7 @@ def parse_config(
         policy_name=day2.policy_name,
         import_stream=day2.import_stream,
         import_role=day2.import_role,
-        import_policy_arn=day2.import_policy_arn,
+        import_policy=day2.import_policy,
     )
 
 

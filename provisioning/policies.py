@@ -124,17 +124,3 @@ def consumer_policy(
             }
         )
     return {"Version": c.POLICY_VERSION, "Statement": statements}
-
-
-def actions_and_resources(document: PolicyDocument) -> set[tuple[str, str]]:
-    """Every (action, resource) pair a policy's Allow statements grant, for comparing documents."""
-    pairs: set[tuple[str, str]] = set()
-    for statement in document["Statement"]:
-        if statement["Effect"] != "Allow":
-            continue
-        actions = statement["Action"]
-        resources = statement["Resource"]
-        for action in [actions] if isinstance(actions, str) else actions:
-            for resource in [resources] if isinstance(resources, str) else resources:
-                pairs.add((action, resource))
-    return pairs

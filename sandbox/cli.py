@@ -165,7 +165,8 @@ def register(sub: Any) -> None:
 
 def local_serve(args: argparse.Namespace) -> int:
     """`local serve`: moto with the harness's IAM behaviour (and faults) until interrupted."""
-    from sandbox.faults import FaultPlan, FaultSpecError, faults_installed
+    from sandbox.fault_plan import FaultPlan, FaultSpecError
+    from sandbox.faults import faults_installed
     from sandbox.server import serve_forever
 
     args.world_file.parent.mkdir(parents=True, exist_ok=True)

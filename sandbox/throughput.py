@@ -31,14 +31,6 @@ class Clock(Protocol):
         ...
 
 
-class MonotonicClock:
-    """Model time equals real time."""
-
-    def now(self) -> float:
-        """Return time.monotonic()."""
-        return time.monotonic()
-
-
 class ScaledClock:
     """Model time runs `factor` times faster than real time, so shards refill `factor`x faster."""
 

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from sync.errors import InputError
 from sync.limits import COHORT_ID_PATTERN, MAX_COHORT_ID_CHARS, MAX_COHORT_NAME_CHARS
 
 # C0 controls and DEL: never part of an identifier or a name a person typed.
@@ -62,15 +61,6 @@ def cohort_name_problems(value: str) -> list[str]:
             f"U+{ord(control.group()):04X}; names are printable text"
         )
     return problems
-
-
-def check_cohort(cohort_id: str, cohort_name: str) -> None:
-    """Raise InputError listing every problem with the cohort id and name."""
-    problems = cohort_id_problems(cohort_id) + cohort_name_problems(cohort_name)
-    if problems:
-        raise InputError(
-            "; ".join(problems), fix="pass the cohort id and name exactly as Amplitude shows them"
-        )
 
 
 def range_problem(option: str, value: int, bounds: tuple[int, int]) -> str | None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sync.contract import USER_ID, USER_PROPERTIES, CohortMessage
+from sync.contract import USER_ID, USER_PROPERTIES
 
 # Seen message ids are kept this long; it should be at least the stream's retention (24 h by
 # default, up to 8760 h). A week covers the default and the common 7-day extended retention.
@@ -47,11 +47,6 @@ def tiebreak_of(in_cohort: bool, message_id: str) -> str:
     return (_ENTERING_RANK if in_cohort else _EXITING_RANK) + ":" + message_id
 
 
-def version_of(message: CohortMessage) -> Version:
-    """The version every user update in this message carries."""
-    return Version(int(message.computed_time), tiebreak_of(message.in_cohort, message.message_id))
-
-
 @dataclass(frozen=True)
 class MemberState:
     """What is recorded for one (cohort_id, user_id): the latest update and its version."""
@@ -68,33 +63,6 @@ class Member:
 
     user_id: str
     user_properties: Mapping[str, Any] | None
-
-
-MembershipMap = MutableMapping[tuple[str, str], MemberState]
-
-
-def apply_message(state: MembershipMap, message: CohortMessage) -> int:
-    """Apply one message to an in-memory membership; return how many users it changed."""
-    version = version_of(message)
-    changed = 0
-    for user in message.users:
-        key = (message.cohort_id, user.user_id)
-        current = state.get(key)
-        if current is None or current.version < version:
-            state[key] = MemberState(
-                message.cohort_name, message.in_cohort, version, user.user_properties
-            )
-            changed += 1
-    return changed
-
-
-def members_of(state: Mapping[tuple[str, str], MemberState], cohort_id: str) -> list[Member]:
-    """Current members of one cohort in an in-memory membership, ordered by user_id."""
-    return [
-        Member(user_id, member.user_properties)
-        for (cohort, user_id), member in sorted(state.items())
-        if cohort == cohort_id and member.in_cohort
-    ]
 
 
 def property_columns(members: Iterable[Member]) -> list[str]:

@@ -17,7 +17,8 @@ def readme_customer_project() -> Callable[[Path, Path], None]:
 
     def write(root: Path, program_dir: Path) -> None:
         python = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-        stack_file = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)[0]
+        yaml_blocks = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+        stack_file = next(b for b in yaml_blocks if b.startswith("# Pulumi.prod.yaml"))
         (root / "Pulumi.yaml").write_text((program_dir / "Pulumi.yaml").read_text())
         (root / "__main__.py").write_text((program_dir / "__main__.py").read_text())
         (root / "Pulumi.prod.yaml").write_text(stack_file)

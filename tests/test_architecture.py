@@ -4,7 +4,9 @@ imports nothing beyond what `pulumi up` installs (requirements.txt)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -12,7 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "provisioning").glob("*.py"))]
+PROGRAM = [
+    ROOT / "__main__.py",
+    ROOT / "component" / "__main__.py",
+    *sorted((ROOT / "provisioning").glob("*.py")),
+]
 PRODUCT = sorted((ROOT / "sync").glob("*.py"))
 SANDBOX_AND_TEST_ONLY = {"sandbox", "moto", "tests", "bench", "pytest", "hypothesis"}
 
@@ -115,3 +121,100 @@ def test_the_import_scan_sees_function_level_imports(tmp_path: Path) -> None:
     module.write_text("def f():\n    from sandbox.world import moto_world\n    import moto\n")
 
     assert imported_modules(module) == {"sandbox.world", "moto"}
+
+
+# Runs the program as `pulumi up` would (offline, under mocks defined here, since the sandbox's
+# engine is not the program's), with every import outside `allowed` refused.
+ONLY_ALLOWED_IMPORTS = r"""
+import importlib.abc, json, runpy, sys
+
+allowed = set(json.loads(sys.argv[1]))
+
+class OnlyTheProgramsDistributions(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] not in allowed:
+            raise ImportError(f"refused: {name} (requirements.txt does not install it)")
+        return None
+
+sys.meta_path.insert(0, OnlyTheProgramsDistributions())
+
+import pulumi
+from pulumi.runtime import settings, stack
+from pulumi.runtime.sync_await import _sync_await
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return f"{args.name}-id", {**args.inputs, "arn": f"arn:{args.name}", "name": args.name}
+
+    def call(self, args):
+        return {"region": "us-east-1"}
+
+pulumi.runtime.set_mocks(Mocks(), project="amplitude-kinesis-cohort", stack="dev")
+runpy.run_path(sys.argv[2], run_name="__main__")
+root = settings.get_root_resource()
+exported = {k: _sync_await(pulumi.Output.from_input(v).future()) for k, v in root.outputs.items()}
+_sync_await(stack.wait_for_rpcs())
+loaded = sorted({m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names))
+print(json.dumps({"outputs": sorted(exported), "loaded": loaded}))
+"""
+
+
+def run_with_only_the_programs_distributions(program: Path) -> subprocess.CompletedProcess[str]:
+    allowed = requirement_closure(program_requirements()) | {"provisioning"}
+    allowed |= set(sys.stdlib_module_names) | {"__future__"}
+    return subprocess.run(
+        [sys.executable, "-c", ONLY_ALLOWED_IMPORTS, json.dumps(sorted(allowed)), str(program)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+def test_the_program_runs_with_only_its_distributions_importable() -> None:
+    ran = run_with_only_the_programs_distributions(ROOT / "__main__.py")
+
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout.splitlines()[-1])
+    assert {"streamName", "roleArn", "policyArn", "destination"} <= set(result["outputs"])
+    assert not {"moto", "boto3", "sandbox", "sync", "duckdb", "pyarrow"} & set(result["loaded"])
+
+
+@pytest.mark.integration
+def test_an_import_outside_the_programs_distributions_is_refused(tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    program.write_text((ROOT / "__main__.py").read_text() + "\nimport boto3\n")
+
+    ran = run_with_only_the_programs_distributions(program)
+
+    assert ran.returncode != 0
+    assert "refused: boto3 (requirements.txt does not install it)" in ran.stderr
+
+
+# Entry points named outside Python (the Lambda runtime's handler setting, console scripts).
+CALLED_FROM_OUTSIDE = {("sync/lambda_handler.py", "handler")}
+
+
+def test_no_program_or_product_function_exists_only_for_the_tests() -> None:
+    # A test oracle lives in tests/ (tests/oracle.py), not in the code it judges.
+    code = {
+        path: path.read_text()
+        for folder in ("sync", "provisioning", "sandbox", "bench", "component", "scripts")
+        for path in (ROOT / folder).glob("*.py")
+    } | {ROOT / "__main__.py": (ROOT / "__main__.py").read_text()}
+    only_tests = []
+    for path in PROGRAM + PRODUCT:
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef) or node.name.startswith("_"):
+                continue
+            if (str(path.relative_to(ROOT)), node.name) in CALLED_FROM_OUTSIDE:
+                continue
+            word = re.compile(rf"\b{node.name}\b")
+            used_in_own_module = len(word.findall(code.get(path, path.read_text()))) > 1
+            used_elsewhere = any(word.search(text) for other, text in code.items() if other != path)
+            if not used_in_own_module and not used_elsewhere:
+                only_tests.append(f"{path.relative_to(ROOT)}:{node.name}")
+
+    assert only_tests == []

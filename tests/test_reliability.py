@@ -23,7 +23,8 @@ import pytest
 
 from provisioning import constants as c
 from sandbox.engine.stack import StackConfig, apply
-from sandbox.faults import FaultController, FaultKind, FaultPlan, Rate, faults_installed
+from sandbox.fault_plan import FaultKind, FaultPlan, Rate
+from sandbox.faults import FaultController, faults_installed
 from sandbox.streams import read_records
 from sandbox.world import MotoWorld, moto_world
 from sync.consumer import Consumer

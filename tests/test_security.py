@@ -34,7 +34,8 @@ from provisioning.component import CohortDestinationArgs
 from provisioning.config import DestinationConfig, parse_config
 from provisioning.errors import ConfigError
 from provisioning.policies import trust_policy, write_policy
-from sandbox.faults import FaultPlan, faults_installed
+from sandbox.fault_plan import FaultPlan
+from sandbox.faults import faults_installed
 from sandbox.server import start_server
 from sandbox.world import Credentials
 from sync.cli import main
@@ -491,36 +492,40 @@ def test_no_config_key_adds_a_principal_action_or_policy(key: str) -> None:
 
 
 def test_the_component_takes_no_policy_document_principal_or_action() -> None:
-    # A caller can only hand the component a validated DestinationConfig. Each field below is
-    # a name, a pattern-checked ARN or account ID (tested above), a number or a tag: none can
-    # carry a statement, a principal or an action into a policy. The day-2 fields are a flag,
-    # a pattern-checked policy name, import IDs that must equal the declared names, and a
-    # pattern-checked policy ARN: none reaches a policy document either.
-    args_fields = {f.name for f in dataclasses.fields(CohortDestinationArgs)}
-    config_fields = {f.name for f in dataclasses.fields(DestinationConfig)}
+    # The component's inputs (from Python or any other language) are DestinationConfig's fields,
+    # validated by parse_config inside the component. Each is a name, a pattern-checked ARN or
+    # account ID (tested above), a number or a tag: none can carry a statement, a principal or
+    # an action into a policy. The day-2 fields are a flag, a pattern-checked policy name, import
+    # IDs that must equal the declared names, and a pattern-checked policy ARN: none reaches a
+    # policy document either. (`consumer` is the Lambda consumer's, a component of its own.)
+    args_fields = set(CohortDestinationArgs.__annotations__)
+    config_fields = {f.name for f in dataclasses.fields(DestinationConfig)} - {"consumer"}
 
-    assert args_fields == {"config"}
-    assert config_fields == {
-        "stream_name",
-        "stream_mode",
-        "shard_count",
-        "retention_hours",
-        "encryption",
-        "kms_key_arn",
-        "role_name",
-        "role_path",
-        "max_session_seconds",
-        "permissions_boundary_arn",
-        "trusted_account_id",
-        "external_id",
-        "display_name",
-        "tags",
-        "protect_stream",
-        "policy_name",
-        "import_stream",
-        "import_role",
-        "import_policy_arn",
-    }
+    assert (
+        args_fields
+        == config_fields
+        == {
+            "stream_name",
+            "stream_mode",
+            "shard_count",
+            "retention_hours",
+            "encryption",
+            "kms_key_arn",
+            "role_name",
+            "role_path",
+            "max_session_seconds",
+            "permissions_boundary_arn",
+            "trusted_account_id",
+            "external_id",
+            "display_name",
+            "tags",
+            "protect_stream",
+            "policy_name",
+            "import_stream",
+            "import_role",
+            "import_policy",
+        }
+    )
     # and the policy builders take strings for one account, one stream, one role, one key
     assert list(inspect.signature(trust_policy).parameters) == [
         "trusted_account_id",

@@ -21,7 +21,8 @@ import pytest
 from provisioning import constants as c
 from provisioning.policies import trust_policy
 from sandbox.engine.stack import StackConfig, apply
-from sandbox.faults import FaultPlan, faults_installed
+from sandbox.fault_plan import FaultPlan
+from sandbox.faults import faults_installed
 from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
 from sync.destination import Destination, load_destination

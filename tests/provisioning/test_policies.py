@@ -7,12 +7,12 @@ import pytest
 
 from provisioning import constants as c
 from provisioning.policies import (
-    actions_and_resources,
     consumer_policy,
     lambda_trust_policy,
     trust_policy,
     write_policy,
 )
+from tests.oracle import actions_and_resources
 
 STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/amplitude-cohorts"
 ROLE = "arn:aws:iam::123456789012:role/amplitude-kinesis-cohort"

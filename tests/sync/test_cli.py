@@ -337,7 +337,7 @@ def test_local_up_of_a_stack_without_its_file_says_which_file_and_how_to_fix_it(
     err = capsys.readouterr().err
     assert err.startswith("cohort-sync: error: ")
     assert f"--stack prod: {PROGRAM_DIR / 'Pulumi.prod.yaml'} does not exist" in err
-    assert "`pulumi stack init prod`" in err and "(dev, example)" in err
+    assert "`pulumi stack init prod`" in err and "pick an existing stack (dev, " in err
     assert "Traceback" not in err
 
 

@@ -19,8 +19,9 @@ from moto.kinesis.models import Stream
 from sync.consumer import Consumer, ConsumeReport
 from sync.contract import CohortMessage, User, encode
 from sync.errors import ConsumerError
-from sync.membership import MemberState, apply_message
+from sync.membership import MemberState
 from sync.membership_store import MembershipStore, members
+from tests.oracle import apply_message
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ from sync import lambda_handler
 from sync.contract import CohortMessage, User, encode
 from sync.errors import ConsumerError
 from sync.lambda_handler import Handler, build_handler
-from sync.membership import MemberState, Version, apply_message
+from sync.membership import MemberState, Version
+from tests.oracle import apply_message
 
 pytestmark = pytest.mark.integration
 

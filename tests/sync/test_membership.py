@@ -16,8 +16,6 @@ from sync.membership import (
     Member,
     MemberState,
     Version,
-    apply_message,
-    members_of,
     property_columns,
     render_members,
     tiebreak_of,
@@ -30,6 +28,7 @@ from sync.membership_store import (
     ValidRecord,
     members,
 )
+from tests.oracle import apply_message, members_of
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/cohorts"
 

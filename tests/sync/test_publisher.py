@@ -14,7 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
-from sandbox.faults import FaultPlan, Rate, Schedule, faults_installed
+from sandbox.fault_plan import FaultPlan, Rate, Schedule
+from sandbox.faults import faults_installed
 from sandbox.streams import read_records
 from sync.contract import decode
 from sync.errors import DeliveryError, DeliveryRefusedError, PreflightError

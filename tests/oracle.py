@@ -1,0 +1,59 @@
+"""Test oracles: membership's last-writer-wins rule applied in memory, and what a policy grants.
+
+The consumer, the Lambda handler and the SQLite store are checked against the first; generated
+policies against Amplitude's template with the second. They live here because no product or
+program code uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from sync.contract import CohortMessage
+from sync.membership import Member, MemberState, Version, tiebreak_of
+
+MembershipMap = MutableMapping[tuple[str, str], MemberState]
+
+
+def version_of(message: CohortMessage) -> Version:
+    """The version every user update in this message carries."""
+    return Version(int(message.computed_time), tiebreak_of(message.in_cohort, message.message_id))
+
+
+def apply_message(state: MembershipMap, message: CohortMessage) -> int:
+    """Apply one message to an in-memory membership; return how many users it changed."""
+    version = version_of(message)
+    changed = 0
+    for user in message.users:
+        key = (message.cohort_id, user.user_id)
+        current = state.get(key)
+        if current is None or current.version < version:
+            state[key] = MemberState(
+                message.cohort_name, message.in_cohort, version, user.user_properties
+            )
+            changed += 1
+    return changed
+
+
+def members_of(state: Mapping[tuple[str, str], MemberState], cohort_id: str) -> list[Member]:
+    """Current members of one cohort in an in-memory membership, ordered by user_id."""
+    return [
+        Member(user_id, member.user_properties)
+        for (cohort, user_id), member in sorted(state.items())
+        if cohort == cohort_id and member.in_cohort
+    ]
+
+
+def actions_and_resources(document: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Every (action, resource) pair a policy's Allow statements grant, for comparing documents."""
+    pairs: set[tuple[str, str]] = set()
+    for statement in document["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"]
+        resources = statement["Resource"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            for resource in [resources] if isinstance(resources, str) else resources:
+                pairs.add((action, resource))
+    return pairs

@@ -1,0 +1,199 @@
+"""CohortDestination as a component package: the schema other languages get, and what constructing
+the component through the provider declares (under Pulumi's mocks: no CLI, no plugin, no AWS)."""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioning import constants as c
+from provisioning.component import CohortDestinationArgs, config_key
+from provisioning.config import DestinationConfig
+from provisioning.package import provider
+from sandbox.engine.plan import PlanMocks
+from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
+from sandbox.engine.secrets import unwrap_secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = yaml.safe_load((PROGRAM_DIR / "Pulumi.yaml").read_text())
+REGION = "eu-central-1"
+CMK = "arn:aws:kms:eu-central-1:123456789012:key/12345678-1234-1234-1234-123456789012"
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return dict(json.loads(provider().schema or "{}"))
+
+
+def component(schema: dict[str, Any]) -> dict[str, Any]:
+    return dict(schema["resources"][c.COMPONENT_TYPE])
+
+
+def test_the_args_are_the_config_fields_under_their_config_keys() -> None:
+    fields = list(CohortDestinationArgs.__annotations__)
+
+    # (the Lambda consumer is a component of its own, CohortConsumer)
+    destination_fields = {f.name for f in dataclasses.fields(DestinationConfig)} - {"consumer"}
+    assert set(fields) == destination_fields
+    assert [config_key(f) for f in fields] == list(c.CONFIG_KEYS)
+
+
+def test_every_input_is_a_config_key_with_pulumi_yamls_type_and_description(
+    schema: dict[str, Any],
+) -> None:
+    # GIVEN the schema a TypeScript, Go, C# or YAML program's SDK is generated from
+    inputs = component(schema)["inputProperties"]
+
+    # THEN its inputs are the stack config keys, typed and worded as Pulumi.yaml declares them
+    assert list(inputs) == list(c.CONFIG_KEYS)
+    for key in c.CONFIG_KEYS:  # the consumer's keys are CohortConsumer's, not inputs here
+        declared = PROJECT["config"][key]
+        assert inputs[key]["type"] == declared["type"], key
+        assert inputs[key]["description"] == declared["description"], key
+    assert inputs[c.CONFIG_TAGS]["additionalProperties"]["type"] == "string"
+    # no input is required: each has the default Pulumi.yaml declares
+    assert component(schema)["requiredInputs"] == []
+
+
+def test_external_id_is_secret_and_the_only_input_that_may_be_an_output(
+    schema: dict[str, Any],
+) -> None:
+    inputs = component(schema)["inputProperties"]
+
+    assert [key for key, spec in inputs.items() if spec.get("secret")] == [c.CONFIG_EXTERNAL_ID]
+    # plain inputs: every other key is validated before the component declares anything
+    assert [key for key, spec in inputs.items() if not spec.get("plain")] == [c.CONFIG_EXTERNAL_ID]
+
+
+def test_outputs_are_the_four_resources_region_and_the_form(schema: dict[str, Any]) -> None:
+    outputs = component(schema)["properties"]
+    aws = "/aws/v7.51.1/schema.json#/resources/"
+
+    assert {key: spec.get("$ref", spec.get("type")) for key, spec in outputs.items()} == {
+        "stream": f"{aws}aws:kinesis%2Fstream:Stream",
+        "role": f"{aws}aws:iam%2Frole:Role",
+        "policy": f"{aws}aws:iam%2Fpolicy:Policy",
+        "attachment": f"{aws}aws:iam%2FrolePolicyAttachment:RolePolicyAttachment",
+        "region": "string",
+        "destination": "object",
+    }
+    assert all(spec["description"] for spec in outputs.values())
+    assert schema["name"] == c.PROJECT_NAME
+    assert schema["dependencies"] == [{"name": "aws", "version": "7.51.1"}]
+
+
+CONFIG = {
+    "streamName": "cohorts-ts",
+    "streamMode": "PROVISIONED",
+    "shardCount": "3",
+    "retentionHours": "48",
+    "encryption": "KMS",
+    "kmsKeyArn": CMK,
+    "roleName": "amp-writer",
+    "rolePath": "/amplitude/",
+    "maxSessionSeconds": "7200",
+    "displayName": "From TypeScript",
+    "tags": {"team": "growth"},
+    "externalId": "ext-0042",
+}
+# What a TypeScript program sends for the same values: numbers travel as floats, the external ID
+# as a secret (which the provider host hands the component as a secret Output).
+INPUTS = {
+    **CONFIG,
+    "shardCount": 3.0,
+    "retentionHours": 48.0,
+    "maxSessionSeconds": 7200.0,
+}
+
+
+def constructed(tmp_path: Path, inputs: dict[str, Any]) -> ProgramRun:
+    """Run a program that constructs CohortDestination through the provider, as the engine would."""
+    program = tmp_path / "__main__.py"
+    plain = {k: v for k, v in inputs.items() if k != c.CONFIG_EXTERNAL_ID}
+    secret = inputs.get(c.CONFIG_EXTERNAL_ID)
+    program.write_text(
+        "import pulumi\n"
+        "from provisioning.package import provider\n"
+        f"inputs = {plain!r}\n"
+        + (f"inputs['externalId'] = pulumi.Output.secret({secret!r})\n" if secret else "")
+        + f"result = provider().construct('cohort', {c.COMPONENT_TYPE!r}, inputs, None)\n"
+        "pulumi.export('urn', result.urn)\n"
+    )
+    return run_program(PlanMocks(REGION), stack="ts", program=program)
+
+
+def declared(run: ProgramRun) -> list[tuple[str, str, str | None, Any]]:
+    return [(r.type, r.name, r.parent_type, unwrap_secrets(dict(r.inputs))) for r in run.resources]
+
+
+def test_constructing_through_the_provider_declares_what_the_python_program_declares(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the same destination from the Python program (stack config) and through the provider
+    python = run_program(
+        PlanMocks(REGION), stack="ts", config=CONFIG, secret_keys=(c.CONFIG_EXTERNAL_ID,)
+    )
+    other_language = constructed(tmp_path, INPUTS)
+
+    # THEN both declare the component and the same four resources, input for input, secrets alike
+    assert declared(other_language) == declared(python)
+    assert [r.type for r in other_language.resources] == [
+        c.COMPONENT_TYPE,
+        "aws:iam/role:Role",
+        "aws:kinesis/stream:Stream",
+        "aws:iam/policy:Policy",
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    ]
+    (role,) = other_language.of_type("aws:iam/role:Role")
+    trust, secret_paths = unwrap_secrets(dict(role.inputs))
+    assert "assumeRolePolicy" in secret_paths
+    assert "ext-0042" in trust["assumeRolePolicy"]
+
+
+def test_the_provider_applies_the_programs_validation_before_declaring_anything(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(Exception) as caught:  # the SDK wraps it: ComponentInitError
+        inputs = {"retentionHours": 1.0, "streamName": "no spaces", "maxSessionSeconds": 3600.5}
+        constructed(tmp_path, inputs)
+
+    message = str(caught.value)
+    assert "invalid stack configuration (3 problems)" in message
+    assert "maxSessionSeconds 3600.5: must be a whole number" in message
+    assert "retentionHours 1: must be between 24 and 8760" in message
+    assert "streamName 'no spaces': 1-128 characters, only [a-zA-Z0-9_.-] allowed" in message
+
+
+def test_a_secret_external_id_is_validated_without_showing_it(tmp_path: Path) -> None:
+    with pytest.raises(Exception) as caught:  # raised inside the trust policy
+        constructed(tmp_path, {c.CONFIG_EXTERNAL_ID: "bad id with spaces"})
+
+    assert "externalId (secret, 18 characters): 2-1224 characters" in str(caught.value)
+    assert "bad id with spaces" not in str(caught.value)
+
+
+def test_the_plugin_directory_serves_this_component_with_the_programs_dependencies() -> None:
+    plugin = ROOT / "component"
+
+    assert yaml.safe_load((plugin / "PulumiPlugin.yaml").read_text())["runtime"]["name"] == "python"
+    assert (plugin / "provisioning").resolve() == (ROOT / "provisioning").resolve()
+    assert "-r ../requirements.txt" in (plugin / "requirements.txt").read_text().splitlines()
+    assert "from provisioning.package import serve" in (plugin / "__main__.py").read_text()
+
+
+def test_the_readme_yaml_example_uses_the_schemas_token_inputs_and_outputs(
+    schema: dict[str, Any],
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)]
+    (example,) = [b for b in blocks if isinstance(b, dict) and "packages" in b]
+    (resource,) = example["resources"].values()
+
+    assert resource["type"] in schema["resources"]
+    assert set(resource["properties"]) <= set(component(schema)["inputProperties"])
+    for reference in example["outputs"].values():
+        assert reference.split(".")[1].rstrip("}") in component(schema)["properties"]
