@@ -436,7 +436,9 @@ class DeployEngine(pulumi.runtime.Mocks):
 
     def finish(self) -> None:
         """After the program: delete replaced resources, then what it no longer declares."""
-        for old in list(self.pending_deletes):
+        # Dependents first: AWS refuses to delete a policy still attached to a role.
+        replaced = {r.urn: r for r in self.pending_deletes}
+        for old in reversed(_depth_order(replaced)):
             self._step(Step(DELETE_REPLACED, old.urn, old.type))
             if self._execute:
                 self._delete(old)

@@ -426,3 +426,19 @@ def test_a_resource_the_program_dropped_is_deleted_unless_retained(
     assert ops(applied)["dropped"] == ops(applied)["kept"] == "delete"
     assert sorted(kinesis.list_streams()["StreamNames"]) == [c.DEFAULT_STREAM_NAME, "kept"]
     assert [u for u in applied.state.resources if u.endswith(("::dropped", "::kept"))] == []
+
+
+def test_replaced_resources_are_deleted_dependents_first(
+    moto_world: MotoWorld, tmp_path: Path
+) -> None:
+    # GIVEN an applied stack WHEN the stream's rename replaces the policy and its attachment
+    stack = Stack(moto_world, tmp_path, BASE)
+    stack.up()
+    applied = stack.up({c.CONFIG_STREAM_NAME: "renamed"})
+
+    # THEN the old attachment is detached before the old policy is deleted (AWS refuses the
+    # reverse order with DeleteConflict), and the new ones exist before the old ones go
+    order = [(s.op, s.urn.rsplit("::", 1)[-1]) for s in applied.steps]
+    assert order.index(("delete-replaced", ATTACH)) < order.index(("delete-replaced", POLICY))
+    assert order.index(("create-replacement", POLICY)) < order.index(("delete-replaced", POLICY))
+    assert order.index(("delete-replaced", STREAM)) < order.index(("create-replacement", STREAM))
