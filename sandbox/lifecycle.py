@@ -108,7 +108,7 @@ def _short(value: Any) -> str:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            return value
+            return str(value)
     return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
 
 

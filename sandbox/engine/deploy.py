@@ -244,6 +244,7 @@ class DeployEngine(pulumi.runtime.Mocks):
                     protect=opts.protect,
                     parent=opts.parent_urn,
                     dependencies=list(opts.dependencies),
+                    retain_on_delete=opts.retain_on_delete,
                 )
             )
 
@@ -425,8 +426,8 @@ class DeployEngine(pulumi.runtime.Mocks):
         return found
 
     def _delete(self, resource: ResourceState) -> None:
-        if not resource.custom:
-            return
+        if not resource.custom or resource.retain_on_delete:
+            return  # retainOnDelete: Pulumi forgets the resource and leaves it in the cloud
         handler = handler_for(resource.type, resource.name)
         aws_call(
             f"deleting {resource.type} {resource.name!r}",
@@ -435,7 +436,9 @@ class DeployEngine(pulumi.runtime.Mocks):
 
     def finish(self) -> None:
         """After the program: delete replaced resources, then what it no longer declares."""
-        for old in list(self.pending_deletes):
+        # Dependents first: AWS refuses to delete a policy still attached to a role.
+        replaced = {r.urn: r for r in self.pending_deletes}
+        for old in reversed(_depth_order(replaced)):
             self._step(Step(DELETE_REPLACED, old.urn, old.type))
             if self._execute:
                 self._delete(old)
@@ -560,7 +563,7 @@ def destroy(*, ctx: AwsContext, state: StackState, execute: bool) -> tuple[Outco
     remaining = dict(state.resources)
     for resource in reversed(_depth_order(state.resources)):
         steps.append(Step(DELETE, resource.urn, resource.type))
-        if execute and not refusals and resource.custom:
+        if execute and not refusals and resource.custom and not resource.retain_on_delete:
             handler = handler_for(resource.type, resource.name)
             aws_call(
                 f"deleting {resource.type} {resource.name!r}",
@@ -655,5 +658,6 @@ def refresh(ctx: AwsContext, state: StackState) -> tuple[list[Drift], StackState
             protect=resource.protect,
             parent=resource.parent,
             dependencies=resource.dependencies,
+            retain_on_delete=resource.retain_on_delete,
         )
     return drifts, refreshed

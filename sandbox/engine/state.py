@@ -40,6 +40,7 @@ class ResourceState:
     protect: bool = False
     parent: str | None = None
     dependencies: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the file."""
@@ -54,6 +55,7 @@ class ResourceState:
             "protect": self.protect,
             "parent": self.parent,
             "dependencies": list(self.dependencies),
+            "retainOnDelete": self.retain_on_delete,
         }
 
     @classmethod
@@ -70,6 +72,7 @@ class ResourceState:
             protect=bool(data.get("protect", False)),
             parent=data.get("parent"),
             dependencies=list(data.get("dependencies") or []),
+            retain_on_delete=bool(data.get("retainOnDelete", False)),
         )
 
 

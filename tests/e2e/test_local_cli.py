@@ -112,6 +112,37 @@ def test_local_up_against_local_serve(served: tuple[str, Path], tmp_path: Path) 
     assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
 
 
+def test_local_up_runs_any_number_of_times_into_one_served_world(
+    served: tuple[str, Path],
+) -> None:
+    # GIVEN one served world (in another process, so the proof's principals go over HTTP)
+    url, world_file = served
+    target = ["--endpoint-url", url, "--world-file", str(world_file)]
+
+    # WHEN one stack is applied twice and a second stack beside it
+    first = cohort_sync("local", "up", *target)
+    again = cohort_sync("local", "up", *target)
+    other = cohort_sync(
+        "local",
+        "up",
+        *target,
+        "--stack",
+        "other",
+        "--config",
+        "streamName=s2",
+        "--config",
+        "roleName=r2",
+    )
+
+    # THEN every run proves its role, the second run changes nothing
+    for result in (first, again, other):
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("  PASS  ") == 6 and "FAIL" not in result.stdout
+    assert "Plan: 5 unchanged." in again.stdout
+    assert "Applied: no changes (5 resources in the stack)." in again.stdout
+    assert (world_file.parent / "stacks" / "other.json").exists()
+
+
 def test_local_up_embedded_proves_the_role() -> None:
     result = cohort_sync("local", "up", "--config", "streamName=embedded-check")
 

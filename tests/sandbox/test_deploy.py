@@ -11,7 +11,7 @@ from provisioning import constants as c
 from sandbox.engine import deploy
 from sandbox.engine.registry import AwsContext
 from sandbox.engine.stack import load_stack_config
-from sandbox.engine.state import load_state
+from sandbox.engine.state import ResourceState, load_state, save_state
 from sandbox.lifecycle import RefusedPlan, StackPlace, preview, up
 from sandbox.world import MotoWorld
 
@@ -264,6 +264,7 @@ def _records(stack: Stack, stream: str) -> list[bytes]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_changing_a_config_key_on_an_applied_stack(
     key: str, moto_world: MotoWorld, tmp_path: Path, boundary_arn: str, kms_key_arn: str
@@ -392,3 +393,53 @@ def test_renaming_the_role_gives_a_form_notice(moto_world: MotoWorld, tmp_path: 
     assert any("external ID changes from (not set) to (set" in line for line in rendered)
     assert all("ext-1" not in line for line in rendered)
     assert planned.to_json()["notices"][0]["field"] == "Role ARN"
+
+
+def test_a_resource_the_program_dropped_is_deleted_unless_retained(
+    moto_world: MotoWorld, tmp_path: Path
+) -> None:
+    # GIVEN a state that also records two streams the program no longer declares, one retained
+    stack = Stack(moto_world, tmp_path, {})
+    stack.up()
+    kinesis = stack.client("kinesis")
+    assert stack.place.path is not None
+    state = load_state(stack.place.path, project=c.PROJECT_NAME, stack="dev")
+    for name, retain in (("dropped", False), ("kept", True)):
+        kinesis.create_stream(StreamName=name, ShardCount=1)
+        arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        urn = f"urn:pulumi:dev::{c.PROJECT_NAME}::{deploy.STREAM}::{name}"
+        state.resources[urn] = ResourceState(
+            urn,
+            deploy.STREAM,
+            name,
+            True,
+            arn["StreamARN"],
+            {"name": name},
+            {"name": name, "arn": arn["StreamARN"]},
+            retain_on_delete=retain,
+        )
+    save_state(stack.place.path, state)
+
+    # WHEN up runs
+    applied = stack.up()
+
+    # THEN both are deleted from the stack, but only the unretained one from AWS
+    assert ops(applied)["dropped"] == ops(applied)["kept"] == "delete"
+    assert sorted(kinesis.list_streams()["StreamNames"]) == [c.DEFAULT_STREAM_NAME, "kept"]
+    assert [u for u in applied.state.resources if u.endswith(("::dropped", "::kept"))] == []
+
+
+def test_replaced_resources_are_deleted_dependents_first(
+    moto_world: MotoWorld, tmp_path: Path
+) -> None:
+    # GIVEN an applied stack WHEN the stream's rename replaces the policy and its attachment
+    stack = Stack(moto_world, tmp_path, BASE)
+    stack.up()
+    applied = stack.up({c.CONFIG_STREAM_NAME: "renamed"})
+
+    # THEN the old attachment is detached before the old policy is deleted (AWS refuses the
+    # reverse order with DeleteConflict), and the new ones exist before the old ones go
+    order = [(s.op, s.urn.rsplit("::", 1)[-1]) for s in applied.steps]
+    assert order.index(("delete-replaced", ATTACH)) < order.index(("delete-replaced", POLICY))
+    assert order.index(("create-replacement", POLICY)) < order.index(("delete-replaced", POLICY))
+    assert order.index(("delete-replaced", STREAM)) < order.index(("create-replacement", STREAM))

@@ -11,7 +11,7 @@ from provisioning import constants as c
 from sandbox.server import ServedWorld, start_server
 from sync.cli import main
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AMPLITUDE_TRUST = {
     "Version": "2012-10-17",
     "Statement": [
@@ -365,3 +365,29 @@ def test_adopting_amplitudes_hand_made_destination(cli: Cli) -> None:
     assert kinesis.list_streams()["StreamNames"] == ["cohorts"]
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["amplitude-kinesis"]
     assert cli.json("up", *adopt)[1]["changeSummary"] == {"same": 5}
+
+
+def test_the_state_file_never_holds_the_external_id(cli: Cli) -> None:
+    status, _, err = cli("up", "--config", "externalId=ext-secret-0042")
+    assert status == 0, err
+
+    assert "ext-secret-0042" not in cli.state_file.read_text()
+    # and the sealed trust policy still tells a same config from a changed one
+    assert cli.json("preview", "--config", "externalId=ext-secret-0042")[1]["changeSummary"] == {
+        "same": 5
+    }
+    _, changed = cli.json("preview", "--config", "externalId=ext-secret-0043")
+    assert _ops(changed)["cohort-role"] == ["update"]
+    assert "ext-secret" not in json.dumps(changed)
+
+
+def test_an_import_id_that_matches_nothing_is_refused_before_any_change(cli: Cli) -> None:
+    status, document = cli.json("up", "--config", "importStream=amplitude-cohorts")
+
+    assert status == 2
+    assert (
+        "import ID 'amplitude-cohorts': no such aws:kinesis/stream:Stream exists"
+        in document["error"]
+    )
+    assert cli.client("iam").list_roles()["Roles"] == []
+    assert not cli.state_file.exists()
