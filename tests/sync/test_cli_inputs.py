@@ -283,6 +283,12 @@ CASES = [
         ("--cohort-name", "at most 1024 characters"),
         options={"cohort_name": "n" * 1025},
     ),
+    Case(
+        "renamed-cohort-with-a-bad-snapshot",
+        (".csv:2: control character",),
+        snapshot=("s.csv", csv_of("u\x001,SF")),
+        options={"cohort_name": "Renamed Cohort"},
+    ),
     # destination files
     Case("destination-missing", ("no such file",), options={"destination": "/nonexistent.json"}),
     Case("destination-not-json", ("not readable JSON",), raw_destination=b"{not json"),
