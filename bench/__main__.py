@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-BENCHMARKS = ("diff_bench", "push_bench", "consume_bench", "throughput_bench")
+BENCHMARKS = ("diff_bench", "push_bench", "consume_bench", "throughput_bench", "wide_csv_bench")
 
 
 def main() -> int:
