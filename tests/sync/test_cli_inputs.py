@@ -512,6 +512,14 @@ CASES = [
         snapshot=("s.parquet", parquet({"user_id": ["u1"], "user_properties": [1]})),
     ),
     Case(
+        "parquet-too-many-columns",
+        ("too many columns: 2,001 columns: at most 2,000 allowed", "one 'user_properties' struct"),
+        snapshot=(
+            "s.parquet",
+            parquet({"user_id": ["u1"], **{f"p{i}": ["v"] for i in range(2_000)}}),
+        ),
+    ),
+    Case(
         "parquet-duplicate",
         (".parquet:2: duplicate user_id",),
         snapshot=("s.parquet", parquet({"user_id": ["u1", "u1"]})),
