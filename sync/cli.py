@@ -333,5 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands.print_error(str(exc), exc.fix, as_json=bool(getattr(args, "json", False)))
         return 2
     except KeyboardInterrupt:
-        print("cohort-sync: interrupted", file=sys.stderr)
+        if getattr(args, "json", False):
+            commands.print_error(
+                "interrupted",
+                "run the command again: a push resumes where it stopped",
+                as_json=True,
+            )
+        else:
+            print("cohort-sync: interrupted", file=sys.stderr)
         return 130

@@ -737,3 +737,17 @@ def test_members_of_an_unknown_cohort_exits_2_naming_it(stack: Stack, tmp_path: 
     assert unknown.code == 2 and unknown.out == ""
     assert "--cohort-id 'nope42': no such cohort in" in unknown.err
     assert known.code == 0 and known.out.startswith("user_id,")
+
+
+def test_an_interrupt_under_json_is_json_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sync.commands.replay", interrupted)
+
+    code = main(["replay", "--destination", "d.json", "--json"])
+
+    assert code == 130
+    assert json.loads(capsys.readouterr().out)["error"] == "interrupted"
