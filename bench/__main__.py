@@ -10,6 +10,7 @@ BENCHMARKS = (
     "throughput_bench",
     "lambda_bench",
     "venv_size",
+    "wide_csv_bench",
 )
 
 

@@ -66,8 +66,8 @@ def _delivery(parser: argparse.ArgumentParser) -> None:
         type=whole_number("--shards", SHARDS_RANGE),
         default=None,
         metavar="N",
-        help="the stream's shard count, to pace sends from the start (default: learn it from "
-        "throttling; the role cannot describe the stream)",
+        help=f"the stream's shard count, {_span(SHARDS_RANGE)}, to pace sends from the start "
+        "(default: learn it from throttling; the role cannot describe the stream)",
     )
     parser.add_argument(
         "--senders",
@@ -84,7 +84,11 @@ def _delivery(parser: argparse.ArgumentParser) -> None:
         help=f"tries per record before it is left in the outbox, {_span(MAX_TRIES_RANGE)} "
         f"(default {DEFAULT_MAX_TRIES})",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print the report as JSON; errors too, as {"error": ..., "fix": ...}',
+    )
 
 
 def _push_arguments(parser: argparse.ArgumentParser) -> None:
@@ -203,10 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     push = sub.add_parser(
         "push",
         help="diff a snapshot against the state and deliver who entered and who left",
-        description="Validate the snapshot, preflight the role, diff against the state store, "
-        "commit the messages to the outbox with the new membership, and deliver them with "
-        "PutRecords. Messages that exhaust their tries stay in the outbox: the run exits 1 "
-        "and `replay` re-sends them.",
+        description="Check every input (options, cohort, destination, the whole snapshot, the "
+        "state's binding, the mass-exit guard), preflight the role, diff against the state "
+        "store, commit the messages to the outbox with the new membership, and deliver them with "
+        "PutRecords. Nothing is written to the state before every check passed; a refusal exits "
+        "2. Messages that exhaust their tries stay in the outbox: the run exits 1 and `replay` "
+        "re-sends them.",
     )
     _push_arguments(push)
     push.add_argument(
@@ -286,7 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop once every shard is caught up (default: keep reading)",
     )
-    consume.add_argument("--json", action="store_true", help="print the report as JSON")
+    consume.add_argument(
+        "--json",
+        action="store_true",
+        help='print the report as JSON; errors too, as {"error": ..., "fix": ...}',
+    )
     endpoint_argument(consume)
     consume.set_defaults(handler=commands.consume)
 
@@ -342,5 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands.print_error(str(exc), exc.fix, as_json=bool(getattr(args, "json", False)))
         return 2
     except KeyboardInterrupt:
-        print("cohort-sync: interrupted", file=sys.stderr)
+        if getattr(args, "json", False):
+            commands.print_error(
+                "interrupted",
+                "run the command again: a push resumes where it stopped",
+                as_json=True,
+            )
+        else:
+            print("cohort-sync: interrupted", file=sys.stderr)
         return 130

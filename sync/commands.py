@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from sync.errors import MassExitError, PreflightError, SyncError
+from sync.errors import InputError, MassExitError, PreflightError, SyncError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
 
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
@@ -267,7 +267,7 @@ def members(args: argparse.Namespace) -> int:
         raise SyncError(f"--state {args.state}: no such consumer state file; run `consume` first")
     with MembershipStore(args.state) as store:
         if not store.knows_cohort(args.cohort_id):
-            raise SyncError(
+            raise InputError(
                 f"--cohort-id {args.cohort_id!r}: no such cohort in {args.state}",
                 fix="use a cohort id the consumer has read (`consume` first, or check the id)",
             )

@@ -66,14 +66,16 @@ def problems_of(payload: Any) -> list[str]:
     for name in ("cohort_name", "cohort_id", "message_id"):
         value = payload.get(name)
         if name in payload and (not isinstance(value, str) or not value):
-            problems.append(f"{name} {value!r}: must be a non-empty string")
+            problems.append(f"{name} {_shown(value)}: must be a non-empty string")
     if "in_cohort" in payload and not isinstance(payload["in_cohort"], bool):
-        problems.append(f"in_cohort {payload['in_cohort']!r}: must be true or false")
+        problems.append(f"in_cohort {_shown(payload['in_cohort'])}: must be true or false")
     computed = payload.get("computed_time")
     if "computed_time" in payload and not (
         isinstance(computed, str) and _EPOCH_SECONDS.fullmatch(computed)
     ):
-        problems.append(f"computed_time {computed!r}: must be epoch seconds as a string of digits")
+        problems.append(
+            f"computed_time {_shown(computed)}: must be epoch seconds as a string of digits"
+        )
     users = payload.get("users")
     if "users" in payload:
         if not isinstance(users, list):
@@ -84,13 +86,20 @@ def problems_of(payload: Any) -> list[str]:
     return problems
 
 
+def _shown(value: Any) -> str:
+    """A decoded JSON value as a problem names it: null, true, false in JSON's spelling."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value)
+
+
 def _user_problems(user: Any) -> list[str]:
     if not isinstance(user, Mapping):
         return [f"{type(user).__name__}: must be an object"]
     problems = []
     user_id = user.get(USER_ID)
     if not isinstance(user_id, str) or not user_id:
-        problems.append(f"{USER_ID} {user_id!r}: must be a non-empty string")
+        problems.append(f"{USER_ID} {_shown(user_id)}: must be a non-empty string")
     props = user.get(USER_PROPERTIES)
     if props is not None and not isinstance(props, Mapping):
         problems.append(f"{USER_PROPERTIES} {type(props).__name__}: must be an object")

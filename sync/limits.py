@@ -34,6 +34,9 @@ TICKS_RANGE: Final = (1, 1_000_000_000)
 COMPUTED_TIME_RANGE: Final = (1, 999_999_999_999)  # the contract's 1-12 digits, zero excluded
 # A CSV snapshot's header may name at most this many columns (user_id included).
 MAX_CSV_COLUMNS: Final = 10_000
+# Parquet property columns keep their own types, so they cannot share the CSV's one-list path and
+# cost O(N^2) to plan (5,000 columns: 13 s); wider data fits one `user_properties` struct column.
+MAX_PARQUET_COLUMNS: Final = 2_000
 # The mass-exit guard: refuse a push that would remove more than this share of a cohort.
 DEFAULT_MAX_EXIT_FRACTION: Final = 0.5
 # SQS: the largest message body (SendMessage; AWS's long-standing 256 KiB default).

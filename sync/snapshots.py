@@ -16,8 +16,9 @@ Formats:
   is optional (null and `{}` mean none); property values keep their JSON types. Blank lines are
   skipped; any other key is a malformed row.
 - Parquet: a `user_id` column (cast to text) and either property columns (null values omitted,
-  native types kept: numbers stay numbers) or a single `user_properties` column that is a struct,
-  a map, or JSON text holding an object. "Line" is the 1-based row number.
+  native types kept: numbers stay numbers; at most MAX_PARQUET_COLUMNS columns) or a single
+  `user_properties` column that is a struct, a map, or JSON text holding an object. "Line" is the
+  1-based row number.
 
 Every format:
 
@@ -50,7 +51,12 @@ import duckdb
 
 from sync.contract import USER_ID, USER_PROPERTIES
 from sync.errors import SnapshotError
-from sync.limits import MAX_CSV_COLUMNS, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES
+from sync.limits import (
+    MAX_CSV_COLUMNS,
+    MAX_PARQUET_COLUMNS,
+    MAX_PARTITION_KEY_CHARS,
+    MAX_RECORD_BYTES,
+)
 
 FORMATS: Final = ("csv", "jsonl", "parquet")
 EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -358,6 +364,12 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[Finding]:
     types = [str(kind) for _, kind in described]
     if USER_ID not in names:
         return [Finding(0, Problem.NO_USER_ID_COLUMN, f"columns {names!r}: need {USER_ID!r}")]
+    if len(names) > MAX_PARQUET_COLUMNS:
+        detail = (
+            f"{len(names):,} columns: at most {MAX_PARQUET_COLUMNS:,} allowed (user_id included); "
+            f"put many properties in one {USER_PROPERTIES!r} struct or map column instead"
+        )
+        return [Finding(0, Problem.TOO_MANY_COLUMNS, detail)]
     cols = [f"c{i}" for i in range(len(names))]
     uid = f"nullif({cols[names.index(USER_ID)]}::VARCHAR, '')"
     params: dict[str, object] = {"path": str(path)}

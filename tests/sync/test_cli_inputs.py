@@ -283,6 +283,12 @@ CASES = [
         ("--cohort-name", "at most 1024 characters"),
         options={"cohort_name": "n" * 1025},
     ),
+    Case(
+        "renamed-cohort-with-a-bad-snapshot",
+        (".csv:2: control character",),
+        snapshot=("s.csv", csv_of("u\x001,SF")),
+        options={"cohort_name": "Renamed Cohort"},
+    ),
     # destination files
     Case("destination-missing", ("no such file",), options={"destination": "/nonexistent.json"}),
     Case("destination-not-json", ("not readable JSON",), raw_destination=b"{not json"),
@@ -506,6 +512,14 @@ CASES = [
         snapshot=("s.parquet", parquet({"user_id": ["u1"], "user_properties": [1]})),
     ),
     Case(
+        "parquet-too-many-columns",
+        ("too many columns: 2,001 columns: at most 2,000 allowed", "one 'user_properties' struct"),
+        snapshot=(
+            "s.parquet",
+            parquet({"user_id": ["u1"], **{f"p{i}": ["v"] for i in range(2_000)}}),
+        ),
+    ),
+    Case(
         "parquet-duplicate",
         (".parquet:2: duplicate user_id",),
         snapshot=("s.parquet", parquet({"user_id": ["u1", "u1"]})),
@@ -726,3 +740,17 @@ def test_members_of_an_unknown_cohort_exits_2_naming_it(stack: Stack, tmp_path: 
     assert unknown.code == 2 and unknown.out == ""
     assert "--cohort-id 'nope42': no such cohort in" in unknown.err
     assert known.code == 0 and known.out.startswith("user_id,")
+
+
+def test_an_interrupt_under_json_is_json_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sync.commands.replay", interrupted)
+
+    code = main(["replay", "--destination", "d.json", "--json"])
+
+    assert code == 130
+    assert json.loads(capsys.readouterr().out)["error"] == "interrupted"

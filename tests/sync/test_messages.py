@@ -228,3 +228,24 @@ def test_property_split_preserves_users_and_limits(
                 partition_key=key,
             )[0]
             assert grown.size_bytes > limit
+
+
+def test_contract_problems_spell_json_values_as_json_never_python() -> None:
+    payload = {
+        "cohort_name": None,
+        "cohort_id": "c1",
+        "in_cohort": None,
+        "computed_time": None,
+        "message_id": "m:0",
+        "users": [{"user_id": None}],
+    }
+
+    problems = problems_of(payload)
+
+    assert problems == [
+        "cohort_name null: must be a non-empty string",
+        "in_cohort null: must be true or false",
+        "computed_time null: must be epoch seconds as a string of digits",
+        "users[0] user_id null: must be a non-empty string",
+    ]
+    assert not any("None" in p for p in problems)
