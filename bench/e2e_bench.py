@@ -6,11 +6,12 @@ Run: .venv/bin/python -m bench.e2e_bench [--users 1000000] [--shards 64] [--send
 Each side runs in a process of its own (so each peak RSS is its own), against in-process moto
 (`mock_aws` with `sandbox.moto_fixes`), into a fresh stream of `--shards` shards:
 
-- the minimal end-to-end push: read the CSV with pyarrow, build the same 1000-user JSON
-  messages with `json.dumps`, pack them into PutRecords requests (500 records, 5 MiB) and send
+- the minimal end-to-end push: read the CSV (pyarrow, or DuckDB's reader), build the same
+  1000-user JSON messages (`json.dumps` of dicts, or each user's JSON from DuckDB's `to_json`
+  joined into the message text), pack them into PutRecords requests (500 records, 5 MiB) and send
   them with the same boto3 client, once one request after another and once with `--senders`
-  concurrent requests, each in its own process and stream; the faster is the floor (time and
-  peak RSS both from that run). No
+  concurrent requests, each of the four in its own process and stream; the fastest is the
+  floor (time and peak RSS both from that run). No
   validation, diff or durability. Afterwards (not timed) it checks the stream holds every user.
 - the push: `run_push` with a fresh state file, the shard count given (`push --shards`) and
   preflight skipped; afterwards (not timed) the same check of the stream.
@@ -125,6 +126,42 @@ def minimal_messages(csv: Path) -> list[bytes]:
     return messages
 
 
+def minimal_messages_sql(csv: Path) -> list[bytes]:
+    """The same messages, each user's JSON built by DuckDB's CSV reader and to_json."""
+    con = duckdb.connect()
+    try:
+        names = [
+            row[0]
+            for row in con.execute(
+                f"DESCRIBE SELECT * FROM read_csv('{csv}', all_varchar = true)"
+            ).fetchall()
+        ]
+        props = ", ".join(f'"{n}" := "{n}"' for n in names if n != "user_id")
+        users: list[str] = (
+            con.sql(
+                f"""SELECT to_json(struct_pack(user_id := user_id,
+                                               user_properties := struct_pack({props})))
+                    FROM read_csv('{csv}', all_varchar = true)"""
+            )
+            .to_arrow_table()
+            .column(0)
+            .to_pylist()
+        )
+    finally:
+        con.close()
+    head = (
+        f'{{"cohort_name":{json.dumps(NAME)},"cohort_id":{json.dumps(COHORT)},"in_cohort":true,'
+        f'"computed_time":"{COMPUTED_TIME}","message_id":"minimal:'
+    )
+    return [
+        f'{head}{seq}","users":[{",".join(users[start : start + USERS_PER_MESSAGE])}]}}'.encode()
+        for seq, start in enumerate(range(0, len(users), USERS_PER_MESSAGE))
+    ]
+
+
+BUILDERS = {"json": minimal_messages, "sql": minimal_messages_sql}
+
+
 def requests_of(messages: list[bytes]) -> list[list[dict[str, Any]]]:
     """Messages in order, packed into requests within PutRecords' count and byte limits."""
     batches: list[list[dict[str, Any]]] = [[]]
@@ -158,8 +195,8 @@ def send_all(kinesis: Any, arn: str, batches: list[list[dict[str, Any]]], sender
             list(pool.map(put, batches))
 
 
-def child_minimal(csv: Path, users: int, shards: int, senders: int) -> dict[str, Any]:
-    """One way of sending (`senders` 1: one request after another), timed from the CSV."""
+def child_minimal(csv: Path, users: int, shards: int, senders: int, builder: str) -> dict[str, Any]:
+    """One way of building and sending (`senders` 1: one request after another), timed."""
     from moto import mock_aws
 
     from sandbox.moto_fixes import moto_fixes_installed
@@ -168,7 +205,7 @@ def child_minimal(csv: Path, users: int, shards: int, senders: int) -> dict[str,
         kinesis = boto3.client("kinesis", region_name=REGION)
         arn = create_stream(kinesis, "minimal", shards)
         started = time.perf_counter()
-        send_all(kinesis, arn, requests_of(minimal_messages(csv)), senders)
+        send_all(kinesis, arn, requests_of(BUILDERS[builder](csv)), senders)
         seconds = time.perf_counter() - started
         rss = peak_rss_mb()
         complete = users_on_stream(kinesis, arn) == users
@@ -283,20 +320,24 @@ def compare_1m(tmp: Path, users: int, shards: int, senders: int) -> None:
     csv = tmp / "snapshot.csv"
     write_csv(csv, users)
     common = [str(csv), str(users), str(shards), str(senders)]
-    # Each way of sending in a process of its own, so each peak RSS holds one stream's records.
-    sequential = in_child("minimal", str(csv), str(users), str(shards), "1")
-    concurrent = in_child("minimal", *common)
-    floor = min(sequential, concurrent, key=lambda r: float(r["seconds"]))
-    floor["complete"] = sequential["complete"] and concurrent["complete"]
+    # Each way of building and sending in a process of its own, so each peak RSS holds one
+    # stream's records; the fastest of the four is the floor.
+    tries = {
+        (builder, n): in_child("minimal", str(csv), str(users), str(shards), str(n), builder)
+        for builder in BUILDERS
+        for n in (1, senders)
+    }
+    for (builder, n), result in tries.items():
+        print(
+            f"minimal, {builder} messages, {n} sender(s): {result['seconds']:.2f} s, "
+            f"{result['rss_mb']:.0f} MiB"
+        )
+    floor = dict(min(tries.values(), key=lambda r: float(r["seconds"])))
+    floor["complete"] = all(r["complete"] for r in tries.values())
     push = in_child("push", *common)
     if not (floor["complete"] and push["complete"] and push["ok"]):
         raise SystemExit(f"a stream is missing users: floor {floor}, push {push}")
     ratio, rss = push["seconds"] / floor["seconds"], push["rss_mb"] / floor["rss_mb"]
-    print(
-        f"minimal end-to-end push of {users:,} users: sequential {sequential['seconds']:.2f} s "
-        f"({sequential['rss_mb']:.0f} MiB), {senders} senders {concurrent['seconds']:.2f} s "
-        f"({concurrent['rss_mb']:.0f} MiB); the faster is the floor"
-    )
     print(
         f"run_push: {push['seconds']:.2f} s, peak RSS {push['rss_mb']:.0f} MiB, "
         f"{push['calls']} PutRecords for {push['records']:,} records"
@@ -395,7 +436,9 @@ def compare_second_day(tmp: Path, users: int, shards: int, senders: int) -> None
 def child_main(mode: str, args: list[str]) -> None:
     """Run one child mode and print its JSON result as the last line."""
     modes: dict[str, Callable[[], dict[str, Any]]] = {
-        "minimal": lambda: child_minimal(Path(args[0]), int(args[1]), int(args[2]), int(args[3])),
+        "minimal": lambda: child_minimal(
+            Path(args[0]), int(args[1]), int(args[2]), int(args[3]), args[4]
+        ),
         "push": lambda: child_push(
             Path(args[0]),
             int(args[1]),
