@@ -10,8 +10,8 @@ concurrent puts lose nothing), each into a fresh stream of the same shape.
 starts; timed is `run_push` with a fresh state file and preflight skipped: validate and load the
 snapshot, diff, build and stage every message, deliver with the Publisher, ack.
 
-(a) the floor: the exact records (data and partition key) the push staged, read back from its
-outbox, packed into the fewest PutRecords requests the limits allow (500 records, 5 MiB with
+(a) the floor: the exact records (data and partition key) the push delivered, read back from
+its stream, packed into the fewest PutRecords requests the limits allow (500 records, 5 MiB with
 partition keys) and sent with a bare boto3 client. The floor is the faster of two sends: one
 after another, and with the push's `senders` concurrent calls; so neither our batching nor our
 concurrency can make the floor look slower than moving those bytes can be. With --repeat, each
@@ -86,14 +86,9 @@ def create_stream(kinesis: Any, name: str, shards: int) -> str:
     return str(summary["StreamARN"])
 
 
-def staged_records(state: Path) -> list[Record]:
-    """Every record the push staged, in outbox order, as sent."""
-    con = duckdb.connect(str(state), read_only=True)
-    try:
-        rows = con.execute("SELECT data, partition_key FROM outbox ORDER BY sequence").fetchall()
-    finally:
-        con.close()
-    return [(bytes(data), str(key)) for data, key in rows]
+def delivered_records(kinesis: Any, stream_arn: str) -> list[Record]:
+    """Every record the push delivered, as sent (the outbox deletes acknowledged records)."""
+    return [(bytes(r["Data"]), str(r["PartitionKey"])) for r in read_records(kinesis, stream_arn)]
 
 
 def size_of(record: Record) -> int:
@@ -184,10 +179,17 @@ def push(
 
 
 def phases(
-    snapshot: Path, state: Path, stream_arn: str, senders: int, kinesis: Any
+    snapshot: Path,
+    state: Path,
+    stream_arn: str,
+    senders: int,
+    kinesis: Any,
+    shards: int | None = None,
 ) -> dict[str, float]:
     """Seconds of each step of one push, run as run_push runs them (preflight skipped)."""
-    options = DeliveryOptions(senders=senders)
+    # The same options as the push reported beside it, shard hint included (without it the
+    # publisher slow-starts and makes 26 calls where the push makes 14).
+    options = DeliveryOptions(senders=senders, shards=shards)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     store = StateStore(state)
@@ -211,9 +213,12 @@ def phases(
             time.perf_counter() - mark
         )
         mark = time.perf_counter()
+        store.compact()
+        seconds["compact (checkpoint, rewrite if sparse)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
     finally:
         store.close()
-    seconds["close (checkpoint)"] = time.perf_counter() - mark
+    seconds["close"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
     return seconds
 
@@ -254,7 +259,9 @@ def run(
                 if not report.ok:
                     raise SystemExit(f"push left records undelivered:\n{report.render()}")
                 pushes.append(report)
-                records = staged_records(state)
+                records = delivered_records(kinesis, push_arn)
+                if len(records) != report.records:
+                    raise SystemExit("push: the stream does not hold every staged record")
                 batches = pack_fewest(records)
                 for senders_, times in ((1, sequential), (senders, concurrent)):
                     arn = create_stream(kinesis, f"bench-floor-{round_}-{senders_}", shards)
@@ -262,11 +269,16 @@ def run(
                     stored = stream_record_count(kinesis, arn)
                     if stored != len(records):
                         raise SystemExit(f"floor: {stored} of {len(records)} records stored")
-                if stream_record_count(kinesis, push_arn) != len(records):
-                    raise SystemExit("push: the stream does not hold every staged record")
             if show_phases:
                 arn = create_stream(kinesis, "bench-phases", shards)
-                steps = phases(snapshot, Path(tmp) / "state-phases.duckdb", arn, senders, kinesis)
+                steps = phases(
+                    snapshot,
+                    Path(tmp) / "state-phases.duckdb",
+                    arn,
+                    senders,
+                    kinesis,
+                    shards if hint else None,
+                )
 
     best = min(pushes, key=lambda r: r.seconds)
     minimum = lower_bound_calls(records)

@@ -178,6 +178,8 @@ class StateStore:
         self._snapshot: SnapshotSummary | None = None
         # The cohort whose diff against the loaded snapshot sits in the _delta temp table.
         self._diffed: str | None = None
+        # Where _emit reads entering users: (table, gapless key, its first value); _split sets it.
+        self._entering_from: tuple[str, str, int] = (_ENTERING, "rn", 1)
 
     def __enter__(self) -> StateStore:
         return self
@@ -478,8 +480,10 @@ class StateStore:
     ) -> tuple[int, int]:
         """Build entering then exiting users' records, numbered on; (records, bytes) sunk."""
         sequence, size = 0, 0
-        for in_cohort, table in ((True, _ENTERING), (False, _EXITING)):
-            added, added_bytes = sink(sequence, build(in_cohort, self._users(table), sequence))
+        sources = ((True, self._entering_from), (False, (_EXITING, "rn", 1)))
+        for in_cohort, (table, key, first) in sources:
+            users = self._users(table, key, first)
+            added, added_bytes = sink(sequence, build(in_cohort, users, sequence))
             sequence += added
             size += added_bytes
         return sequence, size
@@ -569,19 +573,32 @@ class StateStore:
         return set(kinds) <= {"enter"} and kinds.get("enter", 0) == self._snapshot.users
 
     def _split(self, cohort_id: str, *, whole_snapshot: bool) -> tuple[int, int]:
-        """Materialize entering and exiting users from the delta, numbered in user_id order."""
-        # A first sync (or a resend) sends the whole snapshot: no semi-join against the delta.
-        entering = (
-            ""
-            if whole_snapshot
-            else (f"WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')")
+        """Materialize entering and exiting users from the delta; say where each is read from."""
+        assert self._snapshot is not None
+        gapless = whole_snapshot and (
+            self._scalar(f"SELECT coalesce(max(rowid) + 1, 0) FROM {_SNAPSHOT}")
+            == self._snapshot.users
         )
-        # Stored in rn order, so each page's rn range is pruned by DuckDB's zone maps.
-        self._con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
-                SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}
-                {entering} ORDER BY rn"""
-        )
+        if gapless:
+            # A first sync (or a resend) sends the whole snapshot in file order, read straight
+            # from the loaded table by rowid (0..N-1, no gaps: it is only ever created whole):
+            # no global sort and no second copy of every user's JSON (2.2 s of a 1M push).
+            self._entering_from = (_SNAPSHOT, "rowid", 0)
+            entering = self._snapshot.users
+        else:
+            # Stored in rn order, so each page's rn range is pruned by DuckDB's zone maps.
+            entering_only = (
+                ""
+                if whole_snapshot
+                else f"WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')"
+            )
+            self._con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
+                    SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}
+                    {entering_only} ORDER BY rn"""
+            )
+            self._entering_from = (_ENTERING, "rn", 1)
+            entering = self._scalar(f"SELECT count(*) FROM {_ENTERING}")
         self._con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_EXITING} AS
                 SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM membership
@@ -590,20 +607,18 @@ class StateStore:
                 ORDER BY rn""",
             {"c": cohort_id},
         )
-        return (
-            self._scalar(f"SELECT count(*) FROM {_ENTERING}"),
-            self._scalar(f"SELECT count(*) FROM {_EXITING}"),
-        )
+        return entering, self._scalar(f"SELECT count(*) FROM {_EXITING}")
 
-    def _users(self, table_name: str) -> Iterator[str]:
-        # rn runs 1..N without gaps, so a page is a closed range: no LIMIT, no top-N over the
-        # rest of the table (`rn > $a ORDER BY rn LIMIT $n` made paging quadratic).
-        after = 0
+    def _users(self, table_name: str, key: str = "rn", first: int = 1) -> Iterator[str]:
+        # The key runs first..first+N-1 without gaps, so a page is a closed range: no LIMIT, no
+        # top-N over the rest of the table (`rn > $a ORDER BY rn LIMIT $n` made paging
+        # quadratic).
+        after = first
         while True:
             # con.sql, not execute: Arrow from a DB-API result is one more copy of every row.
             table = self._con.sql(
-                f"SELECT user_json FROM {table_name} WHERE rn BETWEEN $a + 1 AND $a + $n "
-                "ORDER BY rn",
+                f"SELECT user_json FROM {table_name} WHERE {key} BETWEEN $a AND $a + $n - 1 "
+                f"ORDER BY {key}",
                 params={"a": after, "n": BUILD_USERS_PER_PAGE},
             ).to_arrow_table()
             page: list[str] = table.column(0).to_pylist()

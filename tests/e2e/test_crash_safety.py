@@ -375,20 +375,21 @@ def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
     assert set(by_phase) == {VALIDATION, STAGING, SENDING}, crash.kills
     landed_kills = [k for k in crash.kills if k[2].endswith("after landing")]
 
-    # AND each message id carries the one payload its outbox row holds, however often it was sent
+    # AND each message id is one a sync staged (every sync's records numbered once), and carries
+    # one payload however often it was sent; acknowledged records left the outbox with their ack
     with StateStore(crash.state) as store:
-        rows = store.connection.execute("SELECT message_id, data, acked FROM outbox").fetchall()
-    outbox = {str(message_id): bytes(data) for message_id, data, _ in rows}
-    assert all(acked for _, _, acked in rows)
-    assert len(outbox) == sum(diff_records(i) for i in range(len(SNAPSHOTS)))
+        assert store.connection.execute("SELECT count(*) FROM outbox").fetchall() == [(0,)]
+        syncs = store.connection.execute("SELECT sync_id, messages FROM syncs").fetchall()
+    staged = {f"{sync_id}:{n}" for sync_id, messages in syncs for n in range(messages)}
+    assert len(staged) == sum(diff_records(i) for i in range(len(SNAPSHOTS)))
     payloads: dict[str, set[bytes]] = defaultdict(set)
     sent = Counter[str]()
     for data in read_stream(world, applied.outputs["streamArn"]):
         message_id = json.loads(data)["message_id"]
         payloads[message_id].add(data)
         sent[message_id] += 1
-    assert set(payloads) == set(outbox)
-    assert all(payloads[m] == {outbox[m]} for m in outbox)
+    assert set(payloads) == staged
+    assert all(len(payloads[m]) == 1 for m in staged)
     if landed_kills:
         # records that landed before their push died were sent again, under the same id
         assert max(sent.values()) > 1
