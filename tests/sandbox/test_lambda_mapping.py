@@ -74,7 +74,10 @@ class Consumer:
 
     def membership(self) -> dict[tuple[str, str], MemberState]:
         dynamodb = self.world.client("dynamodb", self.world.customer_admin)
-        items = dynamodb.scan(TableName=self.outputs[c.OUTPUT_MEMBERSHIP_TABLE])["Items"]
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=self.outputs[c.OUTPUT_MEMBERSHIP_TABLE]
+        )
+        items = [item for page in pages for item in page["Items"]]
         return {
             (i["pk"]["S"], i["sk"]["S"]): MemberState(
                 i["cohort_name"]["S"],
