@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,6 +419,13 @@ def _as_bool(key: str, value: Any, problems: list[str]) -> bool | None:
     return None
 
 
+def _holds_handler(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return c.LAMBDA_HANDLER_FILE in archive.namelist()
+
+
 def archive_command(architecture: str) -> str:
     """The documented command that builds the function's code archive."""
     return f"make lambda-archive ARCH={architecture}"
@@ -505,6 +513,11 @@ def parse_consumer(
                 f"{c.CONFIG_CONSUMER_ARCHIVE} {archive!r}: no code archive at {path}; build it "
                 f"with `{archive_command(architecture)}` (the function is never deployed without "
                 "its code)"
+            )
+        elif not _holds_handler(path):
+            problems.append(
+                f"{c.CONFIG_CONSUMER_ARCHIVE} {archive!r}: {path} is not a zip holding "
+                f"{c.LAMBDA_HANDLER_FILE}; rebuild it with `{archive_command(architecture)}`"
             )
     if len(ints) != len(_CONSUMER_INTS) or alarms is None:
         return None  # already reported

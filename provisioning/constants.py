@@ -171,6 +171,7 @@ LOG_RETENTION_DAYS: Final = (
 
 LAMBDA_RUNTIME: Final = "python3.11"
 LAMBDA_HANDLER: Final = "sync.lambda_handler.handler"
+LAMBDA_HANDLER_FILE: Final = "sync/lambda_handler.py"  # what a code archive must hold
 LAMBDA_SERVICE_PRINCIPAL: Final = "lambda.amazonaws.com"
 STARTING_POSITION: Final = "TRIM_HORIZON"
 REPORT_BATCH_ITEM_FAILURES: Final = "ReportBatchItemFailures"

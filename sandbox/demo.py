@@ -47,11 +47,12 @@ def _snapshot_rows(path: Path) -> dict[str, dict[str, str]]:
 def _dynamodb_members(world: MotoWorld, table: str) -> dict[str, dict[str, str]]:
     """Cohort members as the Lambda consumer recorded them (exited users are kept, not members)."""
     dynamodb = world.client("dynamodb", world.customer_admin)
-    items = dynamodb.query(
+    pages = dynamodb.get_paginator("query").paginate(
         TableName=table,
         KeyConditionExpression="pk = :cohort",
         ExpressionAttributeValues={":cohort": {"S": COHORT_ID}},
-    )["Items"]
+    )
+    items = [item for page in pages for item in page["Items"]]
     return {
         item["sk"]["S"]: json.loads(item["user_properties"]["S"])
         if "user_properties" in item

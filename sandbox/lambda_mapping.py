@@ -89,6 +89,7 @@ class MappingConfig:
     bisect: bool
     report_batch_item_failures: bool
     on_failure_arn: str | None
+    starting_position: str = c.STARTING_POSITION  # TRIM_HORIZON or LATEST
 
     @classmethod
     def from_api(cls, mapping: Mapping[str, Any]) -> MappingConfig:
@@ -106,6 +107,7 @@ class MappingConfig:
             on_failure_arn=((mapping.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
                 "Destination"
             ),
+            starting_position=mapping.get("StartingPosition") or c.STARTING_POSITION,
         )
 
 
@@ -237,7 +239,7 @@ class MappingSimulator:
             request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
             request["StartingSequenceNumber"] = self._checkpoints[shard_id]
         else:
-            request["ShardIteratorType"] = c.STARTING_POSITION
+            request["ShardIteratorType"] = self.mapping.starting_position
         iterator = self._kinesis.get_shard_iterator(**request)["ShardIterator"]
         while iterator:
             response = self._kinesis.get_records(

@@ -31,7 +31,7 @@ from moto.sts.models import sts_backends
 
 from provisioning import constants as c
 from provisioning.component import CohortDestinationArgs
-from provisioning.config import DestinationConfig, parse_config
+from provisioning.config import ConsumerConfig, DestinationConfig, parse_config
 from provisioning.errors import ConfigError
 from provisioning.policies import trust_policy, write_policy
 from sandbox.fault_plan import FaultPlan
@@ -526,6 +526,23 @@ def test_the_component_takes_no_policy_document_principal_or_action() -> None:
             "import_policy",
         }
     )
+    # the consumer block is numbers, a choice of architecture, a switch and a file path: the
+    # function role's documents come from the ARNs of the resources the program declares
+    consumer_fields = {f.name: f.type for f in dataclasses.fields(ConsumerConfig)}
+    assert consumer_fields == {
+        "archive_path": "str",
+        "memory_mb": "int",
+        "timeout_seconds": "int",
+        "reserved_concurrency": "int | None",
+        "batch_size": "int",
+        "batching_window_seconds": "int",
+        "parallelization_factor": "int",
+        "max_retries": "int",
+        "max_record_age_seconds": "int",
+        "log_retention_days": "int",
+        "architecture": "str",
+        "alarms": "bool",
+    }
     # and the policy builders take strings for one account, one stream, one role, one key
     assert list(inspect.signature(trust_policy).parameters) == [
         "trusted_account_id",

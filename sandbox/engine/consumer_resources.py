@@ -14,6 +14,9 @@ from typing import Any
 
 import pulumi
 
+# apply imports this module for its creators; the module object is resolved at call time.
+from sandbox.engine import apply as engine
+
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -41,9 +44,13 @@ def archive_path(code: Any) -> Path:
     raise ValueError(f"code {code!r}: the local engine deploys only a FileArchive (a zip file)")
 
 
+def _name(inputs: State, logical_name: str) -> str:
+    return str(inputs.get("name") or engine.autoname(logical_name))
+
+
 def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     dynamodb = client("dynamodb")
-    name = inputs["name"]
+    name = _name(inputs, logical_name)
     keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
     if inputs.get("rangeKey"):
         keys.append({"AttributeName": inputs["rangeKey"], "KeyType": "RANGE"})
@@ -73,7 +80,12 @@ def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str
             TableName=name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["attributeName"]},
         )
-    return name, {**inputs, "arn": table["TableArn"], "tagsAll": dict(inputs.get("tags") or {})}
+    return name, {
+        **inputs,
+        "name": name,
+        "arn": table["TableArn"],
+        "tagsAll": dict(inputs.get("tags") or {}),
+    }
 
 
 def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
@@ -81,18 +93,25 @@ def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str
     attributes = {"SqsManagedSseEnabled": str(bool(inputs.get("sqsManagedSseEnabled"))).lower()}
     if inputs.get("messageRetentionSeconds"):
         attributes["MessageRetentionPeriod"] = str(int(inputs["messageRetentionSeconds"]))
+    name = _name(inputs, logical_name)
     url = sqs.create_queue(
-        QueueName=inputs["name"], Attributes=attributes, tags=dict(inputs.get("tags") or {})
+        QueueName=name, Attributes=attributes, tags=dict(inputs.get("tags") or {})
     )["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    return url, {**inputs, "arn": arn, "url": url, "tagsAll": dict(inputs.get("tags") or {})}
+    return url, {
+        **inputs,
+        "name": name,
+        "arn": arn,
+        "url": url,
+        "tagsAll": dict(inputs.get("tags") or {}),
+    }
 
 
 def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     logs = client("logs")
-    name = inputs["name"]
+    name = _name(inputs, logical_name)
     logs.create_log_group(logGroupName=name, tags=dict(inputs.get("tags") or {}))
     if inputs.get("retentionInDays"):
         logs.put_retention_policy(logGroupName=name, retentionInDays=int(inputs["retentionInDays"]))
@@ -102,20 +121,22 @@ def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple
     ]  # fmt: skip
     # The provider's `arn` has no ":*" suffix; DescribeLogGroups' does.
     arn = str(group["arn"]).removesuffix(":*")
-    return name, {**inputs, "arn": arn, "tagsAll": dict(inputs.get("tags") or {})}
+    return name, {**inputs, "name": name, "arn": arn, "tagsAll": dict(inputs.get("tags") or {})}
 
 
 def _put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    name = _name(inputs, logical_name)
     client("iam").put_role_policy(
-        RoleName=inputs["role"], PolicyName=inputs["name"], PolicyDocument=inputs["policy"]
+        RoleName=inputs["role"], PolicyName=name, PolicyDocument=inputs["policy"]
     )
-    return f"{inputs['role']}:{inputs['name']}", dict(inputs)
+    return f"{inputs['role']}:{name}", {**inputs, "name": name}
 
 
 def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     lambda_ = client("lambda")
+    name = _name(inputs, logical_name)
     request: dict[str, Any] = {
-        "FunctionName": inputs["name"],
+        "FunctionName": name,
         "Role": inputs["role"],
         "Runtime": inputs["runtime"],
         "Handler": inputs["handler"],
@@ -137,10 +158,11 @@ def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[
     reserved = inputs.get("reservedConcurrentExecutions")
     if reserved is not None and int(reserved) >= 0:
         lambda_.put_function_concurrency(
-            FunctionName=inputs["name"], ReservedConcurrentExecutions=int(reserved)
+            FunctionName=name, ReservedConcurrentExecutions=int(reserved)
         )
     state = {
         **inputs,
+        "name": name,
         "arn": function["FunctionArn"],
         "invokeArn": function["FunctionArn"],
         "version": function.get("Version", "$LATEST"),
@@ -148,7 +170,7 @@ def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[
     }
     state.pop("code", None)  # the archive's bytes are in Lambda; the state keeps no file object
     state["sourceCodeHash"] = function.get("CodeSha256")
-    return str(inputs["name"]), state
+    return name, state
 
 
 def _create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
@@ -184,8 +206,9 @@ def _create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[s
 
 def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     cloudwatch = client("cloudwatch")
+    name = _name(inputs, logical_name)
     request: dict[str, Any] = {
-        "AlarmName": inputs["name"],
+        "AlarmName": name,
         "Namespace": inputs["namespace"],
         "MetricName": inputs["metricName"],
         "Dimensions": [
@@ -202,8 +225,8 @@ def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, S
     if inputs.get("alarmDescription"):
         request["AlarmDescription"] = inputs["alarmDescription"]
     cloudwatch.put_metric_alarm(**request)
-    (alarm,) = cloudwatch.describe_alarms(AlarmNames=[inputs["name"]])["MetricAlarms"]
-    return str(inputs["name"]), {**inputs, "arn": alarm["AlarmArn"]}
+    (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return name, {**inputs, "name": name, "arn": alarm["AlarmArn"]}
 
 
 CREATORS: dict[str, Creator] = {

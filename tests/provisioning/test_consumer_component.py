@@ -1,6 +1,7 @@
 """`consumer: lambda` under Pulumi's mocks: every resource CohortConsumer declares, its inputs."""
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ BASE = "amplitude-cohorts-consumer"
 @pytest.fixture
 def archive(tmp_path: Path) -> Path:
     path = tmp_path / "lambda.zip"
-    path.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("sync/lambda_handler.py", "")
     return path
 
 

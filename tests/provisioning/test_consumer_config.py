@@ -1,5 +1,6 @@
 """The consumer block of the stack config: none by default, Lambda's limits, all at once."""
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,25 @@ def test_missing_archive_names_the_path_and_the_command(tmp_path: Path) -> None:
 
 def test_present_archive_is_accepted(tmp_path: Path) -> None:
     (tmp_path / "dist").mkdir()
-    (tmp_path / "dist" / "lambda-x86_64.zip").write_bytes(b"PK")
+    with zipfile.ZipFile(tmp_path / "dist" / "lambda-x86_64.zip", "w") as archive:
+        archive.writestr("sync/lambda_handler.py", "")
 
     config = parse_config({"consumer": "lambda"}, "s", tmp_path).consumer
 
     assert config is not None and config.archive_path == "dist/lambda-x86_64.zip"
+
+
+@pytest.mark.parametrize("content", [b"PK", b"not a zip at all"])
+def test_an_archive_without_the_handler_is_refused(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "code.zip"
+    bad.write_bytes(content)
+    empty = tmp_path / "empty.zip"
+    zipfile.ZipFile(empty, "w").close()
+
+    for path in (bad, empty):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"consumer": "lambda", "consumerArchive": str(path)}, "s", tmp_path)
+        assert caught.value.problems == [
+            f"consumerArchive {str(path)!r}: {path} is not a zip holding "
+            "sync/lambda_handler.py; rebuild it with `make lambda-archive ARCH=x86_64`"
+        ]

@@ -74,7 +74,10 @@ class Consumer:
 
     def membership(self) -> dict[tuple[str, str], MemberState]:
         dynamodb = self.world.client("dynamodb", self.world.customer_admin)
-        items = dynamodb.scan(TableName=self.outputs[c.OUTPUT_MEMBERSHIP_TABLE])["Items"]
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=self.outputs[c.OUTPUT_MEMBERSHIP_TABLE]
+        )
+        items = [item for page in pages for item in page["Items"]]
         return {
             (i["pk"]["S"], i["sk"]["S"]): MemberState(
                 i["cohort_name"]["S"],
@@ -164,6 +167,7 @@ def test_the_mapping_is_read_back_as_configured(consumer: Consumer) -> None:
     assert simulator.mapping.max_retries == 2
     assert simulator.mapping.max_record_age_seconds == c.DEFAULT_CONSUMER_MAX_RECORD_AGE_SECONDS
     assert simulator.mapping.bisect is True
+    assert simulator.mapping.starting_position == "TRIM_HORIZON"
     assert simulator.mapping.report_batch_item_failures is True
     assert simulator.mapping.on_failure_arn is not None
     assert simulator.mapping.on_failure_arn.endswith(":amplitude-cohorts-consumer-failures")
