@@ -9,9 +9,12 @@ provider's schema (sandbox/engine/schema.py); the AWS calls are the handlers' (r
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -157,6 +160,22 @@ def _unseal(state: StackState, old: Mapping[str, Any], new: Mapping[str, Any]) -
     return result
 
 
+def archive_input(value: Any) -> Any:
+    """An archive input as the state records it: its path and the SHA-256 of its bytes.
+
+    Pulumi diffs an archive by its content hash; recorded this way (base64, as Lambda's
+    CodeSha256) a rebuilt archive is a change and the same one is not.
+    """
+    if not isinstance(value, pulumi.FileArchive):
+        return value
+    path = Path(value.path)
+    try:
+        digest: str | None = base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+    except OSError:
+        digest = None
+    return {"path": str(path), "sha256": digest}
+
+
 def _masked(value: Any) -> Any:
     return "[secret]" if is_sealed(value) else value
 
@@ -226,6 +245,8 @@ class DeployEngine(pulumi.runtime.Mocks):
     ) -> tuple[str, dict[str, Any]]:
         """Plan (and with execute, perform) the step for one registration."""
         plain, secret_paths = unwrap_secrets(dict(args.inputs))
+        # What the state records and the diff compares: an archive as its path and hash.
+        recorded = {k: archive_input(v) for k, v in plain.items()}
         secrets = _secret_keys(secret_paths)
         with self._lock:
             self.registered.add(opts.urn)
@@ -239,8 +260,10 @@ class DeployEngine(pulumi.runtime.Mocks):
                     name=args.name,
                     custom=bool(args.custom),
                     id=resource_id,
-                    inputs=seal_paths(self._old, plain, secrets),
-                    outputs=seal_paths(self._old, outputs, secrets),
+                    inputs=seal_paths(self._old, recorded, secrets),
+                    outputs=seal_paths(
+                        self._old, {k: archive_input(v) for k, v in outputs.items()}, secrets
+                    ),
                     protect=opts.protect,
                     parent=opts.parent_urn,
                     dependencies=list(opts.dependencies),
@@ -258,10 +281,10 @@ class DeployEngine(pulumi.runtime.Mocks):
             return self._import(args, opts, handler, plain, keep)
         if old is None:
             return self._create(args, opts, handler, plain, keep)
-        old_inputs = _unseal(self._old, old.inputs, plain)
-        diff = diff_inputs(args.typ, old_inputs, plain)
+        old_inputs = _unseal(self._old, old.inputs, recorded)
+        diff = diff_inputs(args.typ, old_inputs, recorded)
         changes = tuple(
-            (k, _masked(old_inputs.get(k)), "[secret]" if k in secrets else plain.get(k))
+            (k, _masked(old_inputs.get(k)), "[secret]" if k in secrets else recorded.get(k))
             for k in diff.diff_reasons
         )
         live_outputs = {**old.outputs, **plain}
