@@ -127,7 +127,7 @@ def test_local_up_runs_any_number_of_times_into_one_served_world(
         "up",
         *target,
         "--stack",
-        "other",
+        "example",
         "--config",
         "streamName=s2",
         "--config",
@@ -140,7 +140,7 @@ def test_local_up_runs_any_number_of_times_into_one_served_world(
         assert result.stdout.count("  PASS  ") == 6 and "FAIL" not in result.stdout
     assert "Plan: 5 unchanged." in again.stdout
     assert "Applied: no changes (5 resources in the stack)." in again.stdout
-    assert (world_file.parent / "stacks" / "other.json").exists()
+    assert (world_file.parent / "stacks" / "example.json").exists()
 
 
 def test_local_up_embedded_proves_the_role() -> None:

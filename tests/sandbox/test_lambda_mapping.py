@@ -26,7 +26,8 @@ from sandbox.proof import prove_consumer
 from sandbox.world import MotoWorld
 from sync import lambda_handler
 from sync.contract import CohortMessage, User, encode
-from sync.membership import MemberState, Version, apply_message
+from sync.membership import MemberState, Version
+from tests.oracle import apply_message
 
 pytestmark = pytest.mark.integration
 
