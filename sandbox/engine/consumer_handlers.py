@@ -675,31 +675,10 @@ def _update_mapping(change: Change) -> None:
         _lambda_tags(change, change.outputs["arn"])
 
 
-def alarm_request(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The whole PutMetricAlarm request for an alarm's inputs (expandPutMetricAlarmInput)."""
-    request: dict[str, Any] = {
-        "AlarmName": inputs["name"],
-        "Namespace": inputs["namespace"],
-        "MetricName": inputs["metricName"],
-        "Dimensions": [
-            {"Name": k, "Value": v} for k, v in (inputs.get("dimensions") or {}).items()
-        ],
-        "Statistic": inputs["statistic"],
-        "Period": int(inputs["period"]),
-        "EvaluationPeriods": int(inputs["evaluationPeriods"]),
-        "Threshold": float(inputs["threshold"]),
-        "ComparisonOperator": inputs["comparisonOperator"],
-        "TreatMissingData": inputs.get("treatMissingData") or "missing",
-    }
-    if inputs.get("alarmDescription"):
-        request["AlarmDescription"] = inputs["alarmDescription"]
-    return request
-
-
 def _update_alarm(change: Change) -> None:
     cloudwatch = change.ctx.client("cloudwatch")
     if change.keys - {"tags"}:
-        cloudwatch.put_metric_alarm(**alarm_request(change.new))
+        cloudwatch.put_metric_alarm(**cr.alarm_request(change.new))
     if "tags" in change.keys:
         upsert, removed = change.tags()
         if upsert:

@@ -204,11 +204,10 @@ def _create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[s
     return str(mapping["UUID"]), state
 
 
-def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
-    cloudwatch = client("cloudwatch")
-    name = _name(inputs, logical_name)
+def alarm_request(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole PutMetricAlarm request for an alarm's inputs (expandPutMetricAlarmInput)."""
     request: dict[str, Any] = {
-        "AlarmName": name,
+        "AlarmName": inputs["name"],
         "Namespace": inputs["namespace"],
         "MetricName": inputs["metricName"],
         "Dimensions": [
@@ -219,11 +218,18 @@ def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, S
         "EvaluationPeriods": int(inputs["evaluationPeriods"]),
         "Threshold": float(inputs["threshold"]),
         "ComparisonOperator": inputs["comparisonOperator"],
-        "TreatMissingData": inputs.get("treatMissingData", "missing"),
-        "Tags": _tag_list(inputs.get("tags")),
+        "TreatMissingData": inputs.get("treatMissingData") or "missing",
     }
     if inputs.get("alarmDescription"):
         request["AlarmDescription"] = inputs["alarmDescription"]
+    return request
+
+
+def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+    cloudwatch = client("cloudwatch")
+    name = _name(inputs, logical_name)
+    request = alarm_request({**inputs, "name": name})
+    request["Tags"] = _tag_list(inputs.get("tags"))
     cloudwatch.put_metric_alarm(**request)
     (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
     return name, {**inputs, "name": name, "arn": alarm["AlarmArn"]}

@@ -21,7 +21,7 @@ import pulumi
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioning import constants as c
-from sandbox.engine.registry import AwsContext, ResourceHandler, handler_for
+from sandbox.engine.registry import AwsContext, Live, ResourceHandler, handler_for
 from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
 from sandbox.engine.schema import STREAM, delete_before_replace, diff_inputs, schema_for
 from sandbox.engine.secrets import unwrap_secrets
@@ -517,20 +517,25 @@ def form_notices(
     return notices
 
 
+def _read_live(ctx: AwsContext, resource: ResourceState) -> Live | None:
+    """Read one recorded resource back from AWS (None: it no longer exists)."""
+    handler = handler_for(resource.type, resource.name)
+    return aws_call(
+        f"reading {resource.type} {resource.name!r}",
+        handler.read,
+        ctx,
+        resource.id or "",
+        resource.outputs,
+    )
+
+
 def vanished_resources(ctx: AwsContext, state: StackState) -> list[ResourceState]:
     """Recorded resources that no longer exist in AWS (deleted outside the engine)."""
     gone = []
     for resource in state.resources.values():
         if not resource.custom:
             continue
-        handler = handler_for(resource.type, resource.name)
-        live = aws_call(
-            f"reading {resource.type} {resource.name!r}",
-            handler.read,
-            ctx,
-            resource.id or "",
-            resource.outputs,
-        )
+        live = _read_live(ctx, resource)
         if live is None:
             gone.append(resource)
     return gone
@@ -632,14 +637,7 @@ def refresh(ctx: AwsContext, state: StackState) -> tuple[list[Drift], StackState
         if not resource.custom:
             refreshed.resources[resource.urn] = resource
             continue
-        handler = handler_for(resource.type, resource.name)
-        live = aws_call(
-            f"reading {resource.type} {resource.name!r}",
-            handler.read,
-            ctx,
-            resource.id or "",
-            resource.outputs,
-        )
+        live = _read_live(ctx, resource)
         if live is None:
             drifts.append(Drift(resource.urn, resource.type, gone=True))
             continue
