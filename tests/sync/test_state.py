@@ -445,3 +445,42 @@ def test_a_simulated_year_of_daily_pushes_keeps_the_state_file_bounded(tmp_path:
     assert summary.outbox.pending == 0
     assert summary.syncs == YEAR_DAYS
     assert summary.cohorts[0].members == YEAR_USERS
+
+
+def test_a_first_syncs_acknowledged_records_never_reach_the_file(tmp_path: Path) -> None:
+    # GIVEN a file-backed first sync whose outbox (~30 MB) is past DuckDB's default 16 MiB
+    # checkpoint threshold, but within the store's own
+    db = tmp_path / "state.duckdb"
+    with StateStore(db) as store:
+        store.bind(COHORT, NAME, STREAM)
+        store.use_snapshot(
+            store.connection.sql(
+                """SELECT 'user-' || lpad(i::VARCHAR, 8, '0') AS user_id,
+                          '{"user_id":"user-' || lpad(i::VARCHAR, 8, '0')
+                          || '","user_properties":{"note":"' || repeat(chr((97 + i % 26)::INTEGER), 120)
+                          || '"}}' AS user_json
+                   FROM range(200000) AS t(i)"""
+            )
+        )
+        staged = store.stage(
+            cohort_id=COHORT,
+            cohort_name=NAME,
+            computed_time="1700000000",
+            sync_id="s1",
+            build=builder("s1", users_per_message=1000),
+        )
+        assert staged.bytes > 24 * 2**20
+        # WHEN every record is acknowledged, a few at a time as a push acks, then compacted
+        ids = [r.message_id for r in store.pending()]
+        largest = 0
+        for start in range(0, len(ids), 25):
+            store.ack(ids[start : start + 25])
+            largest = max(largest, db.stat().st_size)
+        rewritten = store.compact()
+        # THEN the blobs lived and died in the WAL: the file never held them, so there was
+        # nothing to rewrite, and it holds only the membership
+        assert largest < staged.bytes / 2, (largest, staged.bytes)
+        assert rewritten is False
+        assert db.stat().st_size < staged.bytes / 2
+        assert not Path(str(db) + ".wal").exists() or Path(str(db) + ".wal").stat().st_size == 0
+        assert store.summary().cohorts[0].members == 200_000
