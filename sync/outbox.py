@@ -2,10 +2,12 @@
 
 An acknowledged record is deleted in its ack's transaction, so the outbox is what is pending.
 
-Records are written inside the staging transaction and read back in (sync, sequence) order with
-keyset pagination, so no result set is open while the caller acks or records failures. A page
-first reads the keys and sizes of the next records (no blobs), then only their data by range:
-ordering and limiting rows that carry every blob made each page cost the whole outbox.
+Records are written before their sync is recorded (the state store commits the sync with the
+new membership; until then they are nobody's and never pending) and read back in (sync,
+sequence) order with keyset pagination, so no result set is open while the caller acks or
+records failures. A page first reads the keys and sizes of the next records (no blobs), then
+only their data by range: ordering and limiting rows that carry every blob made each page cost
+the whole outbox.
 """
 
 from __future__ import annotations
@@ -37,7 +39,16 @@ SCHEMA: Final = """CREATE TABLE IF NOT EXISTS outbox (
     partition_key VARCHAR NOT NULL, data BLOB USING COMPRESSION uncompressed NOT NULL,
     user_count INTEGER NOT NULL,
     in_cohort BOOLEAN NOT NULL, tries INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
-    acked BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (sync_id, sequence))"""
+    acked BOOLEAN NOT NULL DEFAULT false, size_bytes INTEGER, PRIMARY KEY (sync_id, sequence))"""
+# Each record's Kinesis size (data plus partition key), kept beside it so a page's keys query
+# never reads a blob: computing octet_length(data) read the whole outbox for every page (0.46 s
+# a page, 4.5 s for a 10M-user push's ten pages). Files written before it get the column, and
+# their records are sized once, when they are opened.
+MIGRATIONS: Final = (
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS size_bytes INTEGER",
+    """UPDATE outbox SET size_bytes = octet_length(data) + strlen(partition_key)
+       WHERE size_bytes IS NULL""",
+)
 
 _ARROW: Final = pa.schema(
     [
@@ -48,6 +59,7 @@ _ARROW: Final = pa.schema(
         ("data", pa.binary()),
         ("user_count", pa.int32()),
         ("in_cohort", pa.bool_()),
+        ("size_bytes", pa.int32()),
     ]
 )
 
@@ -101,7 +113,7 @@ class Outbox:
             page = RECORDS_PER_PAGE if left is None else min(left, RECORDS_PER_PAGE)
             keys = self._con.execute(
                 """SELECT s.ordinal, o.sync_id, o.sequence,
-                          octet_length(o.data) + strlen(o.partition_key)
+                          o.size_bytes
                    FROM outbox AS o JOIN syncs AS s ON o.sync_id = s.sync_id
                    WHERE NOT o.acked AND ($sync IS NULL OR o.sync_id = $sync)
                      AND (s.ordinal > $a OR (s.ordinal = $a AND o.sequence > $b))
@@ -185,9 +197,17 @@ class Outbox:
                       count(*) FILTER (WHERE NOT acked AND tries > 0),
                       coalesce(sum(user_count) FILTER (WHERE NOT acked), 0),
                       coalesce(max(tries) FILTER (WHERE NOT acked), 0)
-               FROM outbox"""
+               FROM outbox WHERE sync_id IN (SELECT sync_id FROM syncs)"""
         ).fetchall()[0]
         return OutboxCounts(*(int(n) for n in row))
+
+    def drop_orphans(self) -> None:
+        """Delete records whose sync never committed: a stage that failed or was killed.
+
+        Such records are never pending (`pending()` reads only records of recorded syncs);
+        this only gives their space back.
+        """
+        self._con.execute("DELETE FROM outbox WHERE sync_id NOT IN (SELECT sync_id FROM syncs)")
 
     def _insert(self, sync_id: str, first: int, batch: list[OutgoingRecord]) -> None:
         table = pa.table(
@@ -199,6 +219,7 @@ class Outbox:
                 pa.array([r.data for r in batch], pa.binary()),
                 pa.array([r.user_count for r in batch], pa.int32()),
                 pa.array([r.in_cohort for r in batch], pa.bool_()),
+                pa.array([r.size_bytes for r in batch], pa.int32()),
             ],
             schema=_ARROW,
         )

@@ -1,8 +1,11 @@
 """The publisher's local state in one DuckDB file: cohort binding, membership, syncs, outbox.
 
-A push stages a sync in one transaction: the diff against the stored membership, every outgoing
-record, the new membership and the sync row commit together or not at all. Records then leave
-through `pending()` and are marked with `ack()`; a killed push resumes by sending `pending()` first.
+A push stages a sync atomically: its records are written first, in commits of their own, but
+belong to no sync until the one transaction that writes the new membership and the sync row
+commits; until then they are never pending, and a stage that never commits leaves them behind
+only to be deleted (at once, or on the next open after a crash). So the records, the membership
+and the sync row become visible together or not at all. Records then leave through `pending()`
+and are deleted by `ack()`; a killed push resumes by sending `pending()` first.
 
 One connection per store and no result set is left open across a yield: users and records are
 read in keyset-paginated pages, so the caller may write (insert records, ack) between pages.
@@ -22,6 +25,7 @@ import duckdb
 
 from sync.errors import StateError
 from sync.messages import OutgoingRecord
+from sync.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from sync.outbox import SCHEMA as OUTBOX_SCHEMA
 from sync.outbox import Outbox, OutboxCounts
 from sync.snapshots import DEFAULT_MAX_PROBLEMS, DEFAULT_MAX_USER_BYTES, SnapshotSummary
@@ -66,6 +70,7 @@ _SCHEMA: Final = (
         entering BIGINT NOT NULL, exiting BIGINT NOT NULL, messages BIGINT NOT NULL,
         bytes BIGINT NOT NULL)""",
     OUTBOX_SCHEMA,
+    *OUTBOX_MIGRATIONS,
 )
 
 Build = Callable[[bool, Iterable[str], int], Iterable[OutgoingRecord]]
@@ -224,6 +229,8 @@ class StateStore:
                 f"state store {self.path}: schema version {row[0]!r}, this code reads "
                 f"{SCHEMA_VERSION!r}"
             )
+        if not read_only:
+            Outbox(self._con).drop_orphans()  # records of a stage a crash cut short
 
     def close(self) -> None:
         """Close the connection; committed work is already durable."""
@@ -412,26 +419,41 @@ class StateStore:
         # The diff is computed (or reused from plan()) outside the transaction: it is a temp
         # table that survives a rollback, so a failed stage can be retried without redoing it.
         everyone = self._everyone_enters(self._diff(cohort_id))
-        self._con.begin()
+        self._outbox.drop_orphans()
+        committed = False
         try:
             entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
+            # The records go first, each insert a commit of its own: a push's few thousand
+            # records are too few rows for DuckDB to write straight to the file, so inside the
+            # one transaction a 10M-user outbox (720 MB) stayed in memory until it committed.
+            # Committed apart, they reach the file at each checkpoint; none is pending until
+            # the sync row below commits.
             sequence, size = self._emit(
                 build, lambda first, records: self._outbox.add(sync_id, first, records)
             )
-            self._replace_membership(cohort_id, everyone_enters=everyone)
-            if sequence:
-                # A run with nothing to send leaves no sync behind: no row, no computed_time
-                # for the next run to order after (stored property changes need neither).
-                self._record_sync(
-                    sync_id, cohort_id, computed_time, entering, exiting, size, sequence
-                )
-            for table in (_DELTA, _ENTERING, _EXITING):
-                self._con.execute(f"DROP TABLE IF EXISTS {table}")
-            self._con.commit()
-        except BaseException:
-            # Any failure, an interrupt included, must leave membership and outbox untouched.
-            self._con.rollback()
-            raise
+            self._con.begin()
+            try:
+                self._replace_membership(cohort_id, everyone_enters=everyone)
+                if sequence:
+                    # A run with nothing to send leaves no sync behind: no row, no
+                    # computed_time for the next run to order after (stored property changes
+                    # need neither).
+                    self._record_sync(
+                        sync_id, cohort_id, computed_time, entering, exiting, size, sequence
+                    )
+                for table in (_DELTA, _ENTERING, _EXITING):
+                    self._con.execute(f"DROP TABLE IF EXISTS {table}")
+                self._con.commit()
+                committed = True
+            except BaseException:
+                self._con.rollback()
+                raise
+        finally:
+            if not committed:
+                # Any failure, an interrupt included, leaves membership and the pending outbox
+                # as they were; the records written for this stage go (a crash leaves them to
+                # the next open).
+                self._outbox.drop_orphans()
         self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
         self._snapshot, self._diffed = None, None
         return StagedSync(sync_id, entering, exiting, sequence, size)

@@ -11,6 +11,7 @@ import pytest
 
 from sync.messages import OutgoingRecord
 from sync.outbox import INSERT_BATCH_RECORDS, RECORDS_PER_PAGE, SCHEMA, Outbox, OutboxCounts
+from sync.state import StateStore
 
 pytestmark = pytest.mark.unit
 
@@ -191,3 +192,25 @@ def test_record_data_is_stored_uncompressed(tmp_path: Path) -> None:
             "WHERE column_name = 'data' AND segment_type = 'BLOB'"
         ).fetchall()
     assert methods == [("Uncompressed",)]
+
+
+def test_pages_are_planned_from_stored_sizes_and_old_files_are_sized_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a state file written before records kept their size: five pending records
+    path = tmp_path / "state.duckdb"
+    staged = records("s", 5)
+    with StateStore(path) as store:
+        store.connection.execute(
+            "INSERT INTO syncs VALUES ('s', 1, 'c', '1', now(), 'staged', 5, 0, 5, 0)"
+        )
+        Outbox(store.connection).add("s", 0, staged)
+        store.connection.execute("ALTER TABLE outbox DROP COLUMN size_bytes")
+    # WHEN it is opened by this code and read in slices of two records
+    monkeypatch.setattr("sync.outbox.PAGE_BYTES", 2 * staged[0].size_bytes)
+    with StateStore(path) as store:
+        sizes = store.connection.execute("SELECT size_bytes FROM outbox").fetchall()
+        pending = list(store.pending())
+    # THEN each record carries its Kinesis size, and every one arrives, in order
+    assert sizes == [(r.size_bytes,) for r in staged]
+    assert pending == staged

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sync.contract import decode
 from sync.errors import StateError
 from sync.messages import OutgoingRecord, build_messages
+from sync.outbox import Outbox
 from sync.state import DiffCounts, StateStore
 
 pytestmark = pytest.mark.unit
@@ -155,11 +156,76 @@ def test_stage_is_atomic_when_build_fails_midway(store: StateStore, tmp_path: Pa
     assert list(store.members(COHORT)) == before_members
     assert [r.message_id for r in store.pending()] == before_outbox
     assert store.outbox_counts().pending == len(before_outbox)
+    assert outbox_rows(store, "s2") == 0  # the entering records written before the failure went
     # The snapshot is still loaded: the same sync can be re-staged after the failure.
     staged = store.stage(
         cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
     )
     assert (staged.entering, staged.exiting) == (2, 2)
+
+
+def outbox_rows(store: StateStore, sync_id: str) -> int:
+    rows = store.connection.execute(
+        "SELECT count(*) FROM outbox WHERE sync_id = $s", {"s": sync_id}
+    ).fetchall()
+    return int(rows[0][0])
+
+
+def test_a_failure_after_the_records_are_written_leaves_nothing_pending(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a delivered first sync, and a second whose membership step fails after every one
+    # of its records was written (each in a commit of its own)
+    push(store, tmp_path / "a.jsonl", {"u1": None, "u2": None}, "s1")
+    store.ack([r.message_id for r in store.pending()])
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"u3": None}))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        assert outbox_rows(store, "s2") == 3  # u3 in, u1 and u2 out: all written by now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StateStore, "_replace_membership", interrupted)
+    # WHEN it is staged
+    with pytest.raises(KeyboardInterrupt):
+        push_loaded(store, "s2")
+    # THEN nothing of it is pending, counted or kept, and the membership is the first sync's
+    assert list(store.pending()) == []
+    assert store.outbox_counts().pending == 0
+    assert outbox_rows(store, "s2") == 0
+    assert sorted(u for u, _ in store.members(COHORT)) == ["u1", "u2"]
+
+
+def test_records_of_a_stage_killed_before_its_commit_are_never_pending(tmp_path: Path) -> None:
+    # GIVEN a state file holding records of a sync that was never recorded (the process died
+    # between writing them and the commit of the sync and membership)
+    db = tmp_path / "state.duckdb"
+    with StateStore(db) as store:
+        store.bind(COHORT, NAME, STREAM)
+        push(store, tmp_path / "a.jsonl", {"u1": None}, "s1")
+        records = builder("killed")(True, ['{"user_id":"u2"}', '{"user_id":"u3"}'], 0)
+        Outbox(store.connection).add("killed", 0, records)
+    # WHEN the state is read without writing, then opened again
+    with StateStore(db, read_only=True) as reader:
+        counts, pending = reader.outbox_counts(), [r.message_id for r in reader.pending()]
+        orphans_seen = outbox_rows(reader, "killed")
+    with StateStore(db) as reopened:
+        left = outbox_rows(reopened, "killed")
+        still_pending = [r.message_id for r in reopened.pending()]
+    # THEN they were never pending nor counted, and the writable open deleted them
+    assert orphans_seen == 1
+    assert (counts.pending, counts.pending_users) == (1, 1)
+    assert pending == still_pending == ["s1:0"]
+    assert left == 0
+
+
+def push_loaded(store: StateStore, sync_id: str):
+    return store.stage(
+        cohort_id=COHORT,
+        cohort_name=NAME,
+        computed_time="1700000000",
+        sync_id=sync_id,
+        build=builder(sync_id, users_per_message=1),
+    )
 
 
 def test_pending_ack_and_resume_across_reopen(tmp_path: Path) -> None:
@@ -457,7 +523,8 @@ def test_a_first_syncs_acknowledged_records_never_reach_the_file(tmp_path: Path)
             store.connection.sql(
                 """SELECT 'user-' || lpad(i::VARCHAR, 8, '0') AS user_id,
                           '{"user_id":"user-' || lpad(i::VARCHAR, 8, '0')
-                          || '","user_properties":{"note":"' || repeat(chr((97 + i % 26)::INTEGER), 120)
+                          || '","user_properties":{"note":"'
+                          || repeat(chr((97 + i % 26)::INTEGER), 120)
                           || '"}}' AS user_json
                    FROM range(200000) AS t(i)"""
             )
