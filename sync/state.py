@@ -192,6 +192,7 @@ class StateStore:
         self._snapshot: SnapshotSummary | None = None
         # The cohort whose diff against the loaded snapshot sits in the _delta temp table.
         self._diffed: str | None = None
+        self._diff_counts: dict[str, int] = {}
         # Where _emit reads entering users: (table, gapless key, its first value); _split sets it.
         self._entering_from: tuple[str, str, int] = (_ENTERING, "rn", 1)
 
@@ -581,20 +582,36 @@ class StateStore:
     def _diff(self, cohort_id: str) -> dict[str, int]:
         """Count the delta by kind, computing it into the _delta temp table unless cached."""
         if self._diffed != cohort_id:
-            # Comparing 64-bit hashes instead of the JSON keeps the join narrow; a collision
-            # could only skip storing a property change, and never changes who is sent.
-            self._con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE {_DELTA} AS
-                    SELECT coalesce(s.user_id, m.user_id) AS user_id,
-                           CASE WHEN m.user_id IS NULL THEN 'enter'
-                                WHEN s.user_id IS NULL THEN 'exit' ELSE 'update' END AS kind
-                    FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
-                    FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
-                                     WHERE cohort_id = $c) AS m ON s.user_id = m.user_id
-                    WHERE s.h IS DISTINCT FROM m.h""",
-                {"c": cohort_id},
-            )
+            self._diff_counts = self._compute_diff(cohort_id)
             self._diffed = cohort_id
+        return dict(self._diff_counts)
+
+    def _compute_diff(self, cohort_id: str) -> dict[str, int]:
+        assert self._snapshot is not None
+        stored = self._scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM membership WHERE cohort_id = $c LIMIT 1)",
+            {"c": cohort_id},
+        )
+        if not stored:
+            # Nobody stored: the whole snapshot enters, and stage() reads it from the snapshot
+            # itself, so the delta holds nobody (a 10M-user delta of everyone was 300 MB).
+            self._con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {_DELTA} (user_id VARCHAR, kind VARCHAR)"
+            )
+            return {"enter": self._snapshot.users} if self._snapshot.users else {}
+        # Comparing 64-bit hashes instead of the JSON keeps the join narrow; a collision could
+        # only skip storing a property change, and never changes who is sent.
+        self._con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {_DELTA} AS
+                SELECT coalesce(s.user_id, m.user_id) AS user_id,
+                       CASE WHEN m.user_id IS NULL THEN 'enter'
+                            WHEN s.user_id IS NULL THEN 'exit' ELSE 'update' END AS kind
+                FROM (SELECT user_id, hash(user_json) AS h FROM {_SNAPSHOT}) AS s
+                FULL OUTER JOIN (SELECT user_id, user_hash AS h FROM membership
+                                 WHERE cohort_id = $c) AS m ON s.user_id = m.user_id
+                WHERE s.h IS DISTINCT FROM m.h""",
+            {"c": cohort_id},
+        )
         rows = self._con.execute(f"SELECT kind, count(*) FROM {_DELTA} GROUP BY kind").fetchall()
         return {str(kind): int(n) for kind, n in rows}
 

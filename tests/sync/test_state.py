@@ -97,6 +97,21 @@ def test_first_sync_sends_everyone(store: StateStore, tmp_path: Path) -> None:
     assert staged.bytes == sum(r.size_bytes for r in records)
 
 
+def test_a_first_sync_diffs_without_listing_everyone(store: StateStore, tmp_path: Path) -> None:
+    # GIVEN a cohort with nobody stored, and another cohort with members
+    push(store, tmp_path / "a.jsonl", {"u1": None}, "s1")
+    store.bind("coh_2", "Other", STREAM)
+    store.load_snapshot(write_jsonl(tmp_path / "b.jsonl", {"u1": None, "u2": {"p": 1}}))
+    # WHEN the new cohort's diff is planned (twice: the second from the cache)
+    first, again = store.plan("coh_2"), store.plan("coh_2")
+    # THEN everyone enters, and no per-user delta was materialized for it
+    assert first == again == DiffCounts(2, 0, 0, 0, first_sync=True)
+    assert store.connection.execute("SELECT count(*) FROM _delta").fetchall() == [(0,)]
+    # AND the cohort that has members still gets a real diff
+    assert store.plan(COHORT) == DiffCounts(1, 0, 1, 0, first_sync=False)
+    assert store.connection.execute("SELECT count(*) FROM _delta").fetchall() == [(1,)]
+
+
 def test_second_sync_sends_only_changes_with_last_known_properties(
     store: StateStore, tmp_path: Path
 ) -> None:
