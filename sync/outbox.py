@@ -12,6 +12,7 @@ the whole outbox.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -30,21 +31,25 @@ PAGE_BYTES: Final = 16 * 1024 * 1024
 INSERT_BATCH_RECORDS: Final = 512
 INSERT_BATCH_BYTES: Final = 8 * 1024 * 1024
 
-# Ordering needs syncs(sync_id, ordinal), which the state store owns. `data` is stored
-# uncompressed: DuckDB compresses large blobs with ZSTD a whole vector (2048 rows) at a time, so
-# reading one record of a checkpointed outbox decompressed every record beside it (50 ms per read
-# for 72 MB), and compressing them made the staging commit slower too.
+# Ordering needs syncs(sync_id, ordinal), which the state store owns. DuckDB stores `data` as
+# given: it compresses large blobs with ZSTD a whole vector (2048 rows) at a time, so reading one
+# record of a checkpointed outbox decompressed every record beside it (50 ms per read for 72
+# MB). Each record is deflated on its own instead (`deflated`), at zlib's fastest level: the
+# messages' repeated JSON shrinks about 11x at ~550 MB/s, so a 10M-user push writes 65 MB of
+# records instead of 720 MB (and holds that much less in memory before it checkpoints).
 SCHEMA: Final = """CREATE TABLE IF NOT EXISTS outbox (
     sync_id VARCHAR NOT NULL, sequence BIGINT NOT NULL, message_id VARCHAR NOT NULL,
     partition_key VARCHAR NOT NULL, data BLOB USING COMPRESSION uncompressed NOT NULL,
     user_count INTEGER NOT NULL,
     in_cohort BOOLEAN NOT NULL, tries INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
-    acked BOOLEAN NOT NULL DEFAULT false, size_bytes INTEGER, PRIMARY KEY (sync_id, sequence))"""
+    acked BOOLEAN NOT NULL DEFAULT false, size_bytes INTEGER, deflated BOOLEAN DEFAULT false,
+    PRIMARY KEY (sync_id, sequence))"""
 # Each record's Kinesis size (data plus partition key), kept beside it so a page's keys query
 # never reads a blob: computing octet_length(data) read the whole outbox for every page (0.46 s
 # a page, 4.5 s for a 10M-user push's ten pages). Files written before it get the column, and
-# their records are sized once, when they are opened.
+# their records are sized once, when they are opened; their data stays as it was (not deflated).
 MIGRATIONS: Final = (
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS deflated BOOLEAN DEFAULT false",
     "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS size_bytes INTEGER",
     """UPDATE outbox SET size_bytes = octet_length(data) + strlen(partition_key)
        WHERE size_bytes IS NULL""",
@@ -60,8 +65,12 @@ _ARROW: Final = pa.schema(
         ("user_count", pa.int32()),
         ("in_cohort", pa.bool_()),
         ("size_bytes", pa.int32()),
+        ("deflated", pa.bool_()),
     ]
 )
+# zlib's fastest level: nearly the ratio of the default (11.1x against 11.4x on these messages)
+# at five times its speed.
+DEFLATE_LEVEL: Final = 1
 
 
 @dataclass(frozen=True)
@@ -132,14 +141,21 @@ class Outbox:
     def _read(self, sync_id: str, first: int, last: int) -> list[OutgoingRecord]:
         # Records acked since their keys were read drop out here, as they should.
         rows = self._con.execute(
-            """SELECT message_id, partition_key, data, user_count, in_cohort FROM outbox
+            """SELECT message_id, partition_key, data, user_count, in_cohort, deflated
+               FROM outbox
                WHERE sync_id = $s AND sequence BETWEEN $first AND $last AND NOT acked
                ORDER BY sequence""",
             {"s": sync_id, "first": first, "last": last},
         ).fetchall()
         return [
-            OutgoingRecord(str(message_id), str(key), bytes(data), int(users), bool(in_cohort))
-            for message_id, key, data, users, in_cohort in rows
+            OutgoingRecord(
+                str(message_id),
+                str(key),
+                zlib.decompress(data) if deflated else bytes(data),
+                int(users),
+                bool(in_cohort),
+            )
+            for message_id, key, data, users, in_cohort, deflated in rows
         ]
 
     def ack(self, message_ids: Sequence[str]) -> None:
@@ -216,10 +232,11 @@ class Outbox:
                 pa.array(range(first, first + len(batch)), pa.int64()),
                 pa.array([r.message_id for r in batch], pa.string()),
                 pa.array([r.partition_key for r in batch], pa.string()),
-                pa.array([r.data for r in batch], pa.binary()),
+                pa.array([zlib.compress(r.data, DEFLATE_LEVEL) for r in batch], pa.binary()),
                 pa.array([r.user_count for r in batch], pa.int32()),
                 pa.array([r.in_cohort for r in batch], pa.bool_()),
                 pa.array([r.size_bytes for r in batch], pa.int32()),
+                pa.array([True] * len(batch), pa.bool_()),
             ],
             schema=_ARROW,
         )

@@ -194,23 +194,57 @@ def test_record_data_is_stored_uncompressed(tmp_path: Path) -> None:
     assert methods == [("Uncompressed",)]
 
 
-def test_pages_are_planned_from_stored_sizes_and_old_files_are_sized_on_open(
+# The outbox as state files before this code wrote it: no size, data stored as sent.
+OLD_SCHEMA = """CREATE TABLE outbox (
+    sync_id VARCHAR NOT NULL, sequence BIGINT NOT NULL, message_id VARCHAR NOT NULL,
+    partition_key VARCHAR NOT NULL, data BLOB USING COMPRESSION uncompressed NOT NULL,
+    user_count INTEGER NOT NULL,
+    in_cohort BOOLEAN NOT NULL, tries INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
+    acked BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (sync_id, sequence))"""
+
+
+def test_pages_are_planned_from_stored_sizes_and_old_files_are_read_as_they_are(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a state file written before records kept their size: five pending records
+    # GIVEN a state file written before records kept their size and were deflated: five
+    # pending records stored as they are sent
     path = tmp_path / "state.duckdb"
     staged = records("s", 5)
     with StateStore(path) as store:
-        store.connection.execute(
-            "INSERT INTO syncs VALUES ('s', 1, 'c', '1', now(), 'staged', 5, 0, 5, 0)"
-        )
-        Outbox(store.connection).add("s", 0, staged)
-        store.connection.execute("ALTER TABLE outbox DROP COLUMN size_bytes")
+        con = store.connection
+        con.execute("INSERT INTO syncs VALUES ('s', 1, 'c', '1', now(), 'staged', 5, 0, 5, 0)")
+        con.execute("DROP TABLE outbox")
+        con.execute(OLD_SCHEMA)
+        for sequence, record in enumerate(staged):
+            con.execute(
+                "INSERT INTO outbox (sync_id, sequence, message_id, partition_key, data, "
+                "user_count, in_cohort) VALUES ('s', $n, $id, $key, $data, 1, $in)",
+                {
+                    "n": sequence,
+                    "id": record.message_id,
+                    "key": record.partition_key,
+                    "data": record.data,
+                    "in": record.in_cohort,
+                },
+            )
     # WHEN it is opened by this code and read in slices of two records
     monkeypatch.setattr("sync.outbox.PAGE_BYTES", 2 * staged[0].size_bytes)
     with StateStore(path) as store:
         sizes = store.connection.execute("SELECT size_bytes FROM outbox").fetchall()
         pending = list(store.pending())
-    # THEN each record carries its Kinesis size, and every one arrives, in order
+        # AND a record staged by this code beside them is deflated, and read back whole
+        store.connection.execute(
+            "INSERT INTO syncs VALUES ('t', 2, 'c', '2', now(), 'staged', 1, 0, 1, 0)"
+        )
+        fresh = OutgoingRecord("t:0", "t:0", b'{"users":[' + b'"x",' * 5000 + b'"y"]}', 1, True)
+        Outbox(store.connection).add("t", 0, [fresh])
+        stored = store.connection.execute(
+            "SELECT octet_length(data) FROM outbox WHERE sync_id = 't'"
+        ).fetchall()[0][0]
+        both = list(store.pending())
+    # THEN each old record got its Kinesis size and arrives as it was, in order; the new one
+    # takes a fraction of its size on disk and arrives byte for byte
     assert sizes == [(r.size_bytes,) for r in staged]
     assert pending == staged
+    assert both == [*staged, fresh]
+    assert stored < len(fresh.data) / 10

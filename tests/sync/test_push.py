@@ -142,8 +142,7 @@ def users_of(records: list[Record], *, in_cohort: bool) -> Users:
 def staged_payloads(state: Path) -> dict[str, bytes]:
     """message_id -> data of every record the state store's outbox holds."""
     with StateStore(state) as store:
-        rows = store.connection.execute("SELECT message_id, data FROM outbox").fetchall()
-    return {str(message_id): bytes(data) for message_id, data in rows}
+        return {record.message_id: record.data for record in store.pending()}
 
 
 def assert_nothing_staged(state: Path) -> None:
