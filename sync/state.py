@@ -53,6 +53,7 @@ _SNAPSHOT: Final = "_snapshot"
 _DELTA: Final = "_delta"
 _ENTERING: Final = "_entering"
 _EXITING: Final = "_exiting"
+_INCOMING: Final = "_incoming_users"  # snapshot users whose membership row is (re)written
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
@@ -423,7 +424,9 @@ class StateStore:
         self._outbox.drop_orphans()
         committed = False
         try:
-            entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
+            entering, exiting = self._split(
+                cohort_id, whole_snapshot=everyone or resend_all, everyone_enters=everyone
+            )
             # The records go first, each insert a commit of its own: a push's few thousand
             # records are too few rows for DuckDB to write straight to the file, so inside the
             # one transaction a 10M-user outbox (720 MB) stayed in memory until it committed.
@@ -442,7 +445,7 @@ class StateStore:
                     self._record_sync(
                         sync_id, cohort_id, computed_time, entering, exiting, size, sequence
                     )
-                for table in (_DELTA, _ENTERING, _EXITING):
+                for table in (_DELTA, _ENTERING, _EXITING, _INCOMING):
                     self._con.execute(f"DROP TABLE IF EXISTS {table}")
                 self._con.commit()
                 committed = True
@@ -500,7 +503,9 @@ class StateStore:
         everyone = self._everyone_enters(self._diff(cohort_id))
         self._con.begin()
         try:
-            entering, exiting = self._split(cohort_id, whole_snapshot=everyone or resend_all)
+            entering, exiting = self._split(
+                cohort_id, whole_snapshot=everyone or resend_all, everyone_enters=everyone
+            )
             sequence, size = self._emit(build, lambda first, records: _count(records))
         finally:
             # A dry run leaves the store exactly as it found it, snapshot aside.
@@ -620,9 +625,21 @@ class StateStore:
         assert self._snapshot is not None
         return set(kinds) <= {"enter"} and kinds.get("enter", 0) == self._snapshot.users
 
-    def _split(self, cohort_id: str, *, whole_snapshot: bool) -> tuple[int, int]:
+    def _split(
+        self, cohort_id: str, *, whole_snapshot: bool, everyone_enters: bool
+    ) -> tuple[int, int]:
         """Materialize entering and exiting users from the delta; say where each is read from."""
         assert self._snapshot is not None
+        if not everyone_enters:
+            # One pass over the snapshot for the users whose membership row is written (they
+            # enter, or their properties changed): the entering list and the membership insert
+            # both read this instead of scanning all of it again (0.3 s of a 10M-user diff).
+            self._con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {_INCOMING} AS
+                    SELECT s.user_id, s.user_json, d.kind FROM {_SNAPSHOT} AS s
+                    JOIN {_DELTA} AS d ON s.user_id = d.user_id
+                    WHERE d.kind IN ('enter', 'update')"""
+            )
         gapless = whole_snapshot and (
             self._scalar(f"SELECT coalesce(max(rowid) + 1, 0) FROM {_SNAPSHOT}")
             == self._snapshot.users
@@ -635,15 +652,11 @@ class StateStore:
             entering = self._snapshot.users
         else:
             # Stored in rn order, so each page's rn range is pruned by DuckDB's zone maps.
-            entering_only = (
-                ""
-                if whole_snapshot
-                else f"WHERE user_id IN (SELECT user_id FROM {_DELTA} WHERE kind = 'enter')"
-            )
+            source = _SNAPSHOT if whole_snapshot else f"{_INCOMING} WHERE kind = 'enter'"
             self._con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE {_ENTERING} AS
-                    SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {_SNAPSHOT}
-                    {entering_only} ORDER BY rn"""
+                    SELECT row_number() OVER (ORDER BY user_id) AS rn, user_json FROM {source}
+                    ORDER BY rn"""
             )
             self._entering_from = (_ENTERING, "rn", 1)
             entering = self._scalar(f"SELECT count(*) FROM {_ENTERING}")
@@ -693,9 +706,7 @@ class StateStore:
         )
         self._con.execute(
             f"""INSERT INTO membership
-                SELECT $c, user_id, user_json, hash(user_json) FROM {_SNAPSHOT}
-                WHERE user_id IN (SELECT user_id FROM {_DELTA}
-                                  WHERE kind IN ('enter', 'update'))""",
+                SELECT $c, user_id, user_json, hash(user_json) FROM {_INCOMING}""",
             {"c": cohort_id},
         )
 
