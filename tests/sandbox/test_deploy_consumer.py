@@ -1,0 +1,131 @@
+"""Day 2 of `consumer: lambda`: each consumer key changed on an applied stack, in place.
+
+None of these keys is ForceNew in terraform-provider-aws (lambda/function.go: memory_size, timeout,
+reserved_concurrent_executions; lambda/event_source_mapping.go: batch_size,
+maximum_retry_attempts; logs/group.go: retention_in_days), so the provider updates the one
+resource that holds it and leaves the rest of the stack alone; what AWS holds afterwards is read
+back from moto.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.awslambda.models import lambda_backends
+
+from provisioning import constants as c
+from sandbox.engine import deploy
+from sandbox.world import MotoWorld
+from sync import lambda_handler
+from tests.sandbox.test_deploy import BASE, Stack
+from tests.sandbox.test_lambda_mapping import build_archive
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FUNCTION = c.DEFAULT_STREAM_NAME + "-consumer"
+Check = Callable[[Stack], Any]
+
+
+def _backend(stack: Stack) -> Any:
+    # moto 5.2.5 fails Lambda GETs' signature check under IAM enforcement (the engine reads
+    # them the same way, sandbox/engine/consumer_handlers.py): read its backend in this process.
+    return lambda_backends[stack.world.customer_account_id][stack.world.region]
+
+
+def _function(stack: Stack) -> Any:
+    return _backend(stack).get_function(FUNCTION)
+
+
+def _mapping(stack: Stack) -> Any:
+    backend = _backend(stack)
+    (mapping,) = backend.list_event_source_mappings(
+        None, backend.get_function(FUNCTION).function_arn
+    )
+    return mapping
+
+
+def _retention(stack: Stack) -> int | None:
+    groups = stack.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{FUNCTION}")
+    (group,) = groups["logGroups"]
+    return group.get("retentionInDays")
+
+
+# key -> (changed value, unlike its default; the consumer resource updated in place; what AWS
+# holds after; the value expected there)
+CASES: dict[str, tuple[str, str, Check, Any]] = {
+    c.CONFIG_CONSUMER_MEMORY_MB: (
+        "1024",
+        "consumer-function",
+        lambda s: _function(s).memory_size,
+        1024,
+    ),
+    c.CONFIG_CONSUMER_TIMEOUT_SECONDS: (
+        "120",
+        "consumer-function",
+        lambda s: _function(s).timeout,
+        120,
+    ),
+    c.CONFIG_CONSUMER_RESERVED_CONCURRENCY: (
+        "3",
+        "consumer-function",
+        lambda s: int(_function(s).reserved_concurrency),
+        3,
+    ),
+    c.CONFIG_CONSUMER_BATCH_SIZE: (
+        "50",
+        "consumer-mapping",
+        lambda s: _mapping(s).batch_size,
+        50,
+    ),
+    c.CONFIG_CONSUMER_MAX_RETRIES: (
+        "3",
+        "consumer-mapping",
+        lambda s: _mapping(s).max_retry_attempts,
+        3,
+    ),
+    c.CONFIG_CONSUMER_LOG_RETENTION_DAYS: ("14", "consumer-logs", _retention, 14),
+}
+
+
+def consumer_ops(outcome: deploy.Outcome) -> dict[str, str]:
+    """The op of each resource the consumer component declared (its children)."""
+    names = {step.urn.rsplit("::", 1)[-1]: step.op for step in outcome.steps}
+    return {name: op for name, op in names.items() if name.startswith("consumer-")}
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    return build_archive(tmp_path)
+
+
+@pytest.mark.parametrize("key", sorted(CASES))
+def test_changing_a_consumer_key_updates_one_resource_in_place(
+    key: str, moto_world: MotoWorld, tmp_path: Path, archive: Path
+) -> None:
+    value, resource, read, expected = CASES[key]
+    lambda_handler.reset()
+    # GIVEN a stack applied with `consumer: lambda`
+    stack = Stack(
+        moto_world,
+        tmp_path,
+        {**BASE, c.CONFIG_CONSUMER: c.CONSUMER_LAMBDA, c.CONFIG_CONSUMER_ARCHIVE: str(archive)},
+    )
+    first = stack.up()
+    assert set(consumer_ops(first).values()) == {deploy.CREATE}
+    function_arn = _function(stack).function_arn
+
+    # WHEN the key changes and `up` runs again (previewed first)
+    planned = stack.preview({key: value})
+    applied = stack.up({key: value})
+
+    # THEN only the resource holding the key is updated, in place, in the preview and the apply
+    for outcome in (planned, applied):
+        changed = {name: op for name, op in consumer_ops(outcome).items() if op != "same"}
+        assert changed == {resource: deploy.UPDATE}, (key, changed)
+    # and AWS holds the new value on the same function (not a replacement)
+    assert read(stack) == expected
+    assert _function(stack).function_arn == function_arn
+    # and a further up with the same config changes nothing
+    assert set(consumer_ops(stack.preview({key: value})).values()) == {"same"}
+    lambda_handler.reset()
