@@ -2,7 +2,8 @@
 
 None of these keys is ForceNew in terraform-provider-aws (lambda/function.go: memory_size, timeout,
 reserved_concurrent_executions; lambda/event_source_mapping.go: batch_size,
-maximum_retry_attempts; logs/group.go: retention_in_days), so the provider updates the one
+maximum_retry_attempts, maximum_batching_window_in_seconds, parallelization_factor,
+maximum_record_age_in_seconds; logs/group.go: retention_in_days), so the provider updates the one
 resource that holds it and leaves the rest of the stack alone; what AWS holds afterwards is read
 back from moto.
 """
@@ -83,6 +84,24 @@ CASES: dict[str, tuple[str, str, Check, Any]] = {
         "consumer-mapping",
         lambda s: _mapping(s).max_retry_attempts,
         3,
+    ),
+    c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS: (
+        "5",
+        "consumer-mapping",
+        lambda s: _mapping(s).max_batch_window,
+        5,
+    ),
+    c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR: (
+        "2",
+        "consumer-mapping",
+        lambda s: _mapping(s).parallelization_factor,
+        2,
+    ),
+    c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS: (
+        "3600",
+        "consumer-mapping",
+        lambda s: _mapping(s).max_record_age,
+        3600,
     ),
     c.CONFIG_CONSUMER_LOG_RETENTION_DAYS: ("14", "consumer-logs", _retention, 14),
 }
