@@ -186,10 +186,10 @@ class StateStore:
         try:
             self._con = duckdb.connect(self.path, read_only=read_only, config=config)
             self._con.execute("SET enable_progress_bar = false")  # a library draws no bars
+            self._outbox = Outbox(self._con)
             self._migrate(read_only=read_only)
         except duckdb.Error as exc:
             raise StateError(f"state store {self.path}: cannot open ({exc})") from exc
-        self._outbox = Outbox(self._con)
         self._snapshot: SnapshotSummary | None = None
         # The cohort whose diff against the loaded snapshot sits in the _delta temp table.
         self._diffed: str | None = None
@@ -232,7 +232,7 @@ class StateStore:
                 f"{SCHEMA_VERSION!r}"
             )
         if not read_only:
-            Outbox(self._con).drop_orphans()  # records of a stage a crash cut short
+            self._outbox.drop_orphans()  # records of a stage a crash cut short
 
     def close(self) -> None:
         """Close the connection; committed work is already durable."""
@@ -421,8 +421,6 @@ class StateStore:
         # The diff is computed (or reused from plan()) outside the transaction: it is a temp
         # table that survives a rollback, so a failed stage can be retried without redoing it.
         everyone = self._everyone_enters(self._diff(cohort_id))
-        self._outbox.drop_orphans()
-        committed = False
         try:
             entering, exiting = self._split(
                 cohort_id, whole_snapshot=everyone or resend_all, everyone_enters=everyone
@@ -431,36 +429,50 @@ class StateStore:
             # records are too few rows for DuckDB to write straight to the file, so inside the
             # one transaction a 10M-user outbox (720 MB) stayed in memory until it committed.
             # Committed apart, they reach the file at each checkpoint; none is pending until
-            # the sync row below commits.
+            # the sync row commits with the membership.
             sequence, size = self._emit(
                 build, lambda first, records: self._outbox.add(sync_id, first, records)
             )
-            self._con.begin()
-            try:
-                self._replace_membership(cohort_id, everyone_enters=everyone)
-                if sequence:
-                    # A run with nothing to send leaves no sync behind: no row, no
-                    # computed_time for the next run to order after (stored property changes
-                    # need neither).
-                    self._record_sync(
-                        sync_id, cohort_id, computed_time, entering, exiting, size, sequence
-                    )
-                for table in (_DELTA, _ENTERING, _EXITING, _INCOMING):
-                    self._con.execute(f"DROP TABLE IF EXISTS {table}")
-                self._con.commit()
-                committed = True
-            except BaseException:
-                self._con.rollback()
-                raise
-        finally:
-            if not committed:
-                # Any failure, an interrupt included, leaves membership and the pending outbox
-                # as they were; the records written for this stage go (a crash leaves them to
-                # the next open).
-                self._outbox.drop_orphans()
+            self._commit_stage(
+                cohort_id, sync_id, computed_time, everyone, entering, exiting, size, sequence
+            )
+        except BaseException:
+            # Any failure, an interrupt included, leaves membership and the pending outbox as
+            # they were; the records written for this stage go (a crash leaves them to the
+            # next open).
+            self._outbox.drop_orphans()
+            raise
         self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
         self._snapshot, self._diffed = None, None
         return StagedSync(sync_id, entering, exiting, sequence, size)
+
+    def _commit_stage(
+        self,
+        cohort_id: str,
+        sync_id: str,
+        computed_time: str,
+        everyone_enters: bool,
+        entering: int,
+        exiting: int,
+        size: int,
+        sequence: int,
+    ) -> None:
+        """The one transaction that makes a stage visible: new membership and the sync row."""
+        self._con.begin()
+        try:
+            self._replace_membership(cohort_id, everyone_enters=everyone_enters)
+            if sequence:
+                # A run with nothing to send leaves no sync behind: no row, no computed_time
+                # for the next run to order after (stored property changes need neither).
+                self._record_sync(
+                    sync_id, cohort_id, computed_time, entering, exiting, size, sequence
+                )
+            for table in (_DELTA, _ENTERING, _EXITING, _INCOMING):
+                self._con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._con.commit()
+        except BaseException:
+            self._con.rollback()
+            raise
 
     def _record_sync(
         self,

@@ -52,58 +52,42 @@ def _retention(stack: Stack) -> int | None:
     return group.get("retentionInDays")
 
 
-# key -> (changed value, unlike its default; the consumer resource updated in place; what AWS
-# holds after; the value expected there)
-CASES: dict[str, tuple[str, str, Check, Any]] = {
-    c.CONFIG_CONSUMER_MEMORY_MB: (
-        "1024",
-        "consumer-function",
-        lambda s: _function(s).memory_size,
-        1024,
-    ),
-    c.CONFIG_CONSUMER_TIMEOUT_SECONDS: (
-        "120",
-        "consumer-function",
-        lambda s: _function(s).timeout,
-        120,
-    ),
+def _on_function(attribute: str) -> Check:
+    return lambda stack: getattr(_function(stack), attribute)
+
+
+def _on_mapping(attribute: str) -> Check:
+    return lambda stack: getattr(_mapping(stack), attribute)
+
+
+# key -> (new value, unlike its default; the consumer resource updated in place; where AWS
+# holds the value afterwards)
+CASES: dict[str, tuple[int, str, Check]] = {
+    c.CONFIG_CONSUMER_MEMORY_MB: (1024, "consumer-function", _on_function("memory_size")),
+    c.CONFIG_CONSUMER_TIMEOUT_SECONDS: (120, "consumer-function", _on_function("timeout")),
     c.CONFIG_CONSUMER_RESERVED_CONCURRENCY: (
-        "3",
+        3,
         "consumer-function",
-        lambda s: int(_function(s).reserved_concurrency),
-        3,
+        _on_function("reserved_concurrency"),
     ),
-    c.CONFIG_CONSUMER_BATCH_SIZE: (
-        "50",
-        "consumer-mapping",
-        lambda s: _mapping(s).batch_size,
-        50,
-    ),
-    c.CONFIG_CONSUMER_MAX_RETRIES: (
-        "3",
-        "consumer-mapping",
-        lambda s: _mapping(s).max_retry_attempts,
-        3,
-    ),
+    c.CONFIG_CONSUMER_BATCH_SIZE: (50, "consumer-mapping", _on_mapping("batch_size")),
+    c.CONFIG_CONSUMER_MAX_RETRIES: (3, "consumer-mapping", _on_mapping("max_retry_attempts")),
     c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS: (
-        "5",
-        "consumer-mapping",
-        lambda s: _mapping(s).max_batch_window,
         5,
+        "consumer-mapping",
+        _on_mapping("max_batch_window"),
     ),
     c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR: (
-        "2",
-        "consumer-mapping",
-        lambda s: _mapping(s).parallelization_factor,
         2,
+        "consumer-mapping",
+        _on_mapping("parallelization_factor"),
     ),
     c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS: (
-        "3600",
-        "consumer-mapping",
-        lambda s: _mapping(s).max_record_age,
         3600,
+        "consumer-mapping",
+        _on_mapping("max_record_age"),
     ),
-    c.CONFIG_CONSUMER_LOG_RETENTION_DAYS: ("14", "consumer-logs", _retention, 14),
+    c.CONFIG_CONSUMER_LOG_RETENTION_DAYS: (14, "consumer-logs", _retention),
 }
 
 
@@ -122,7 +106,8 @@ def archive(tmp_path: Path) -> Path:
 def test_changing_a_consumer_key_updates_one_resource_in_place(
     key: str, moto_world: MotoWorld, tmp_path: Path, archive: Path
 ) -> None:
-    value, resource, read, expected = CASES[key]
+    expected, resource, read = CASES[key]
+    value = str(expected)
     lambda_handler.reset()
     # GIVEN a stack applied with `consumer: lambda`
     stack = Stack(
@@ -143,7 +128,7 @@ def test_changing_a_consumer_key_updates_one_resource_in_place(
         changed = {name: op for name, op in consumer_ops(outcome).items() if op != "same"}
         assert changed == {resource: deploy.UPDATE}, (key, changed)
     # and AWS holds the new value on the same function (not a replacement)
-    assert read(stack) == expected
+    assert int(read(stack)) == expected
     assert _function(stack).function_arn == function_arn
     # and a further up with the same config changes nothing
     assert set(consumer_ops(stack.preview({key: value})).values()) == {"same"}
