@@ -26,9 +26,7 @@ from sync.limits import (
     TICKS_RANGE,
     USERS_PER_MESSAGE_RANGE,
 )
-
-DEFAULT_STATE = Path(".cohort-sync/state.duckdb")
-DEFAULT_CONSUMER_STATE = Path(".cohort-sync/consumer.sqlite")
+from sync.state_files import DEFAULT_CONSUMER_STATE, DEFAULT_PUBLISHER_STATE
 
 PLUGIN_GROUP = "cohort_sync.commands"
 
@@ -111,8 +109,9 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state",
         type=Path,
-        default=DEFAULT_STATE,
-        help=f"state store (membership and outbox), default {DEFAULT_STATE}",
+        default=DEFAULT_PUBLISHER_STATE,
+        help="publisher state: the DuckDB file of membership and outbox that push creates "
+        f"(default {DEFAULT_PUBLISHER_STATE})",
     )
     parser.add_argument(
         "--max-users-per-message",
@@ -165,7 +164,10 @@ def _state_command(sub: Any) -> None:
         "holds (acknowledged records are deleted, so that is what `replay` would send).",
     )
     state.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
+        "--state",
+        type=Path,
+        default=DEFAULT_PUBLISHER_STATE,
+        help=f"publisher state, the DuckDB file push creates (default {DEFAULT_PUBLISHER_STATE})",
     )
     state.add_argument("--json", action="store_true", help="print the summary as JSON")
     state.set_defaults(handler=commands.state)
@@ -263,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-send what the outbox still holds")
     _destination(replay)
     replay.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
+        "--state",
+        type=Path,
+        default=DEFAULT_PUBLISHER_STATE,
+        help=f"publisher state, the DuckDB file push creates (default {DEFAULT_PUBLISHER_STATE})",
     )
     _external_id(replay)
     endpoint_argument(replay)
@@ -282,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         type=Path,
         default=DEFAULT_CONSUMER_STATE,
-        help=f"consumer state (default {DEFAULT_CONSUMER_STATE})",
+        help=f"consumer state, the SQLite file consume creates (default {DEFAULT_CONSUMER_STATE})",
     )
     consume.add_argument(
         "--from-start", action="store_true", help="read from the oldest record the stream retains"
@@ -305,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         type=Path,
         default=DEFAULT_CONSUMER_STATE,
-        help=f"consumer state (default {DEFAULT_CONSUMER_STATE})",
+        help=f"consumer state, the SQLite file consume creates (default {DEFAULT_CONSUMER_STATE})",
     )
     members.add_argument("--cohort-id", required=True, help="cohort to print")
     members.add_argument(

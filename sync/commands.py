@@ -14,8 +14,9 @@ from typing import Any
 
 import boto3
 
-from sync.errors import InputError, MassExitError, PreflightError, SyncError
+from sync.errors import InputError, MassExitError, PreflightError, StateError, SyncError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
+from sync.state_files import DEFAULT_PUBLISHER_STATE
 
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 SESSION_NAME = "amplitude-cohort-sync"
@@ -220,17 +221,13 @@ def state(args: argparse.Namespace) -> int:
     """`state`: the publisher state's size, cohorts, last syncs and pending outbox."""
     from sync.state import StateStore
 
-    try:
-        if not args.state.exists():
-            raise SyncError(f"--state {args.state}: no such state file; `push` creates it")
-        with StateStore(args.state, read_only=True) as store:
-            summary = store.summary()
-    except SyncError as exc:
-        if not args.json:
-            raise
-        fix = "pass the --state file a push wrote (default .cohort-sync/state.duckdb)"
-        print_lines(json.dumps({"error": str(exc), "fix": fix}))
-        return 2
+    if not args.state.exists():
+        raise StateError(
+            f"--state {args.state}: no such publisher state file; `push` creates it",
+            fix=f"pass the --state file a push wrote (default {DEFAULT_PUBLISHER_STATE})",
+        )
+    with StateStore(args.state, read_only=True) as store:
+        summary = store.summary()
     print_lines(json.dumps(summary.to_json()) if args.json else summary.render())
     return 0
 

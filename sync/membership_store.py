@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -20,6 +21,15 @@ from sync.errors import ContractError, StateError
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, Member, MemberState, Version
 from sync.membership import tiebreak_of as _tiebreak_of
 from sync.raw_records import ON_NEWER_VERSION, Verdict, apply_record, read_record
+from sync.state_files import (
+    CONSUMER_APPLICATION_ID,
+    CONSUMER_FORMAT_VERSION,
+    FileKind,
+    file_kind,
+    foreign_tables,
+    newer_format,
+    not_consumer_state,
+)
 
 # Enough raw bytes to recognise a poison record without storing megabytes of it.
 QUARANTINE_PREFIX_BYTES: Final = 1024
@@ -126,6 +136,9 @@ class MembershipStore:
         self.path = os.fspath(path)
         self.retention_hours = retention_hours
         self._clock = clock
+        if self.path not in ("", ":memory:"):
+            # Before any write: a file that is not ours is refused, never written into.
+            _check_consumer_file(self.path)
         try:
             # Autocommit mode: transactions are opened explicitly, one per page.
             self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -137,6 +150,8 @@ class MembershipStore:
             # their checkpoints with them, so they are simply read again.
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA application_id = {CONSUMER_APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version = {CONSUMER_FORMAT_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"state file {self.path!r}: not a usable SQLite database ({exc})"
@@ -349,3 +364,51 @@ def _decoded(record: RawRecord) -> ValidRecord | InvalidRecord:
 
 def _props(raw: str | None) -> Any:
     return None if raw is None else json.loads(raw)
+
+
+def _check_consumer_file(path: str) -> None:
+    """Refuse, opening it read-only, a file that is not a consumer state (or is a newer one)."""
+    kind = file_kind(Path(path))
+    if kind is FileKind.NEW:
+        return
+    if kind is not FileKind.SQLITE:
+        raise not_consumer_state(path, kind.value)
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            application_id = int(db.execute("PRAGMA application_id").fetchall()[0][0])
+            version = int(db.execute("PRAGMA user_version").fetchall()[0][0])
+            tables = _columns(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise not_consumer_state(path, f"a SQLite database that cannot be read ({exc})") from exc
+    # Files written before the mark carry application id 0 and nothing but our tables, each
+    # with our columns (or fewer: columns added since are created on open).
+    ours = _columns(_schema_only())
+    unmarked_ours = application_id == 0 and all(
+        name in ours and columns <= ours[name] for name, columns in tables.items()
+    )
+    if application_id != CONSUMER_APPLICATION_ID and not unmarked_ours:
+        owner = f"application id {application_id:#x}, " if application_id else ""
+        what = f"a SQLite database of another application ({owner}{foreign_tables(set(tables))})"
+        raise not_consumer_state(path, what)
+    if version > CONSUMER_FORMAT_VERSION:
+        raise newer_format(path, str(version), str(CONSUMER_FORMAT_VERSION))
+
+
+def _schema_only() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    return db
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each table (and view) of the database with its column names."""
+    names = db.execute("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')").fetchall()
+    return {
+        str(name): {
+            str(row[1]) for row in db.execute("SELECT * FROM pragma_table_info(?)", (name,))
+        }
+        for (name,) in names
+    }

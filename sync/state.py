@@ -30,8 +30,20 @@ from sync.outbox import SCHEMA as OUTBOX_SCHEMA
 from sync.outbox import Outbox, OutboxCounts
 from sync.snapshots import DEFAULT_MAX_PROBLEMS, DEFAULT_MAX_USER_BYTES, SnapshotSummary
 from sync.snapshots import load_snapshot as _load_snapshot
+from sync.state_files import (
+    PUBLISHER_FORMAT,
+    PUBLISHER_FORMAT_VERSION,
+    PUBLISHER_TABLES,
+    FileKind,
+    file_kind,
+    foreign_tables,
+    newer_format,
+    not_publisher_state,
+)
 
-SCHEMA_VERSION: Final = "1"
+# DuckDB must never reach for an extension at run time: given a SQLite file it tried to
+# download `sqlite_scanner`. Everything used here (CSV, JSON, Parquet) is built in.
+NO_EXTENSIONS: Final = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
 # compact() rewrites the file when more than this fraction of its blocks are free, so the file
 # stays within about 1 / (1 - fraction) of the live data; tiny files are never worth it.
 COMPACT_FREE_FRACTION: Final = 0.2
@@ -177,12 +189,16 @@ class StateStore:
         config: dict[str, str | bool | int | float | list[str]] = {
             "memory_limit": memory_limit,
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+            **NO_EXTENSIONS,
         }
         if threads is not None:
             config["threads"] = threads
         self.path = str(path)
         self._config = config
         self._read_only = read_only
+        if self.path != ":memory:":
+            # Before any write: a file that is not ours is refused, never written into.
+            _check_publisher_file(self.path, config)
         try:
             self._con = duckdb.connect(self.path, read_only=read_only, config=config)
             self._con.execute("SET enable_progress_bar = false")  # a library draws no bars
@@ -214,25 +230,19 @@ class StateStore:
         return self._con
 
     def _migrate(self, *, read_only: bool = False) -> None:
-        if not read_only:
-            for statement in _SCHEMA:
-                self._con.execute(statement)
-        # fetchall, never fetchone: DuckDB keeps a half-read result open and refuses other work.
-        rows = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-        row = rows[0] if rows else None
-        if row is None and read_only:
-            raise StateError(f"state store {self.path}: not a cohort-sync state file (no schema)")
-        if row is None:
+        if read_only:
+            return  # _check_publisher_file read the marks; a version 1 file reads as it is
+        for statement in _SCHEMA:
+            self._con.execute(statement)
+        marks = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+        if marks.get("format_version") != PUBLISHER_FORMAT_VERSION:
+            # A new file, or a version 1 file (whose outbox columns _SCHEMA just added).
+            self._con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             self._con.execute(
-                "INSERT INTO meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION}
+                "INSERT OR REPLACE INTO meta VALUES ('format', $f), ('format_version', $v)",
+                {"f": PUBLISHER_FORMAT, "v": PUBLISHER_FORMAT_VERSION},
             )
-        elif row[0] != SCHEMA_VERSION:
-            raise StateError(
-                f"state store {self.path}: schema version {row[0]!r}, this code reads "
-                f"{SCHEMA_VERSION!r}"
-            )
-        if not read_only:
-            self._outbox.drop_orphans()  # records of a stage a crash cut short
+        self._outbox.drop_orphans()  # records of a stage a crash cut short
 
     def close(self) -> None:
         """Close the connection; committed work is already durable."""
@@ -721,6 +731,48 @@ class StateStore:
                 SELECT $c, user_id, user_json, hash(user_json) FROM {_INCOMING}""",
             {"c": cohort_id},
         )
+
+
+def _check_publisher_file(
+    path: str, config: dict[str, str | bool | int | float | list[str]]
+) -> None:
+    """Refuse, opening it read-only, a file that is not a publisher state (or is a newer one)."""
+    kind = file_kind(Path(path))
+    if kind is FileKind.NEW:
+        return
+    if kind is not FileKind.DUCKDB:
+        raise not_publisher_state(path, kind.value)
+    try:
+        con = duckdb.connect(path, read_only=True, config=config)
+    except duckdb.Error as exc:
+        raise not_publisher_state(path, f"a DuckDB database that cannot be opened ({exc})") from exc
+    try:
+        tables = {
+            str(name)
+            for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_catalog = current_database()"
+            ).fetchall()
+        }
+        if not tables:
+            return  # an empty database: nothing of anybody's to spoil
+        marks: dict[str, str] = {}
+        if tables <= PUBLISHER_TABLES and "meta" in tables:
+            try:
+                marks = {
+                    str(k): str(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()
+                }
+            except duckdb.Error:
+                marks = {}  # a `meta` table of another shape
+    finally:
+        con.close()
+    ours = marks.get("format") == PUBLISHER_FORMAT or marks.get("schema_version") == "1"
+    if not ours:
+        what = f"a DuckDB database of another application ({foreign_tables(tables)})"
+        raise not_publisher_state(path, what)
+    version = marks.get("format_version", "1")
+    if not version.isdigit() or int(version) > int(PUBLISHER_FORMAT_VERSION):
+        raise newer_format(path, version, PUBLISHER_FORMAT_VERSION)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -92,8 +92,10 @@ def test_state_of_a_missing_file_exits_2_and_names_it(
     captured = capsys.readouterr()
     if as_json:
         error = json.loads(captured.out)
-        assert error["error"] == f"--state {missing}: no such state file; `push` creates it"
+        assert error["error"] == (
+            f"--state {missing}: no such publisher state file; `push` creates it"
+        )
         assert "--state" in error["fix"]
     else:
-        assert f"--state {missing}: no such state file" in captured.err
+        assert f"--state {missing}: no such publisher state file" in captured.err
     assert not missing.exists()
