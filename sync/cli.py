@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -200,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     preflight = sub.add_parser(
         "preflight",
         help="assume the role and check it as Amplitude does (SimulatePrincipalPolicy)",
+        description="Assume the destination's role with your base credentials, confirm the "
+        "session acts as that role, and simulate kinesis:PutRecord, kinesis:PutRecords and "
+        "iam:SimulatePrincipalPolicy on the stream and the role, as Amplitude does before it "
+        "delivers. Prints one PASS or FAIL line per check, each FAIL with its fix; exits 1 when "
+        "any check fails. Sends nothing.",
     )
     _destination(preflight)
     _external_id(preflight)
@@ -262,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.set_defaults(handler=commands.watch)
 
-    replay = sub.add_parser("replay", help="re-send what the outbox still holds")
+    replay = sub.add_parser(
+        "replay",
+        help="re-send what the outbox still holds",
+        description="Deliver the records a push left in the publisher state's outbox (they "
+        "exhausted their tries, or the push was killed), under their original message ids, then "
+        "compact the file. Reads no snapshot and stages nothing; exits 1 while records remain.",
+    )
     _destination(replay)
     replay.add_argument(
         "--state",
@@ -305,7 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_argument(consume)
     consume.set_defaults(handler=commands.consume)
 
-    members = sub.add_parser("members", help="print a cohort's current members")
+    members = sub.add_parser(
+        "members",
+        help="print a cohort's current members",
+        description="Print, from the consumer state `consume` wrote, the users a cohort holds "
+        "now (the latest computed_time per user wins) as CSV (one column per property) or "
+        "JSONL, ordered by user_id. Reads no stream.",
+    )
     members.add_argument(
         "--state",
         type=Path,
@@ -332,10 +350,12 @@ class _Parser(argparse.ArgumentParser):
     json_errors = False  # set by main() for the whole tree of parsers
 
     def error(self, message: str) -> NoReturn:
-        """Exit 2 as argparse does; with --json, print {"error", "fix"} instead of usage."""
+        """Exit 2 as argparse does, naming the fix; with --json, {"error", "fix"} instead."""
+        fix = f"see `{self.prog} --help`"
         if not _Parser.json_errors:
-            super().error(message)
-        commands.print_error(f"{self.prog}: {message}", f"see `{self.prog} --help`", as_json=True)
+            self.print_usage(sys.stderr)
+            self.exit(2, f"{self.prog}: error: {message}\n{self.prog}: fix: {fix}\n")
+        commands.print_error(f"{self.prog}: {message}", fix, as_json=True)
         raise SystemExit(2)
 
 
@@ -351,6 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): done, as Unix tools are, quietly.
+        _silence_stdout()
+        return 0
     except ReportedError:
         return 2
     except SyncError as exc:
@@ -366,3 +390,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("cohort-sync: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush finds no broken pipe.
+
+    As the Python documentation's note on SIGPIPE advises; the pipe's unread bytes are dropped.
+    """
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return  # not a file descriptor (a test's capture): nothing will flush into a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)

@@ -14,9 +14,9 @@ from typing import Any
 
 import boto3
 
-from sync.errors import InputError, MassExitError, PreflightError, StateError, SyncError
+from sync.errors import InputError, MassExitError, PreflightError, StateError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
-from sync.state_files import DEFAULT_PUBLISHER_STATE
+from sync.state_files import DEFAULT_CONSUMER_STATE, DEFAULT_PUBLISHER_STATE
 
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 SESSION_NAME = "amplitude-cohort-sync"
@@ -34,7 +34,7 @@ def print_error(message: str, fix: str, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message, "fix": fix}), flush=True)
     else:
-        print(f"cohort-sync: error: {message}", file=sys.stderr)
+        print(f"cohort-sync: error: {message}\ncohort-sync: fix: {fix}", file=sys.stderr)
 
 
 def write_private(path: Path, document: Any) -> None:
@@ -261,7 +261,11 @@ def members(args: argparse.Namespace) -> int:
     from sync.membership_store import members as members_of
 
     if not args.state.exists():
-        raise SyncError(f"--state {args.state}: no such consumer state file; run `consume` first")
+        raise StateError(
+            f"--state {args.state}: no such consumer state file; run `consume` first",
+            fix=f"run `consume` first, or pass the --state file it wrote (default "
+            f"{DEFAULT_CONSUMER_STATE})",
+        )
     with MembershipStore(args.state) as store:
         if not store.knows_cohort(args.cohort_id):
             raise InputError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +29,7 @@ from provisioning import constants as c
 from sandbox.engine.stack import StackConfig, apply
 from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
+from sync.membership_store import MembershipStore
 from sync.state import StateStore
 
 pytestmark = pytest.mark.integration
@@ -208,8 +210,30 @@ def bound_elsewhere(path: Path) -> None:
         store.bind("other", "Other", "arn:aws:kinesis:us-east-1:123456789012:stream/other")
 
 
+def analytics_database(path: Path) -> None:
+    """The user's own DuckDB database, with a `membership` table of its own shape."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE membership (team VARCHAR, person VARCHAR)")
+    con.close()
+
+
+def consumer_state(path: Path) -> None:
+    MembershipStore(path).close()
+
+
 LONG = "x" * 1000
 CASES = [
+    # --state: a file that is not the publisher's is read only, named, and left as it was
+    Case(
+        "state-foreign-duckdb",
+        ("a DuckDB database of another application (tables membership)", "`push` creates"),
+        state=analytics_database,
+    ),
+    Case(
+        "state-consumer-sqlite",
+        ("a SQLite database, not a publisher state",),
+        state=consumer_state,
+    ),
     # options: argparse types with ranges, named in the message
     Case("senders-0", ("argument --senders: '0'", "from 1 to 64"), options={"senders": "0"}),
     Case("senders-negative", ("argument --senders: '-3'",), options={"senders": "-3"}),
@@ -561,6 +585,7 @@ def test_a_bad_input_is_refused_before_anything_changes(
     for words in case.expect:
         assert " ".join(words.split()) in message, run.err
     assert "Traceback" not in run.err
+    assert ": fix: " in run.err, run.err  # every refusal names its fix
     assert digest(state) == before
     assert stack.records() == published
     assert run.assumed == (1 if case.assumes else 0)

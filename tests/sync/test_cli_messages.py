@@ -1,0 +1,74 @@
+"""What `cohort-sync` says: a description per command, a fix per refusal, quiet broken pipes."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sync.cli import build_parser, main
+from sync.state import StateStore
+
+pytestmark = pytest.mark.unit
+
+
+def subcommands(
+    parser: argparse.ArgumentParser,
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield f"{parser.prog} {name}".removeprefix("cohort-sync "), child
+                yield from subcommands(child)
+
+
+def test_every_subcommand_has_a_description_in_its_help() -> None:
+    found = dict(subcommands(build_parser()))
+
+    assert {"push", "preflight", "replay", "members", "demo", "local up"} <= set(found)
+    assert [name for name, parser in found.items() if not parser.description] == []
+
+
+def test_a_usage_error_names_its_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["members", "--format", "xml", "--cohort-id", "gs72ns"])
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "cohort-sync members: error: argument --format: invalid choice: 'xml'" in err
+    assert err.endswith("cohort-sync members: fix: see `cohort-sync members --help`\n")
+
+
+def test_a_refusal_names_its_fix_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["members", "--state", str(tmp_path / "none.sqlite"), "--cohort-id", "x"]) == 2
+
+    assert capsys.readouterr().err.splitlines() == [
+        f"cohort-sync: error: --state {tmp_path / 'none.sqlite'}: no such consumer state file; "
+        "run `consume` first",
+        "cohort-sync: fix: run `consume` first, or pass the --state file it wrote (default "
+        ".cohort-sync/consumer.sqlite)",
+    ]
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
+    # GIVEN `cohort-sync state … | head -c 0`: the reader is gone before the command writes
+    state = tmp_path / "state.duckdb"
+    with StateStore(state):
+        pass
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sync", "state", "--state", str(state), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+
+    err = child.stderr.read().decode()
+    # THEN exit 0 and not a word on stderr (before: a BrokenPipeError traceback)
+    assert (child.wait(timeout=60), err) == (0, "")
