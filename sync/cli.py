@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SyncError as exc:
         commands.print_error(str(exc), exc.fix, as_json=bool(getattr(args, "json", False)))
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         if getattr(args, "json", False):
             commands.print_error(

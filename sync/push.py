@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from sync import database
 from sync.destination import Destination
 from sync.errors import InputError, MassExitError, SnapshotError, StateError
 from sync.inputs import cohort_id_problems, cohort_name_problems, range_problem
@@ -386,8 +387,8 @@ def run_push(
     started = time.perf_counter()
     check_request(request)
     state = _FreshState(request.state)
-    with closing(state):
-        store = state.store
+    with database.disk_failures(str(state.path), staged=lambda: state.staged), closing(state):
+        store = state.open()
         # Everything below up to bind() only reads the state: a refusal leaves it as it was.
         users, counts = validate_and_plan(
             store,
@@ -444,29 +445,16 @@ def run_push(
             options=request.options,
             resend_all=request.resend_all,
         )
-
-        def reconnect(session: boto3.Session | None = None) -> Any:
-            # Kinesis said the keys expired before the session thought so: assume the role anew.
-            return (session or connect()).client(
-                "kinesis",
-                region_name=dest.region,
-                endpoint_url=endpoint_url,
-                config=PUBLISHER_CLIENT_CONFIG,
-            )
-
-        kinesis = reconnect(session)
-
-        with progress(store.outbox_counts().pending) as on_progress:
-            delivery = deliver_pending(
-                store,
-                kinesis,
-                dest.stream_arn,
-                request.options,
-                on_progress=on_progress,
-                reconnect=reconnect,
-            )
-        left = store.outbox_counts().pending
-        store.compact()  # acked records are deleted: the file follows the live data
+        state.staged = True
+        delivery, left = deliver_outbox(
+            store,
+            dest,
+            connect=connect,
+            session=session,
+            options=request.options,
+            endpoint_url=endpoint_url,
+            progress=progress,
+        )
     return PushReport.delivered(
         delivery,
         started=started,
@@ -480,28 +468,72 @@ def run_push(
     )
 
 
+def deliver_outbox(
+    store: StateStore,
+    destination: Destination,
+    *,
+    connect: Callable[[], boto3.Session],
+    options: DeliveryOptions,
+    session: boto3.Session | None = None,
+    endpoint_url: str | None = None,
+    progress: ProgressFactory = no_progress,
+) -> tuple[DeliveryReport, int]:
+    """The one delivery path of push and replay: send the outbox, then compact the file.
+
+    Returns the delivery and the records still pending. `session` is the one a push already
+    assumed; without it (a replay) the role is assumed here.
+    """
+
+    def reconnect(session: boto3.Session | None = None) -> Any:
+        # Also when Kinesis says the keys expired before the session thought so.
+        return (session or connect()).client(
+            "kinesis",
+            region_name=destination.region,
+            endpoint_url=endpoint_url,
+            config=PUBLISHER_CLIENT_CONFIG,
+        )
+
+    kinesis = reconnect(session)
+    with progress(store.outbox_counts().pending) as on_progress:
+        delivery = deliver_pending(
+            store,
+            kinesis,
+            destination.stream_arn,
+            options,
+            on_progress=on_progress,
+            reconnect=reconnect,
+        )
+    left = store.outbox_counts().pending
+    store.compact()  # acked records are deleted: the file follows the live data
+    return delivery, left
+
+
 def check_binding(store: StateStore, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
     """Refuse now, writing nothing, what bind() would refuse when the push stages."""
-    store.connection.begin()
-    try:
+    with store.trial():
         store.bind(cohort_id, cohort_name, stream_arn)
-    finally:
-        store.connection.rollback()
 
 
 class _FreshState:
-    """The state store of one push, and whether the push has written to it yet."""
+    """The state store of one push, whether the push has written to it yet, and staged."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.created = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.store = StateStore(path)
+        self._store: StateStore | None = None
         self.written = False
+        self.staged = False  # the sync is committed: a later failure leaves it to be delivered
+
+    def open(self) -> StateStore:
+        """Open (or create) the state file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._store = StateStore(self.path)
+        return self._store
 
     def close(self) -> None:
         """Close; a file this run created but never wrote to (a refusal, a dry run) goes."""
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
         if self.created and not self.written:
             for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
                 leftover.unlink(missing_ok=True)
@@ -518,32 +550,24 @@ def run_replay(
 ) -> PushReport:
     """Re-send whatever the outbox still holds."""
     if not state.exists():
-        raise StateError(f"--state {state}: no such state file; nothing to replay")
+        raise StateError(
+            f"--state {state}: no such publisher state file; nothing to replay",
+            fix="pass the --state file the push that left records wrote",
+        )
     started = time.perf_counter()
-    with StateStore(state) as store:
+    # Whatever a replay finds is staged already: a full disk leaves it there (exit 1).
+    with database.disk_failures(str(state), staged=lambda: True), StateStore(state) as store:
         waiting = store.outbox_counts().pending
         if waiting == 0:
             return PushReport.delivered(
                 DeliveryReport(0, 0, 0, 0, 0, (), 0.0), started=started, pending_left=0, messages=0
             )
-
-        def reconnect() -> Any:
-            return connect().client(
-                "kinesis",
-                region_name=destination.region,
-                endpoint_url=endpoint_url,
-                config=PUBLISHER_CLIENT_CONFIG,
-            )
-
-        with progress(waiting) as on_progress:
-            delivery = deliver_pending(
-                store,
-                reconnect(),
-                destination.stream_arn,
-                options,
-                on_progress=on_progress,
-                reconnect=reconnect,
-            )
-        left = store.outbox_counts().pending
-        store.compact()
+        delivery, left = deliver_outbox(
+            store,
+            destination,
+            connect=connect,
+            options=options,
+            endpoint_url=endpoint_url,
+            progress=progress,
+        )
     return PushReport.delivered(delivery, started=started, pending_left=left, messages=waiting)

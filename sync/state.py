@@ -13,8 +13,10 @@ read in keyset-paginated pages, so the caller may write (insert records, ack) be
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Final
 
 import duckdb
 
+from sync import database
 from sync.errors import StateError
 from sync.messages import OutgoingRecord
 from sync.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
@@ -41,9 +44,6 @@ from sync.state_files import (
     not_publisher_state,
 )
 
-# DuckDB must never reach for an extension at run time: given a SQLite file it tried to
-# download `sqlite_scanner`. Everything used here (CSV, JSON, Parquet) is built in.
-NO_EXTENSIONS: Final = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
 # compact() rewrites the file when more than this fraction of its blocks are free, so the file
 # stays within about 1 / (1 - fraction) of the live data; tiny files are never worth it.
 COMPACT_FREE_FRACTION: Final = 0.2
@@ -186,10 +186,9 @@ class StateStore:
         threads: int | None = None,
         read_only: bool = False,
     ) -> None:
-        config: dict[str, str | bool | int | float | list[str]] = {
+        config: database.Config = {
             "memory_limit": memory_limit,
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
-            **NO_EXTENSIONS,
         }
         if threads is not None:
             config["threads"] = threads
@@ -200,8 +199,7 @@ class StateStore:
             # Before any write: a file that is not ours is refused, never written into.
             _check_publisher_file(self.path, config)
         try:
-            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
-            self._con.execute("SET enable_progress_bar = false")  # a library draws no bars
+            self._con = database.connect(self.path, read_only=read_only, config=config)
             self._outbox = Outbox(self._con)
             self._migrate(read_only=read_only)
         except duckdb.Error as exc:
@@ -223,6 +221,10 @@ class StateStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def trial(self) -> AbstractContextManager[None]:
+        """A transaction always rolled back: checks that would write, writing nothing."""
+        return database.trial(self._con)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -290,8 +292,7 @@ class StateStore:
         else:
             os.replace(target, self.path)
             _fsync_directory(Path(self.path).parent)
-        self._con = duckdb.connect(self.path, config=self._config)
-        self._con.execute("SET enable_progress_bar = false")
+        self._con = database.connect(self.path, config=self._config)
         self._outbox = Outbox(self._con)
         self._snapshot, self._diffed = None, None
         return True
@@ -448,9 +449,10 @@ class StateStore:
             )
         except BaseException:
             # Any failure, an interrupt included, leaves membership and the pending outbox as
-            # they were; the records written for this stage go (a crash leaves them to the
-            # next open).
-            self._outbox.drop_orphans()
+            # they were; the records written for this stage go (a crash, or a disk too full
+            # to delete them, leaves them to the next open).
+            with contextlib.suppress(duckdb.Error):
+                self._outbox.drop_orphans()
             raise
         self._con.execute(f"DROP TABLE IF EXISTS {_SNAPSHOT}")
         self._snapshot, self._diffed = None, None
@@ -468,8 +470,7 @@ class StateStore:
         sequence: int,
     ) -> None:
         """The one transaction that makes a stage visible: new membership and the sync row."""
-        self._con.begin()
-        try:
+        with database.transaction(self._con):
             self._replace_membership(cohort_id, everyone_enters=everyone_enters)
             if sequence:
                 # A run with nothing to send leaves no sync behind: no row, no computed_time
@@ -479,10 +480,6 @@ class StateStore:
                 )
             for table in (_DELTA, _ENTERING, _EXITING, _INCOMING):
                 self._con.execute(f"DROP TABLE IF EXISTS {table}")
-            self._con.commit()
-        except BaseException:
-            self._con.rollback()
-            raise
 
     def _record_sync(
         self,
@@ -523,15 +520,12 @@ class StateStore:
         self._require_snapshot()
         # Outside the transaction, so the rollback keeps the diff for stage().
         everyone = self._everyone_enters(self._diff(cohort_id))
-        self._con.begin()
-        try:
+        # A dry run leaves the store exactly as it found it, snapshot aside.
+        with database.trial(self._con):
             entering, exiting = self._split(
                 cohort_id, whole_snapshot=everyone or resend_all, everyone_enters=everyone
             )
             sequence, size = self._emit(build, lambda first, records: _count(records))
-        finally:
-            # A dry run leaves the store exactly as it found it, snapshot aside.
-            self._con.rollback()
         return StagedSync(sync_id, entering, exiting, sequence, size)
 
     def _emit(
@@ -743,7 +737,7 @@ def _check_publisher_file(
     if kind is not FileKind.DUCKDB:
         raise not_publisher_state(path, kind.value)
     try:
-        con = duckdb.connect(path, read_only=True, config=config)
+        con = database.connect(path, read_only=True, config=config)
     except duckdb.Error as exc:
         raise not_publisher_state(path, f"a DuckDB database that cannot be opened ({exc})") from exc
     try:
