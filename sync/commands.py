@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,17 @@ def watch(args: argparse.Namespace) -> int:
         tick += 1
         if args.ticks is not None and tick >= args.ticks:
             break
-        time.sleep(max(0.0, every - (time.monotonic() - started)))
+        wait = max(0.0, every - (time.monotonic() - started))
+        _say_next_tick(wait, as_json=args.json)
+        time.sleep(wait)
     return status
+
+
+def _say_next_tick(wait_seconds: float, *, as_json: bool) -> None:
+    """One line between ticks, so a watch is never silent; on stderr under --json."""
+    at = datetime.now(UTC) + timedelta(seconds=wait_seconds)
+    line = f"watch: next push at {at:%H:%M:%S} UTC (in {wait_seconds:.0f} s); Ctrl-C stops"
+    print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
 def replay(args: argparse.Namespace) -> int:

@@ -402,17 +402,16 @@ def run_push(
         computed_time = request.computed_time or default_computed_time(store, request.cohort_id)
         check_computed_time(store, request.cohort_id, computed_time, counts)
         if request.dry_run:
+            # A sync id of the push's own shape: message ids are in every record (and are the
+            # partition key), so "dry-run" counted 6 bytes fewer per record than the push sent.
+            sync_id = new_sync_id(request.cohort_id, computed_time)
             planned = store.preview(
                 cohort_id=request.cohort_id,
                 cohort_name=request.cohort_name,
                 computed_time=computed_time,
-                sync_id="dry-run",
+                sync_id=sync_id,
                 build=_builder(
-                    request.cohort_id,
-                    request.cohort_name,
-                    computed_time,
-                    "dry-run",
-                    request.options,
+                    request.cohort_id, request.cohort_name, computed_time, sync_id, request.options
                 ),
                 resend_all=request.resend_all,
             )

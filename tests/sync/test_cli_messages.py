@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sync import commands
 from sync.cli import build_parser, main
 from sync.state import StateStore
 
@@ -72,3 +74,32 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) ->
     err = child.stderr.read().decode()
     # THEN exit 0 and not a word on stderr (before: a BrokenPipeError traceback)
     assert (child.wait(timeout=60), err) == (0, "")
+
+
+class _Report:
+    ok = True
+
+    def render(self) -> str:
+        return "push: a report"
+
+
+def test_watch_says_when_the_next_push_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN pushes that report at once, and a sleep that only records how long it was asked
+    slept: list[float] = []
+    monkeypatch.setattr(commands, "push_request", lambda args, **kw: None)
+    monkeypatch.setattr(commands, "push_once", lambda args, request: _Report())
+    monkeypatch.setattr(commands.time, "sleep", slept.append)
+    argv = ["watch", "--every", "1h", "--ticks", "2", "--destination", "d.json"]
+    argv += ["--cohort-id", "gs72ns", "--cohort-name", "Power users", "s.csv"]
+
+    assert main(argv) == 0
+
+    # THEN between the two reports one line says when the next push runs (before: silence)
+    first, between, second = capsys.readouterr().out.splitlines()
+    assert (first, second) == ("push: a report", "push: a report")
+    assert re.fullmatch(
+        r"watch: next push at \d\d:\d\d:\d\d UTC \(in 3600 s\); Ctrl-C stops", between
+    )
+    assert len(slept) == 1 and 3599 < slept[0] <= 3600
