@@ -44,6 +44,14 @@ def connect(path: str, *, read_only: bool = False, config: Config) -> duckdb.Duc
     return con
 
 
+def scalar(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object] | None = None
+) -> int:
+    """The one integer a query returns (0 for NULL); fetchall, never leaving a result open."""
+    row = con.execute(sql, params or {}).fetchall()[0]
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Commit what the block did, or roll it back; the block's own error is the one raised."""

@@ -90,6 +90,11 @@ class Outbox:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
 
+    def create(self) -> None:
+        """Create the outbox table, or bring one an older version wrote up to date."""
+        for statement in (SCHEMA, *MIGRATIONS):
+            self._con.execute(statement)
+
     def add(
         self, sync_id: str, first_sequence: int, records: Iterable[OutgoingRecord]
     ) -> tuple[int, int]:

@@ -28,7 +28,8 @@ from sync.mass_exit import ExitGuard, mass_exit_refusal
 from sync.messages import OutgoingRecord, build_messages
 from sync.options import DeliveryOptions as DeliveryOptions  # re-exported: callers import it here
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
-from sync.state import DiffCounts, StagedSync, StateStore
+from sync.staging import DiffCounts, StagedSync
+from sync.state import StateStore
 
 # Acks per durable transaction: about four 5 MiB PutRecords calls of 1000-user messages (14
 # acks took 0.62-2.01 s at 1M users, 4 took 0.53-0.77 s), and never held longer than a second.
@@ -182,10 +183,10 @@ def validate_and_plan(
     max_users_rule: str = "",
 ) -> tuple[int, DiffCounts]:
     """Validate and load the whole snapshot and count the diff; writes nothing to the state."""
-    summary = store.load_snapshot(snapshot)
+    summary = store.staging.load_snapshot(snapshot)
     if max_users is not None and summary.users > max_users:
         raise SnapshotError(f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}")
-    return summary.users, store.plan(cohort_id)
+    return summary.users, store.staging.plan(cohort_id)
 
 
 def check_request(request: PushRequest) -> None:
@@ -267,7 +268,7 @@ def stage(
 ) -> StagedSync:
     """Commit the diff's messages and the new membership together (the loaded snapshot's)."""
     sync_id = sync_id or new_sync_id(cohort_id, computed_time)
-    return store.stage(
+    return store.staging.stage(
         cohort_id=cohort_id,
         cohort_name=cohort_name,
         computed_time=computed_time,
@@ -328,14 +329,14 @@ def deliver_pending(
     `reconnect` returns a fresh Kinesis client; without it ExpiredToken stops the delivery.
     """
     publisher = Publisher(kinesis, stream, options, on_progress=on_progress, reconnect=reconnect)
-    acks = GroupedAcks(store.ack)
+    acks = GroupedAcks(store.outbox.ack)
     try:
-        report = publisher.send(store.pending(), on_acked=acks)
+        report = publisher.send(store.outbox.pending(), on_acked=acks)
     finally:
         # What Kinesis took is acked whatever happens next (a refusal, an interrupt).
         acks.flush()
     if report.failed:
-        store.record_failure(list(report.failed), "exhausted tries")
+        store.outbox.record_failure(list(report.failed), "exhausted tries")
     return report
 
 
@@ -405,7 +406,7 @@ def run_push(
             # A sync id of the push's own shape: message ids are in every record (and are the
             # partition key), so "dry-run" counted 6 bytes fewer per record than the push sent.
             sync_id = new_sync_id(request.cohort_id, computed_time)
-            planned = store.preview(
+            planned = store.staging.preview(
                 cohort_id=request.cohort_id,
                 cohort_name=request.cohort_name,
                 computed_time=computed_time,
@@ -493,7 +494,7 @@ def deliver_outbox(
         )
 
     kinesis = reconnect(session)
-    with progress(store.outbox_counts().pending) as on_progress:
+    with progress(store.outbox.counts().pending) as on_progress:
         delivery = deliver_pending(
             store,
             kinesis,
@@ -502,7 +503,7 @@ def deliver_outbox(
             on_progress=on_progress,
             reconnect=reconnect,
         )
-    left = store.outbox_counts().pending
+    left = store.outbox.counts().pending
     store.compact()  # acked records are deleted: the file follows the live data
     return delivery, left
 
@@ -556,7 +557,7 @@ def run_replay(
     started = time.perf_counter()
     # Whatever a replay finds is staged already: a full disk leaves it there (exit 1).
     with database.disk_failures(str(state), staged=lambda: True), StateStore(state) as store:
-        waiting = store.outbox_counts().pending
+        waiting = store.outbox.counts().pending
         if waiting == 0:
             return PushReport.delivered(
                 DeliveryReport(0, 0, 0, 0, 0, (), 0.0), started=started, pending_left=0, messages=0

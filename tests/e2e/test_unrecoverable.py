@@ -110,7 +110,7 @@ class Loop:
 
     def pending(self) -> int:
         with StateStore(self.state) as store:
-            return store.outbox_counts().pending
+            return store.outbox.counts().pending
 
     def consumed_members(self) -> dict[str, Any]:
         consumer = self.tmp / "consumer.sqlite"

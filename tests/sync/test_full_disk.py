@@ -27,6 +27,7 @@ import sync.destination
 from sync.cli import main
 from sync.destination import Destination
 from sync.outbox import Outbox
+from sync.staging import Staging
 from sync.state import StateStore
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ DESTINATION = Destination(
 # Where the disk fills: the method that runs first with no room left.
 POINTS: dict[str, tuple[type, str]] = {
     "staging": (Outbox, "add"),
-    "commit": (StateStore, "_commit_stage"),
+    "commit": (Staging, "_commit_stage"),
     "ack": (Outbox, "ack"),
     "checkpoint": (StateStore, "checkpoint"),
 }

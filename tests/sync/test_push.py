@@ -142,7 +142,7 @@ def users_of(records: list[Record], *, in_cohort: bool) -> Users:
 def staged_payloads(state: Path) -> dict[str, bytes]:
     """message_id -> data of every record the state store's outbox holds."""
     with StateStore(state) as store:
-        return {record.message_id: record.data for record in store.pending()}
+        return {record.message_id: record.data for record in store.outbox.pending()}
 
 
 def assert_nothing_staged(state: Path) -> None:
@@ -379,7 +379,7 @@ def test_an_interrupted_push_resumes_without_losing_or_renumbering(env: Env, lan
     sync_id = next(iter(staged)).rsplit(":", 1)[0]
     assert set(staged) == {f"{sync_id}:{n}" for n in range(1200)}
     with StateStore(state) as store:
-        assert store.outbox_counts().pending == 700
+        assert store.outbox.counts().pending == 700
 
     # WHEN the next run pushes the same snapshot
     report = env.push(snapshot, state, T2, options=options)
@@ -395,7 +395,7 @@ def test_an_interrupted_push_resumes_without_losing_or_renumbering(env: Env, lan
     assert {r.payload["message_id"] for r in records} == set(staged)
     assert users_of(_dedupe(records), in_cohort=True) == users
     with StateStore(state) as store:
-        assert store.outbox_counts().pending == 0
+        assert store.outbox.counts().pending == 0
 
 
 def _dedupe(records: list[Record]) -> list[Record]:
@@ -624,5 +624,5 @@ def test_dry_run_json_after_a_push_counts_who_would_enter_and_exit(
     assert len(env.read_stream()) == sent
     with StateStore(env.tmp / "state.duckdb") as store:
         assert store.connection.execute("SELECT count(*) FROM syncs").fetchall() == [(1,)]
-        assert store.outbox_counts().pending == 0
+        assert store.outbox.counts().pending == 0
         assert len(list(store.members(COHORT_ID))) == 40
