@@ -229,22 +229,20 @@ def check_mass_exit(counts: DiffCounts, snapshot_users: int, guard: ExitGuard) -
         raise MassExitError(refusal)
 
 
-def default_computed_time(store: StateStore, cohort_id: str) -> str:
-    """Now in epoch seconds, or one second after the cohort's last sync if that is later."""
-    last = store.last_computed_time(cohort_id)
+def default_computed_time(last: int | None) -> str:
+    """Now in epoch seconds, or one second after the cohort's `last` sync if that is later."""
     now = int(time.time())
     return str(now if last is None else max(now, last + 1))
 
 
 def check_computed_time(
-    store: StateStore, cohort_id: str, computed_time: str, counts: DiffCounts
+    last: int | None, cohort_id: str, computed_time: str, counts: DiffCounts
 ) -> None:
     """Refuse a push that consumers would order before (or level with) what they already have.
 
     Consumers keep, per user, the update with the latest computed_time, so an earlier one is
     ignored and an equal one can lose to the last sync's; a push with nothing to send is fine.
     """
-    last = store.last_computed_time(cohort_id)
     if last is None or int(computed_time) > last:
         return
     if int(computed_time) == last and not (counts.entering or counts.exiting):
@@ -398,10 +396,11 @@ def run_push(
             max_users=request.max_users,
             max_users_rule=request.max_users_rule,
         )
-        check_binding(store, request.cohort_id, request.cohort_name, dest.stream_arn)
+        store.check_binding(request.cohort_id, request.cohort_name, dest.stream_arn)
         check_mass_exit(counts, users, request.exit_guard)
-        computed_time = request.computed_time or default_computed_time(store, request.cohort_id)
-        check_computed_time(store, request.cohort_id, computed_time, counts)
+        last = store.last_computed_time(request.cohort_id)
+        computed_time = request.computed_time or default_computed_time(last)
+        check_computed_time(last, request.cohort_id, computed_time, counts)
         if request.dry_run:
             # A sync id of the push's own shape: message ids are in every record (and are the
             # partition key), so "dry-run" counted 6 bytes fewer per record than the push sent.
@@ -506,12 +505,6 @@ def deliver_outbox(
     left = store.outbox.counts().pending
     store.compact()  # acked records are deleted: the file follows the live data
     return delivery, left
-
-
-def check_binding(store: StateStore, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
-    """Refuse now, writing nothing, what bind() would refuse when the push stages."""
-    with store.trial():
-        store.bind(cohort_id, cohort_name, stream_arn)
 
 
 class _FreshState:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -175,10 +174,6 @@ class StateStore:
     ) -> None:
         self.close()
 
-    def trial(self) -> AbstractContextManager[None]:
-        """A transaction always rolled back: checks that would write, writing nothing."""
-        return database.trial(self._con)
-
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The store's one connection, for benchmarks and diagnostics; never hold a cursor."""
@@ -292,6 +287,11 @@ class StateStore:
             cohorts=cohorts,
             outbox=self.outbox.counts(),
         )
+
+    def check_binding(self, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
+        """Refuse now, writing nothing, what bind() would refuse when the push stages."""
+        with database.trial(self._con):
+            self.bind(cohort_id, cohort_name, stream_arn)
 
     def bind(self, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
         """Bind the cohort to the stream; refuse a state file already bound to another stream."""
