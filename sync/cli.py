@@ -62,7 +62,7 @@ def _external_id(parser: argparse.ArgumentParser) -> None:
 def _delivery(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shards",
-        type=whole_number("--shards", SHARDS_RANGE),
+        type=whole_number("--shards"),
         default=None,
         metavar="N",
         help=f"the stream's shard count, {_span(SHARDS_RANGE)}, to pace sends from the start "
@@ -70,14 +70,14 @@ def _delivery(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--senders",
-        type=whole_number("--senders", SENDERS_RANGE),
+        type=whole_number("--senders"),
         default=DEFAULT_SENDERS,
         metavar="N",
         help=f"concurrent PutRecords calls, {_span(SENDERS_RANGE)} (default {DEFAULT_SENDERS})",
     )
     parser.add_argument(
         "--max-tries",
-        type=whole_number("--max-tries", MAX_TRIES_RANGE),
+        type=whole_number("--max-tries"),
         default=DEFAULT_MAX_TRIES,
         metavar="N",
         help=f"tries per record before it is left in the outbox, {_span(MAX_TRIES_RANGE)} "
@@ -116,7 +116,7 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-users-per-message",
-        type=whole_number("--max-users-per-message", USERS_PER_MESSAGE_RANGE),
+        type=whole_number("--max-users-per-message"),
         default=DEFAULT_USERS_PER_MESSAGE,
         metavar="N",
         help=f"users per message at most, {_span(USERS_PER_MESSAGE_RANGE)} (default "

@@ -97,15 +97,11 @@ def preflight(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from sync.push import DeliveryOptions
+    """The delivery options the command's arguments set; the rest keep their defaults."""
+    from sync.options import DeliveryOptions
 
-    return DeliveryOptions(
-        max_users_per_message=getattr(args, "max_users_per_message", 1000),
-        partition_key=getattr(args, "partition_key", "message_id"),
-        senders=args.senders,
-        max_tries=args.max_tries,
-        shards=args.shards,
-    )
+    given = vars(args).items()
+    return DeliveryOptions(**{k: v for k, v in given if k in DeliveryOptions.field_names()})
 
 
 @contextmanager

@@ -16,13 +16,9 @@ from botocore.config import Config
 from sync import database
 from sync.destination import Destination
 from sync.errors import InputError, MassExitError, SnapshotError, StateError
-from sync.inputs import cohort_id_problems, cohort_name_problems, range_problem
+from sync.inputs import cohort_id_problems, cohort_name_problems
 from sync.limits import (
     COMPUTED_TIME_RANGE,
-    MAX_TRIES_RANGE,
-    SENDERS_RANGE,
-    SHARDS_RANGE,
-    USERS_PER_MESSAGE_RANGE,
 )
 from sync.mass_exit import ExitGuard, mass_exit_refusal
 from sync.messages import OutgoingRecord, build_messages
@@ -190,18 +186,9 @@ def validate_and_plan(
 
 
 def check_request(request: PushRequest) -> None:
-    """Refuse, with every problem at once, a request whose cohort or options break their rules."""
-    options = request.options
+    """Refuse, with every problem at once, a request whose cohort or guard break their rules."""
+    # The delivery options checked themselves when they were made (sync/options.py).
     problems = cohort_id_problems(request.cohort_id) + cohort_name_problems(request.cohort_name)
-    for option, value, bounds in (
-        ("--senders", options.senders, SENDERS_RANGE),
-        ("--max-tries", options.max_tries, MAX_TRIES_RANGE),
-        ("--max-users-per-message", options.max_users_per_message, USERS_PER_MESSAGE_RANGE),
-        ("--shards", 1 if options.shards is None else options.shards, SHARDS_RANGE),
-    ):
-        problem = range_problem(option, value, bounds)
-        if problem is not None:
-            problems.append(problem)
     guard = request.exit_guard
     if not 0.0 <= guard.max_exit_fraction <= 1.0:
         problems.append(f"--max-exit-fraction {guard.max_exit_fraction}: must be from 0 to 1")

@@ -235,22 +235,40 @@ CASES = [
         state=consumer_state,
     ),
     # options: argparse types with ranges, named in the message
-    Case("senders-0", ("argument --senders: '0'", "from 1 to 64"), options={"senders": "0"}),
-    Case("senders-negative", ("argument --senders: '-3'",), options={"senders": "-3"}),
+    Case(
+        "senders-0", ("--senders 0: must be a whole number from 1 to 64",), options={"senders": "0"}
+    ),
+    Case("senders-negative", ("--senders -3: must be a whole number",), options={"senders": "-3"}),
     Case("senders-text", ("argument --senders: 'four'",), options={"senders": "four"}),
-    Case("senders-too-many", ("argument --senders: '65'",), options={"senders": "65"}),
-    Case("max-tries-0", ("argument --max-tries: '0'", "from 1 to 100"), options={"max_tries": "0"}),
-    Case("max-tries-huge", ("argument --max-tries: '1000'",), options={"max_tries": "1000"}),
-    Case("shards-0", ("argument --shards: '0'", "from 1 to 10,000"), options={"shards": "0"}),
-    Case("shards-huge", ("argument --shards: '10001'",), options={"shards": "10001"}),
+    Case(
+        "senders-too-many",
+        ("--senders 65: must be a whole number from 1 to 64",),
+        options={"senders": "65"},
+    ),
+    Case(
+        "max-tries-0",
+        ("--max-tries 0: must be a whole number from 1 to 100",),
+        options={"max_tries": "0"},
+    ),
+    Case(
+        "max-tries-huge",
+        ("--max-tries 1000: must be a whole number",),
+        options={"max_tries": "1000"},
+    ),
+    Case(
+        "shards-0",
+        ("--shards 0: must be a whole number from 1 to 10,000",),
+        options={"shards": "0"},
+    ),
+    Case("shards-huge", ("--shards 10001: must be a whole number",), options={"shards": "10001"}),
     Case(
         "users-per-message-0",
-        ("argument --max-users-per-message: '0'",),
+        ("--max-users-per-message 0: must be a whole number from 1 to 100,000",),
         options={"max_users_per_message": "0"},
     ),
     Case(
         "users-per-message-huge",
-        ("argument --max-users-per-message: '1000000'",),
+        ("--max-users-per-message 1000000: must be a whole number",),
         options={"max_users_per_message": "1000000"},
     ),
     Case("computed-time-0", ("argument --computed-time: '0'",), options={"computed_time": "0"}),
@@ -720,7 +738,7 @@ def test_json_errors_are_json_on_stdout(stack: Stack, tmp_path: Path) -> None:
     # A library refusal (the cohort id), a usage error (argparse) and a snapshot problem
     runs = [
         stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", cohort_id="a b"), "--json"),
-        stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", senders="0"), "--json"),
+        stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", senders="four"), "--json"),
         stack.cli(*push_argv(stack, state, tmp_path / "missing.csv"), "--json"),
     ]
     for run in runs:
@@ -729,7 +747,7 @@ def test_json_errors_are_json_on_stdout(stack: Stack, tmp_path: Path) -> None:
         assert set(error) == {"error", "fix"} and error["error"] and error["fix"]
         assert run.err == ""
     assert "--cohort-id 'a b'" in json.loads(runs[0].out)["error"]
-    assert "argument --senders: '0'" in json.loads(runs[1].out)["error"]
+    assert "argument --senders: 'four'" in json.loads(runs[1].out)["error"]
     assert "file not found" in json.loads(runs[2].out)["error"]
     assert not state.exists()
 
