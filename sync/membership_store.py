@@ -25,7 +25,7 @@ from sync.state_files import (
     CONSUMER_APPLICATION_ID,
     CONSUMER_FORMAT_VERSION,
     FileKind,
-    file_kind,
+    existing,
     foreign_tables,
     newer_format,
     not_consumer_state,
@@ -368,11 +368,8 @@ def _props(raw: str | None) -> Any:
 
 def _check_consumer_file(path: str) -> None:
     """Refuse, opening it read-only, a file that is not a consumer state (or is a newer one)."""
-    kind = file_kind(Path(path))
-    if kind is FileKind.NEW:
+    if not existing(path, FileKind.SQLITE, not_consumer_state):
         return
-    if kind is not FileKind.SQLITE:
-        raise not_consumer_state(path, kind.value)
     try:
         db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
         try:

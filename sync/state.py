@@ -26,7 +26,7 @@ from sync.state_files import (
     PUBLISHER_FORMAT_VERSION,
     PUBLISHER_TABLES,
     FileKind,
-    file_kind,
+    existing,
     foreign_tables,
     newer_format,
     not_publisher_state,
@@ -343,11 +343,8 @@ def _check_publisher_file(
     path: str, config: dict[str, str | bool | int | float | list[str]]
 ) -> None:
     """Refuse, opening it read-only, a file that is not a publisher state (or is a newer one)."""
-    kind = file_kind(Path(path))
-    if kind is FileKind.NEW:
+    if not existing(path, FileKind.DUCKDB, not_publisher_state):
         return
-    if kind is not FileKind.DUCKDB:
-        raise not_publisher_state(path, kind.value)
     try:
         con = database.connect(path, read_only=True, config=config)
     except duckdb.Error as exc:

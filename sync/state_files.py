@@ -15,6 +15,7 @@ for a SQLite file, and SQLite would create a database in an empty one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -80,6 +81,16 @@ def file_kind(path: Path) -> FileKind:
     if head[_DUCKDB_MAGIC_OFFSET : _DUCKDB_MAGIC_OFFSET + len(_DUCKDB_MAGIC)] == _DUCKDB_MAGIC:
         return FileKind.DUCKDB
     return FileKind.OTHER
+
+
+def existing(path: Path | str, kind: FileKind, refusal: Callable[[str, str], StateError]) -> bool:
+    """True when `path` holds a file of `kind`; False when there is none yet; else refused."""
+    found = file_kind(Path(path))
+    if found is FileKind.NEW:
+        return False
+    if found is not kind:
+        raise refusal(str(path), found.value)
+    return True
 
 
 def not_publisher_state(path: Path | str, what: str) -> StateError:

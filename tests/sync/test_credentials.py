@@ -198,8 +198,29 @@ def no_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.mark.unit
 @pytest.mark.usefixtures("no_aws_environment")
-def test_no_base_credentials_names_the_fix() -> None:
-    # Before: "cannot assume role …: Unable to locate credentials", and no fix.
+@pytest.mark.parametrize(
+    ("keys", "message", "fix"),
+    [
+        # Before: "cannot assume role …: Unable to locate credentials", and no fix.
+        (
+            {},
+            "no AWS credentials found to call sts:AssumeRole with",
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+        ),
+        # Before: "Could not connect to the endpoint URL", no hint to start `local serve`.
+        (
+            {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"},
+            "nothing answers at http://127.0.0.1:9/",
+            "start `cohort-sync local serve` first",
+        ),
+    ],
+    ids=["no credentials", "dead endpoint"],
+)
+def test_an_unanswered_assume_role_names_its_fix(
+    monkeypatch: pytest.MonkeyPatch, keys: dict[str, str], message: str, fix: str
+) -> None:
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(PreflightError) as info:
         assume_role_session(
             boto3.Session(region_name="us-east-1"),
@@ -208,26 +229,5 @@ def test_no_base_credentials_names_the_fix() -> None:
             region="us-east-1",
             endpoint_url="http://127.0.0.1:9",
         )
-    assert str(info.value) == (
-        f"cannot assume role {ROLE_ARN}: no AWS credentials found to call sts:AssumeRole with"
-    )
-    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE" in info.value.fix
-
-
-@pytest.mark.unit
-@pytest.mark.usefixtures("no_aws_environment")
-def test_a_dead_endpoint_points_at_local_serve(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    with pytest.raises(PreflightError) as info:
-        assume_role_session(
-            boto3.Session(region_name="us-east-1"),
-            ROLE_ARN,
-            session_name="push",
-            region="us-east-1",
-            endpoint_url="http://127.0.0.1:9",
-        )
-    assert str(info.value) == (
-        f"cannot assume role {ROLE_ARN}: nothing answers at http://127.0.0.1:9/"
-    )
-    assert "start `cohort-sync local serve` first" in info.value.fix
+    assert str(info.value) == f"cannot assume role {ROLE_ARN}: {message}"
+    assert fix in info.value.fix

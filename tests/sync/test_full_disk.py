@@ -25,24 +25,14 @@ import pytest
 import sync.commands
 import sync.destination
 from sync.cli import main
-from sync.destination import Destination
 from sync.outbox import Outbox
 from sync.staging import Staging
 from sync.state import StateStore
+from tests.sync.test_state_files import DESTINATION
 
 pytestmark = pytest.mark.integration
 
 USERS = 3_000
-STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/cohorts"
-DESTINATION = Destination(
-    stream_name="cohorts",
-    stream_arn=STREAM,
-    region="us-east-1",
-    role_arn="arn:aws:iam::123456789012:role/amplitude",
-    role_name="amplitude",
-    policy_arn="arn:aws:iam::123456789012:policy/amplitude",
-    display_name="cohorts",
-)
 # Where the disk fills: the method that runs first with no room left.
 POINTS: dict[str, tuple[type, str]] = {
     "staging": (Outbox, "add"),
@@ -112,7 +102,8 @@ class Run:
 def run_child(point: str, state: Path, snapshot: Path) -> Run:
     here = Path(__file__).parent
     code = (
-        f"import sys; sys.path[:0] = [{str(here)!r}, '.']; import test_full_disk as t; "
+        f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parents[1])!r}]; "
+        "import test_full_disk as t; "
         f"sys.exit(t.child({point!r}, {str(state)!r}, {str(snapshot)!r}))"
     )
     done = subprocess.run(
