@@ -80,7 +80,10 @@ def run_preflight(session: boto3.Session, dest: Any, endpoint_url: str | None) -
 
     report = simulate(session, dest, endpoint_url=endpoint_url)
     if not report.ok:
-        raise PreflightError("preflight failed:\n" + report.render())
+        raise PreflightError(
+            "preflight failed:\n" + report.render(),
+            fix="do what each FAIL line's fix says, then run again",
+        )
     return report.render()
 
 
