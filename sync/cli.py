@@ -43,6 +43,32 @@ def endpoint_argument(parser: argparse.ArgumentParser, otherwise: str = "AWS its
     )
 
 
+def publisher_state(parser: argparse.ArgumentParser) -> None:
+    """`--state` (or `--publisher-state`): the publisher's DuckDB file."""
+    parser.add_argument(
+        "--state",
+        "--publisher-state",
+        dest="state",
+        type=Path,
+        default=DEFAULT_PUBLISHER_STATE,
+        help="the publisher state: the DuckDB file of membership, syncs and outbox that `push` "
+        f"creates (default {DEFAULT_PUBLISHER_STATE})",
+    )
+
+
+def consumer_state(parser: argparse.ArgumentParser) -> None:
+    """`--state` (or `--consumer-state`): the consumer's SQLite file."""
+    parser.add_argument(
+        "--state",
+        "--consumer-state",
+        dest="state",
+        type=Path,
+        default=DEFAULT_CONSUMER_STATE,
+        help="the consumer state: the SQLite file of checkpoints and membership that `consume` "
+        f"creates (default {DEFAULT_CONSUMER_STATE})",
+    )
+
+
 def _destination(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--destination",
@@ -107,13 +133,7 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "snapshot", type=Path, help="the cohort's full membership: .csv, .jsonl or .parquet"
     )
-    parser.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_PUBLISHER_STATE,
-        help="publisher state: the DuckDB file of membership and outbox that push creates "
-        f"(default {DEFAULT_PUBLISHER_STATE})",
-    )
+    publisher_state(parser)
     parser.add_argument(
         "--max-users-per-message",
         type=whole_number("--max-users-per-message"),
@@ -164,12 +184,7 @@ def _state_command(sub: Any) -> None:
         "each cohort with its stream, stored members and last sync, and what the outbox still "
         "holds (acknowledged records are deleted, so that is what `replay` would send).",
     )
-    state.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_PUBLISHER_STATE,
-        help=f"publisher state, the DuckDB file push creates (default {DEFAULT_PUBLISHER_STATE})",
-    )
+    publisher_state(state)
     state.add_argument("--json", action="store_true", help="print the summary as JSON")
     state.set_defaults(handler=commands.state)
 
@@ -276,12 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compact the file. Reads no snapshot and stages nothing; exits 1 while records remain.",
     )
     _destination(replay)
-    replay.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_PUBLISHER_STATE,
-        help=f"publisher state, the DuckDB file push creates (default {DEFAULT_PUBLISHER_STATE})",
-    )
+    publisher_state(replay)
     _external_id(replay)
     endpoint_argument(replay)
     _delivery(replay)
@@ -295,12 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the state file so a restart continues where it stopped.",
     )
     _destination(consume)
-    consume.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_CONSUMER_STATE,
-        help=f"consumer state, the SQLite file consume creates (default {DEFAULT_CONSUMER_STATE})",
-    )
+    consumer_state(consume)
     consume.add_argument(
         "--from-start", action="store_true", help="read from the oldest record the stream retains"
     )
@@ -324,12 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "now (the latest computed_time per user wins) as CSV (one column per property) or "
         "JSONL, ordered by user_id. Reads no stream.",
     )
-    members.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_CONSUMER_STATE,
-        help=f"consumer state, the SQLite file consume creates (default {DEFAULT_CONSUMER_STATE})",
-    )
+    consumer_state(members)
     members.add_argument("--cohort-id", required=True, help="cohort to print")
     members.add_argument(
         "--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)"

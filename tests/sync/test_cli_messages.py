@@ -103,3 +103,25 @@ def test_watch_says_when_the_next_push_runs(
         r"watch: next push at \d\d:\d\d:\d\d UTC \(in 3600 s\); Ctrl-C stops", between
     )
     assert len(slept) == 1 and 3599 < slept[0] <= 3600
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["state"], "publisher"),
+        (["replay", "--destination", "d.json"], "publisher"),
+        (
+            ["push", "--destination", "d.json", "--cohort-id", "c", "--cohort-name", "C", "s"],
+            "publisher",
+        ),
+        (["consume", "--destination", "d.json"], "consumer"),
+        (["members", "--cohort-id", "c"], "consumer"),
+    ],
+)
+def test_each_state_flag_says_which_state_it_is(argv: list[str], kind: str) -> None:
+    # `--state` stays; the long name says which of the three kinds of state it means
+    other = "consumer" if kind == "publisher" else "publisher"
+    parsed = build_parser().parse_args([*argv, f"--{kind}-state", "x.db"])
+    assert parsed.state == Path("x.db")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, f"--{other}-state", "x.db"])
