@@ -43,29 +43,29 @@ def endpoint_argument(parser: argparse.ArgumentParser, otherwise: str = "AWS its
     )
 
 
-def publisher_state(parser: argparse.ArgumentParser) -> None:
-    """`--state` (or `--publisher-state`): the publisher's DuckDB file."""
-    parser.add_argument(
-        "--state",
-        "--publisher-state",
-        dest="state",
-        type=Path,
-        default=DEFAULT_PUBLISHER_STATE,
-        help="the publisher state: the DuckDB file of membership, syncs and outbox that `push` "
-        f"creates (default {DEFAULT_PUBLISHER_STATE})",
-    )
+# The two local state files, each flag saying which it means (`--state` is either's short name).
+_STATE_FILES = {
+    "publisher": (
+        DEFAULT_PUBLISHER_STATE,
+        "the DuckDB file of membership, syncs and outbox that `push` creates",
+    ),
+    "consumer": (
+        DEFAULT_CONSUMER_STATE,
+        "the SQLite file of checkpoints and membership that `consume` creates",
+    ),
+}
 
 
-def consumer_state(parser: argparse.ArgumentParser) -> None:
-    """`--state` (or `--consumer-state`): the consumer's SQLite file."""
+def state_argument(parser: argparse.ArgumentParser, kind: str) -> None:
+    """`--state` (or `--publisher-state` / `--consumer-state`): that kind's local file."""
+    default, what = _STATE_FILES[kind]
     parser.add_argument(
         "--state",
-        "--consumer-state",
+        f"--{kind}-state",
         dest="state",
         type=Path,
-        default=DEFAULT_CONSUMER_STATE,
-        help="the consumer state: the SQLite file of checkpoints and membership that `consume` "
-        f"creates (default {DEFAULT_CONSUMER_STATE})",
+        default=default,
+        help=f"the {kind} state: {what} (default {default})",
     )
 
 
@@ -133,7 +133,7 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "snapshot", type=Path, help="the cohort's full membership: .csv, .jsonl or .parquet"
     )
-    publisher_state(parser)
+    state_argument(parser, "publisher")
     parser.add_argument(
         "--max-users-per-message",
         type=whole_number("--max-users-per-message"),
@@ -184,7 +184,7 @@ def _state_command(sub: Any) -> None:
         "each cohort with its stream, stored members and last sync, and what the outbox still "
         "holds (acknowledged records are deleted, so that is what `replay` would send).",
     )
-    publisher_state(state)
+    state_argument(state, "publisher")
     state.add_argument("--json", action="store_true", help="print the summary as JSON")
     state.set_defaults(handler=commands.state)
 
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compact the file. Reads no snapshot and stages nothing; exits 1 while records remain.",
     )
     _destination(replay)
-    publisher_state(replay)
+    state_argument(replay, "publisher")
     _external_id(replay)
     endpoint_argument(replay)
     _delivery(replay)
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the state file so a restart continues where it stopped.",
     )
     _destination(consume)
-    consumer_state(consume)
+    state_argument(consume, "consumer")
     consume.add_argument(
         "--from-start", action="store_true", help="read from the oldest record the stream retains"
     )
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "now (the latest computed_time per user wins) as CSV (one column per property) or "
         "JSONL, ordered by user_id. Reads no stream.",
     )
-    consumer_state(members)
+    state_argument(members, "consumer")
     members.add_argument("--cohort-id", required=True, help="cohort to print")
     members.add_argument(
         "--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)"
