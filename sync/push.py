@@ -181,7 +181,9 @@ def validate_and_plan(
     """Validate and load the whole snapshot and count the diff; writes nothing to the state."""
     summary = store.staging.load_snapshot(snapshot)
     if max_users is not None and summary.users > max_users:
-        raise SnapshotError(f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}")
+        raise SnapshotError(
+            f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}", fix=max_users_rule
+        )
     return summary.users, store.staging.plan(cohort_id)
 
 
@@ -237,7 +239,8 @@ def check_computed_time(
     raise StateError(
         f"computed_time {computed_time}: not after cohort {cohort_id}'s last sync ({last}); "
         "consumers keep each user's latest computed_time, so this push would be ignored or "
-        f"lose ties: use a time after {last} (the default, now, is)"
+        f"lose ties: use a time after {last} (the default, now, is)",
+        fix=f"pass a --computed-time after {last}, or leave it out (now is later)",
     )
 
 

@@ -157,7 +157,11 @@ class StateStore:
             self._attach_owners()
             self._migrate(read_only=read_only)
         except duckdb.Error as exc:
-            raise StateError(f"state store {self.path}: cannot open ({exc})") from exc
+            raise StateError(
+                f"publisher state {self.path}: cannot open ({exc})",
+                fix="check the file is readable and no other push or replay has it open (one "
+                "process writes a DuckDB file at a time)",
+            ) from exc
 
     def _attach_owners(self) -> None:
         self.outbox = Outbox(self._con)
@@ -304,7 +308,8 @@ class StateStore:
         if bound:
             raise StateError(
                 f"state store {self.path}: bound to stream {bound[0][0]!r}, not {stream_arn!r}; "
-                "one state file serves one stream (use another --state file)"
+                "one state file serves one stream (use another --state file)",
+                fix="pass another --state file for this stream (a new path is created)",
             )
         self._con.execute(
             "INSERT INTO cohorts VALUES ($id, $name, $arn) "
