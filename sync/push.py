@@ -397,8 +397,6 @@ def run_push(
             sync_id = new_sync_id(request.cohort_id, computed_time)
             planned = store.staging.preview(
                 cohort_id=request.cohort_id,
-                cohort_name=request.cohort_name,
-                computed_time=computed_time,
                 sync_id=sync_id,
                 build=_builder(
                     request.cohort_id, request.cohort_name, computed_time, sync_id, request.options

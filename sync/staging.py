@@ -228,16 +228,13 @@ class Staging:
         )
 
     def preview(
-        self,
-        *,
-        cohort_id: str,
-        cohort_name: str,
-        computed_time: str,
-        sync_id: str,
-        build: Build,
-        resend_all: bool = False,
+        self, *, cohort_id: str, sync_id: str, build: Build, resend_all: bool = False
     ) -> StagedSync:
-        """What stage() would commit (messages and bytes included), built and then discarded."""
+        """What stage() would commit (messages and bytes included), built and then discarded.
+
+        `build` numbers the messages `sync_id:<n>`: give it a sync id of the real one's length,
+        and the bytes are the push's.
+        """
         self._require_snapshot()
         # Outside the transaction, so the rollback keeps the diff for stage().
         everyone = self._everyone_enters(self._diff(cohort_id))

@@ -339,9 +339,7 @@ def test_preview_builds_everything_and_keeps_nothing(store: StateStore, tmp_path
         write_jsonl(tmp_path / "b.jsonl", {"b": None, "c": None, "d": None})
     )
 
-    previewed = store.staging.preview(
-        cohort_id=COHORT, cohort_name=NAME, computed_time="1", sync_id="s2", build=builder("s2")
-    )
+    previewed = store.staging.preview(cohort_id=COHORT, sync_id="s2", build=builder("s2"))
 
     assert (list(store.members(COHORT)), [r.message_id for r in store.outbox.pending()]) == before
     staged = store.staging.stage(
