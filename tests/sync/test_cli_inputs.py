@@ -782,6 +782,8 @@ def test_members_of_an_unknown_cohort_exits_2_naming_it(stack: Stack, tmp_path: 
 
     assert unknown.code == 2 and unknown.out == ""
     assert "--cohort-id 'nope42': no such cohort in" in unknown.err
+    # before: the fix was only printed under --json
+    assert "cohort-sync: fix: use a cohort id the consumer has read" in unknown.err
     assert known.code == 0 and known.out.startswith("user_id,")
 
 
