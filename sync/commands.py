@@ -95,7 +95,7 @@ def preflight(args: argparse.Namespace) -> int:
     dest = load_destination(args.destination)
     session = _assumed(args, dest)
     report = simulate(session, dest, endpoint_url=args.endpoint_url)
-    print_lines(report.render())
+    print_lines(report.render(), report.conclusion())
     return 0 if report.ok else EXIT_UNDELIVERED
 
 

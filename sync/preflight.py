@@ -48,6 +48,16 @@ class PreflightReport:
         """One line per check."""
         return "\n".join(check.render() for check in self.checks)
 
+    def conclusion(self) -> str:
+        """The closing line: what the checks add up to."""
+        failed = sum(not check.passed for check in self.checks)
+        if self.ok:
+            return f"preflight: all {len(self.checks)} checks passed; the role can deliver"
+        return (
+            f"preflight: {failed} of {len(self.checks)} check(s) failed; do what each FAIL "
+            "line's fix says, then run again"
+        )
+
 
 def preflight(
     session: boto3.Session, destination: Destination, *, endpoint_url: str | None = None

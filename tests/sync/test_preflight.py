@@ -103,6 +103,7 @@ def test_all_allowed_passes_every_check(session: StubbedSession) -> None:
         ]
     )
     assert session.endpoints == [("sts", "http://127.0.0.1:5000"), ("iam", "http://127.0.0.1:5000")]
+    assert report.conclusion() == "preflight: all 4 checks passed; the role can deliver"
 
 
 @pytest.mark.unit
@@ -127,6 +128,9 @@ def test_denials_fail_with_the_fix(session: StubbedSession) -> None:
             "kinesis:PutRecords for role amplitude-kinesis-cohort: remove it",
         ),
     ]
+    assert report.conclusion() == (
+        "preflight: 2 of 4 check(s) failed; do what each FAIL line's fix says, then run again"
+    )
     assert report.render().splitlines()[2] == (
         f"FAIL kinesis:PutRecord on {STREAM_ARN}: implicitDeny — fix: role "
         f"amplitude-kinesis-cohort lacks kinesis:PutRecord on {STREAM_ARN}: attach {POLICY_ARN}"
