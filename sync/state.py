@@ -24,7 +24,6 @@ from sync.staging import Staging
 from sync.state_files import (
     PUBLISHER_FORMAT,
     PUBLISHER_FORMAT_VERSION,
-    PUBLISHER_TABLES,
     FileKind,
     existing,
     foreign_tables,
@@ -46,7 +45,6 @@ USERS_PER_PAGE: Final = 10_000
 # on every commit either way; the cost is a longer WAL replay when a killed push is reopened.
 CHECKPOINT_THRESHOLD: Final = "256MiB"
 
-
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
     """CREATE TABLE IF NOT EXISTS cohorts (
@@ -63,6 +61,8 @@ _SCHEMA: Final = (
         entering BIGINT NOT NULL, exiting BIGINT NOT NULL, messages BIGINT NOT NULL,
         bytes BIGINT NOT NULL)""",
 )
+# Every table a publisher state holds: the ones above and the outbox's (sync/outbox.py).
+PUBLISHER_TABLES: Final = frozenset({"meta", "cohorts", "membership", "syncs", "outbox"})
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ DEFAULT_CONSUMER_STATE: Final = Path(".cohort-sync/consumer.sqlite")
 # `schema_version`; they are ours when every table is one of ours, and are marked on open.
 PUBLISHER_FORMAT: Final = "cohort-sync publisher state"
 PUBLISHER_FORMAT_VERSION: Final = "2"
-PUBLISHER_TABLES: Final = frozenset({"meta", "cohorts", "membership", "syncs", "outbox"})
 # The consumer's mark: SQLite's 32-bit application id ("CSYC"), and its format version in
 # `PRAGMA user_version`. Files written before the mark carry id 0 and only our tables and columns.
 CONSUMER_APPLICATION_ID: Final = 0x43535943
