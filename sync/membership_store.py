@@ -6,8 +6,10 @@ exactly after the last committed record: nothing applied twice, nothing skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +19,7 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 from sync.contract import CohortMessage, decode
-from sync.errors import ContractError, StateError
+from sync.errors import ContractError, StateError, StorageError
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, Member, MemberState, Version
 from sync.membership import tiebreak_of as _tiebreak_of
 from sync.raw_records import ON_NEWER_VERSION, Verdict, apply_record, read_record
@@ -31,6 +33,8 @@ from sync.state_files import (
     not_consumer_state,
 )
 
+# SQLite's words for a write the disk refused: SQLITE_FULL, SQLITE_IOERR.
+_DISK_REFUSED: Final = re.compile(r"database or disk is full|disk I/O error")
 # Enough raw bytes to recognise a poison record without storing megabytes of it.
 QUARANTINE_PREFIX_BYTES: Final = 1024
 PAGE_SIZE_BYTES: Final = 16384
@@ -309,7 +313,7 @@ class MembershipStore:
             yield Member(user_id, _props(props))
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self.path)
 
 
 def members(store: MembershipStore, cohort_id: str) -> Iterator[Member]:
@@ -318,10 +322,16 @@ def members(store: MembershipStore, cohort_id: str) -> Iterator[Member]:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (the exception propagates)."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (the exception propagates).
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    A write the disk refused (full, over a quota or a size limit, an I/O error) becomes
+    StorageError: the page and its checkpoint were rolled back together, so nothing is lost
+    and the next `consume` reads the page again.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
         self._db = db
+        self._path = path
 
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -332,7 +342,25 @@ class _Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as failed:
+                exc = failed
+        # SQLite may have rolled back already (SQLITE_FULL does): nothing left to undo then.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError) and _DISK_REFUSED.search(str(exc)):
+            raise StorageError(
+                f"consumer state {self._path}: the disk refused a write ({exc}); nothing is "
+                "lost: the page and its checkpoint were rolled back together",
+                fix=f"free space on the disk holding {self._path} (or move --state to one "
+                "with room), then run `cohort-sync consume` again: it resumes at the checkpoint",
+                exit_code=1,
+            ) from exc
+        if exc_type is None:
+            raise exc
 
 
 def _membership_rows(

@@ -25,6 +25,9 @@ import pytest
 import sync.commands
 import sync.destination
 from sync.cli import main
+from sync.contract import CohortMessage, User
+from sync.errors import StorageError
+from sync.membership_store import MembershipStore, ValidRecord
 from sync.outbox import Outbox
 from sync.staging import Staging
 from sync.state import StateStore
@@ -99,16 +102,20 @@ class Run:
     err: str
 
 
-def run_child(point: str, state: Path, snapshot: Path) -> Run:
+def in_child(call: str) -> subprocess.CompletedProcess[str]:
+    """Run `call` (a function of this module) in a fresh interpreter; its result is the exit."""
     here = Path(__file__).parent
     code = (
         f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parents[1])!r}]; "
-        "import test_full_disk as t; "
-        f"sys.exit(t.child({point!r}, {str(state)!r}, {str(snapshot)!r}))"
+        f"import test_full_disk as t; sys.exit(t.{call})"
     )
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def run_child(point: str, state: Path, snapshot: Path) -> Run:
+    done = in_child(f"child({point!r}, {str(state)!r}, {str(snapshot)!r})")
     return Run(done.returncode, sent_users(done.stdout), done.stderr)
 
 
@@ -164,3 +171,46 @@ def test_a_full_disk_ends_cleanly_and_the_next_run_delivers_everyone(
         assert full.sent == everyone
     with StateStore(state, read_only=True) as store:
         assert store.summary().outbox.pending == 0
+
+
+# --- the consumer's SQLite file ------------------------------------------------------------
+
+
+def consumer_page() -> list[ValidRecord]:
+    """One page of one message: 2,000 entering users with a property each."""
+    users = tuple(User(f"u{i:05d}", {"plan": "x" * 50}) for i in range(2000))
+    message = CohortMessage("C", "c1", True, "1700000000", "m:0", users)
+    return [ValidRecord("1", message)]
+
+
+def consumer_child(state: str) -> int:
+    """The child process: apply a page when no file may grow; print the refusal."""
+    store = MembershipStore(state)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        store.apply_page("s", "shard-0", consumer_page())
+    except StorageError as refused:
+        print(refused, refused.fix, refused.exit_code, sep="|")
+        return 3
+    return 0
+
+
+def test_a_full_disk_under_the_consumer_rolls_the_page_back_and_the_next_run_applies_it(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a consumer state, and a page of 2,000 users applied when no file may grow
+    state = tmp_path / "consumer.sqlite"
+    MembershipStore(state).close()
+    done = in_child(f"consumer_child({str(state)!r})")
+
+    # THEN a StorageError naming the file and the fix (before: sqlite3.OperationalError)
+    assert done.returncode == 3, done.stderr
+    message, fix, exit_code = done.stdout.strip().split("|")
+    assert message.startswith(f"consumer state {state}: the disk refused a write")
+    assert "rolled back together" in message and "consume` again" in fix and exit_code == "1"
+    # AND nothing was applied or checkpointed; with room again the same page applies
+    with MembershipStore(state) as store:
+        assert store.checkpoints("s") == {}
+        assert store.apply_page("s", "shard-0", consumer_page()).applied == 1
+        assert store.checkpoints("s")["shard-0"].sequence_number == "1"
