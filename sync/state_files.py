@@ -58,7 +58,8 @@ _FIX: Final = (
 class FileKind(StrEnum):
     """What the first bytes of a file say it is."""
 
-    NEW = "no file yet, or an empty one"
+    NEW = "no file yet"
+    EMPTY = "an empty file"
     DUCKDB = "a DuckDB database"
     SQLITE = "a SQLite database"
     OTHER = "neither a DuckDB nor a SQLite database"
@@ -74,7 +75,7 @@ def file_kind(path: Path) -> FileKind:
     except IsADirectoryError:
         return FileKind.OTHER
     if not head:
-        return FileKind.NEW
+        return FileKind.EMPTY
     if head == _SQLITE_MAGIC:
         return FileKind.SQLITE
     if head[_DUCKDB_MAGIC_OFFSET : _DUCKDB_MAGIC_OFFSET + len(_DUCKDB_MAGIC)] == _DUCKDB_MAGIC:
@@ -83,9 +84,13 @@ def file_kind(path: Path) -> FileKind:
 
 
 def existing(path: Path | str, kind: FileKind, refusal: Callable[[str, str], StateError]) -> bool:
-    """True when `path` holds a file of `kind`; False when there is none yet; else refused."""
+    """True when `path` holds a file of `kind`; False when there is none yet; else refused.
+
+    SQLite takes an empty file for an empty database; DuckDB refuses one, so for the publisher
+    an empty file is refused with the rest (nothing in it to lose: delete it).
+    """
     found = file_kind(Path(path))
-    if found is FileKind.NEW:
+    if found is FileKind.NEW or (found is FileKind.EMPTY and kind is FileKind.SQLITE):
         return False
     if found is not kind:
         raise refusal(str(path), found.value)

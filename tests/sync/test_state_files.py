@@ -220,7 +220,7 @@ def test_files_are_recognised_by_their_first_bytes(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.touch()
     assert file_kind(tmp_path / "missing") is FileKind.NEW
-    assert file_kind(empty) is FileKind.NEW
+    assert file_kind(empty) is FileKind.EMPTY
     assert file_kind(tmp_path) is FileKind.OTHER
 
 
@@ -231,3 +231,14 @@ def test_the_store_never_loads_or_installs_extensions(tmp_path: Path) -> None:
             "current_setting('autoinstall_known_extensions')"
         ).fetchall()
     assert settings == [(False, False)]
+
+
+def test_an_empty_file_is_an_empty_consumer_state_but_no_publisher_state(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+
+    with pytest.raises(StateError, match="an empty file, not a publisher state"):
+        StateStore(empty)  # before: DuckDB's "not a valid DuckDB database file", as a cause
+    assert empty.read_bytes() == b""
+    with MembershipStore(empty) as store:  # SQLite makes an empty file its database
+        assert store.checkpoints(STREAM) == {}
