@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -42,21 +43,84 @@ def test_the_args_are_the_config_fields_under_their_config_keys() -> None:
     assert [config_key(f) for f in fields] == list(c.CONFIG_KEYS)
 
 
-def test_every_input_is_a_config_key_with_pulumi_yamls_type_and_description(
+def test_every_input_is_a_config_key_with_pulumi_yamls_type_description_and_default(
     schema: dict[str, Any],
 ) -> None:
     # GIVEN the schema a TypeScript, Go, C# or YAML program's SDK is generated from
     inputs = component(schema)["inputProperties"]
 
-    # THEN its inputs are the stack config keys, typed and worded as Pulumi.yaml declares them
+    # THEN its inputs are the stack config keys, typed, worded and defaulted as Pulumi.yaml does
     assert list(inputs) == list(c.CONFIG_KEYS)
-    for key in c.CONFIG_KEYS:  # the consumer's keys are CohortConsumer's, not inputs here
+    for key in c.CONFIG_KEYS:
         declared = PROJECT["config"][key]
         assert inputs[key]["type"] == declared["type"], key
         assert inputs[key]["description"] == declared["description"], key
+        if declared["type"] != "object":  # the metaschema allows primitive defaults only
+            assert inputs[key]["default"] == declared["default"], key
     assert inputs[c.CONFIG_TAGS]["additionalProperties"]["type"] == "string"
     # no input is required: each has the default Pulumi.yaml declares
     assert component(schema)["requiredInputs"] == []
+
+
+def test_the_consumer_is_in_the_schema_with_its_keys_defaults_and_outputs(
+    schema: dict[str, Any],
+) -> None:
+    consumer = schema["resources"][c.CONSUMER_COMPONENT_TYPE]
+    inputs = consumer["inputProperties"]
+
+    # THEN every consumer key is an input, with Pulumi.yaml's type, description and default
+    settings = [key for key in c.CONSUMER_CONFIG_KEYS]
+    assert set(settings) <= set(inputs)
+    for key in settings:
+        declared = PROJECT["config"][key]
+        assert (inputs[key]["type"], inputs[key]["description"], inputs[key]["default"]) == (
+            declared["type"],
+            declared["description"],
+            declared["default"],
+        ), key
+    # AND what it reads: the stream (an Output from CohortDestination), required
+    assert consumer["requiredInputs"] == ["streamArn", "streamName"]
+    assert "plain" not in inputs["streamArn"]
+    # AND its outputs are its resources, each described
+    aws = "/aws/v7.51.1/schema.json#/resources/"
+    outputs = consumer["properties"]
+    assert outputs["membershipTable"]["$ref"] == f"{aws}aws:dynamodb%2Ftable:Table"
+    assert outputs["function"]["$ref"] == f"{aws}aws:lambda%2Ffunction:Function"
+    assert outputs["failureQueue"]["$ref"] == f"{aws}aws:sqs%2Fqueue:Queue"
+    assert outputs["alarms"]["items"]["$ref"] == f"{aws}aws:cloudwatch%2FmetricAlarm:MetricAlarm"
+    assert set(outputs) == {
+        "membershipTable", "idempotencyTable", "failureQueue", "logGroup", "role", "rolePolicy",
+        "function", "mapping", "alarms",
+    }  # fmt: skip
+    assert all(spec["description"] for spec in outputs.values())
+
+
+METASCHEMA = Path(__file__).with_name("pulumi-package-metaschema.json")
+
+
+def metaschema() -> dict[str, Any]:
+    """Pulumi's metaschema, its ECMA-262 named groups `(?<name>` read as Python's `(?P<name>`."""
+    return dict(json.loads(METASCHEMA.read_text().replace("(?<", "(?P<")))
+
+
+def test_the_served_schema_is_valid_by_pulumis_metaschema(schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(
+        metaschema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(schema)]
+
+    assert errors == []
+
+
+def test_the_metaschema_check_catches_a_broken_schema(schema: dict[str, Any]) -> None:
+    # GIVEN the schema with an object default (the metaschema allows primitive defaults only)
+    broken = json.loads(json.dumps(schema))
+    component(broken)["inputProperties"][c.CONFIG_TAGS]["default"] = {}
+    validator = jsonschema.Draft202012Validator(metaschema())
+
+    # THEN the validation that passes the served schema fails this one
+    assert not validator.is_valid(broken)
 
 
 def test_external_id_is_secret_and_the_only_input_that_may_be_an_output(

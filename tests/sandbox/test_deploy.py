@@ -213,6 +213,16 @@ CASES: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str], Check]] =
             and _role(s)["Tags"] == [{"Key": "team", "Value": "data"}]
         ),
     ),
+    c.CONFIG_KMS_KEY_CROSS_ACCOUNT: (
+        {c.CONFIG_ENCRYPTION: "KMS", c.CONFIG_KMS_KEY_ARN: "<kms>"},
+        {
+            c.CONFIG_ENCRYPTION: "KMS",
+            c.CONFIG_KMS_KEY_ARN: "<kms>",
+            c.CONFIG_KMS_KEY_CROSS_ACCOUNT: "true",
+        },
+        SAME_ALL,  # it lifts the program's account check; no resource input changes
+        lambda s, out: _expect(_summary(s, c.DEFAULT_STREAM_NAME)["KeyId"] == out["kms"]),
+    ),
     c.CONFIG_PROTECT_STREAM: (
         {},
         {c.CONFIG_PROTECT_STREAM: "true"},
