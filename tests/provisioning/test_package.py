@@ -4,6 +4,7 @@ the component through the provider declares (under Pulumi's mocks: no CLI, no pl
 import dataclasses
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,61 @@ def test_the_readme_yaml_example_uses_the_schemas_token_inputs_and_outputs(
     assert set(resource["properties"]) <= set(component(schema)["inputProperties"])
     for reference in example["outputs"].values():
         assert reference.split(".")[1].rstrip("}") in component(schema)["properties"]
+
+
+def test_constructing_the_consumer_through_the_provider_declares_what_the_program_declares(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a code archive, and the consumer from the Python program (stack config) ...
+    code = tmp_path / "code.zip"
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(c.LAMBDA_HANDLER_FILE, "")
+    config = {"consumer": "lambda", "consumerArchive": str(code), "consumerBatchSize": "200"}
+    python = run_program(PlanMocks(REGION), stack="ts", config=config)
+    (stream,) = python.of_type("aws:kinesis/stream:Stream")
+    # ... and through the provider, as a TypeScript program passes it (numbers as floats)
+    program = tmp_path / "__main__.py"
+    inputs = {
+        "streamArn": stream.state["arn"],
+        "streamName": c.DEFAULT_STREAM_NAME,
+        "consumerArchive": str(code),
+        "consumerBatchSize": 200.0,
+    }
+    program.write_text(
+        "import pulumi\n"
+        "from provisioning.package import provider\n"
+        f"result = provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, "
+        "None)\n"
+    )
+    other_language = run_program(PlanMocks(REGION), stack="ts", program=program)
+
+    # THEN both declare the same consumer resources, input for input
+    def consumer_resources(run: ProgramRun) -> list[tuple[str, str, Any]]:
+        def plain(value: Any) -> Any:  # a FileArchive compares by identity: compare its path
+            return getattr(value, "path", value)
+
+        return [
+            (r.type, r.name, unwrap_secrets({k: plain(v) for k, v in r.inputs.items()}))
+            for r in run.resources
+            if r.name.startswith("consumer")
+        ]
+
+    assert consumer_resources(other_language) == consumer_resources(python)
+    (mapping,) = other_language.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mapping.inputs["batchSize"] == 200
+
+
+def test_the_consumer_through_the_provider_applies_the_programs_rules(tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    inputs = {"streamArn": "arn", "streamName": "s", "consumerBatchSize": 0.0, "tags": {"a{": "b"}}
+    program.write_text(
+        "from provisioning.package import provider\n"
+        f"provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, None)\n"
+    )
+
+    with pytest.raises(Exception) as caught:  # the SDK wraps it: ComponentInitError
+        run_program(PlanMocks(REGION), stack="ts", program=program)
+
+    message = str(caught.value)
+    assert "consumerBatchSize 0: must be between 1 and 10000" in message
+    assert "tags key 'a{': IAM allows only letters" in message
