@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from provisioning import constants as c
@@ -112,3 +113,38 @@ def test_a_typo_in_a_stack_file_is_refused_by_local_preview(tmp_path: Path) -> N
         preview(stack, region="eu-west-1")
 
     assert caught.value.problems == ["externalID: unknown key; did you mean externalId?"]
+
+
+class _Account(PlanMocks):
+    """Plan mocks whose credentials belong to one account, as a real preview's would."""
+
+    def call(self, args):  # type: ignore[no-untyped-def]
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"id": "210987654321", "accountId": "210987654321"}, []
+        return super().call(args)
+
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012"
+
+
+def test_a_kms_key_of_another_account_is_refused_unless_stated() -> None:
+    config = {"aws:region": REGION, "encryption": "KMS", "kmsKeyArn": KEY}
+
+    with pytest.raises(ConfigError) as caught:
+        run_program(_Account(REGION), stack="prod", config=config)
+
+    assert caught.value.problems == [
+        f"kmsKeyArn '{KEY}': the key belongs to account 123456789012, the stack deploys to "
+        "210987654321; set kmsKeyCrossAccount true if that is intended (the key's policy must "
+        "then grant this account), or use a key of this account"
+    ]
+    stated = run_program(
+        _Account(REGION), stack="prod", config={**config, "kmsKeyCrossAccount": "true"}
+    )
+    (stream,) = stated.of_type("aws:kinesis/stream:Stream")
+    assert stream.inputs["kmsKeyId"] == KEY
+
+
+def test_config_errors_print_without_a_traceback_under_pulumi_up() -> None:
+    # Pulumi's language host prints a RunError's message alone, not the program's stack trace
+    assert isinstance(ConfigError(["x: y"]), pulumi.RunError)
