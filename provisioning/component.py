@@ -54,17 +54,19 @@ def config_key(field: str) -> str:
     return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-def plain_inputs(args: Mapping[str, Any], secret: str | None = None) -> dict[str, Any]:
-    """Inputs as config keys, refused when an Output (but `secret`, returned apart as is)."""
+def plain_inputs(args: Mapping[str, Any], output_allowed: str) -> dict[str, Any]:
+    """Inputs under their config keys; an Output is refused but for `output_allowed`'s."""
     raw = {config_key(field): value for field, value in args.items()}
     outputs = sorted(
-        key for key, value in raw.items() if isinstance(value, pulumi.Output) and key != secret
+        key
+        for key, value in raw.items()
+        if isinstance(value, pulumi.Output) and key != output_allowed
     )
     if outputs:
         raise ConfigError(
             [
                 f"{key}: must be a plain value, not an Output (every key is validated before "
-                f"any resource is declared){f'; only {secret} may be an Output' if secret else ''}"
+                f"any resource is declared); only {output_allowed} may be an Output"
                 for key in outputs
             ]
         )
@@ -73,7 +75,7 @@ def plain_inputs(args: Mapping[str, Any], secret: str | None = None) -> dict[str
 
 def read_config(args: Mapping[str, Any], stack: str) -> DestinationConfig:
     """Validate the inputs with the program's own rules, whatever language passed them."""
-    raw = plain_inputs(args, secret=c.CONFIG_EXTERNAL_ID)
+    raw = plain_inputs(args, output_allowed=c.CONFIG_EXTERNAL_ID)
     if isinstance(raw.get(c.CONFIG_EXTERNAL_ID), pulumi.Output):
         del raw[c.CONFIG_EXTERNAL_ID]  # checked once known, in _external_id
     return parse_config(raw, stack=stack)

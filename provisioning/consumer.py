@@ -106,9 +106,9 @@ class ConsumerInputs:
 
 def read_inputs(args: Mapping[str, Any], stack: str, project_dir: Path) -> ConsumerInputs:
     """Validate another language's inputs with the program's own rules (one ConfigError)."""
-    raw = plain_inputs(args, secret="streamArn")
-    stream_arn = raw.pop("streamArn", None)
-    if stream_arn is None:
+    raw = plain_inputs(args, output_allowed="streamArn")
+    given = raw.pop("streamArn", None)
+    if given is None:
         raise ConfigError(["streamArn: required (the stream the consumer reads)"])
     kms = raw.pop("kmsKeyArn", None) or None
     encrypted = raw.pop("encrypted", True)
@@ -118,7 +118,25 @@ def read_inputs(args: Mapping[str, Any], stack: str, project_dir: Path) -> Consu
     elif not encrypted:
         raw[c.CONFIG_ENCRYPTION] = "NONE"
     config = parse_config(raw, stack=stack, project_dir=project_dir)
+    # An Output is checked once known; the role policy that names it waits for it.
+    stream_arn = pulumi.Output.from_input(given).apply(
+        lambda arn: _stream_arn(arn, config.stream_name)
+    )
     return ConsumerInputs.of(config, stream_arn, project_dir)
+
+
+def _stream_arn(arn: str, stream_name: str) -> str:
+    """The stream's ARN, refused unless it names exactly the stream (a Resource of the policy)."""
+    shape = re.fullmatch(r"arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[^:]+:stream/(.+)", arn or "")
+    if shape is None or shape.group(1) != stream_name or any(ch in arn for ch in "*?$"):
+        raise ConfigError(
+            [
+                f"streamArn {arn!r}: must be the ARN of stream {stream_name!r}, "
+                f"arn:aws:kinesis:<region>:<account>:stream/{stream_name}, without wildcards "
+                "(the consumer's role is granted reads on exactly this ARN)"
+            ]
+        )
+    return arn
 
 
 class CohortConsumer(pulumi.ComponentResource):

@@ -320,3 +320,32 @@ def test_the_consumer_through_the_provider_applies_the_programs_rules(tmp_path: 
     message = str(caught.value)
     assert "consumerBatchSize 0: must be between 1 and 10000" in message
     assert "tags key 'a{': IAM allows only letters" in message
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "*",
+        "arn:aws:kinesis:eu-central-1:123456789012:stream/*",
+        "arn:aws:kinesis:eu-central-1:123456789012:stream/other-stream",
+        "arn:aws:dynamodb:eu-central-1:123456789012:table/amplitude-cohorts",
+    ],
+)
+def test_the_consumer_refuses_a_stream_arn_that_is_not_its_streams(
+    tmp_path: Path, arn: str
+) -> None:
+    # The ARN becomes the Resource of the role's read grant: a wildcard would widen it
+    code = tmp_path / "code.zip"
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(c.LAMBDA_HANDLER_FILE, "")
+    program = tmp_path / "__main__.py"
+    inputs = {"streamArn": arn, "streamName": c.DEFAULT_STREAM_NAME, "consumerArchive": str(code)}
+    program.write_text(
+        "from provisioning.package import provider\n"
+        f"provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, None)\n"
+    )
+
+    with pytest.raises(Exception) as caught:
+        run_program(PlanMocks(REGION), stack="ts", program=program)
+
+    assert f"streamArn {arn!r}: must be the ARN of stream 'amplitude-cohorts'" in str(caught.value)
