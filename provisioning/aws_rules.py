@@ -27,13 +27,13 @@ KNOWN_REGIONS: Final = tuple(region.value for region in pulumi_aws.Region)
 # - IAM (API reference, `Tag`): key 1-128, value 0-256 characters of [\p{L}\p{Z}\p{N}_.:/=+\-@];
 #   at most 50 tags per role or policy; the `aws:` prefix is reserved.
 #   https://docs.aws.amazon.com/IAM/latest/APIReference/API_Tag.html
-# - Kinesis (API reference, `AddTagsToStream`/`Tag`; developer guide "Tag your resources"):
-#   key 1-128, value 0-256, at most 50 per stream, `aws:` reserved.
+# - Kinesis (API reference, `Tag`): key 1-128, value 0-256 characters of "Unicode letters,
+#   digits, white space, _ . / = + - % @" (no ':'); at most 50 per stream, `aws:` reserved.
 #   https://docs.aws.amazon.com/kinesis/latest/APIReference/API_Tag.html
 # - DynamoDB (developer guide "Tagging restrictions"): 50 per resource, key 128 and value 256
 #   Unicode characters in UTF-8, `aws` prefix reserved; letters, whitespace, numbers and
 #   + - = . _ : / (no @).
-#   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Tagging.html
+#   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/TaggingRestrictions.html
 # - Lambda ("Using tags on Lambda functions"): 50 per function, key 128 and value 256 characters,
 #   `aws:` reserved. https://docs.aws.amazon.com/lambda/latest/dg/tagging.html
 # - SQS ("Amazon SQS cost allocation tags"): 50 per queue, key 128, value 256, `aws:` reserved.
@@ -41,11 +41,11 @@ KNOWN_REGIONS: Final = tuple(region.value for region in pulumi_aws.Region)
 # - CloudWatch (API reference, `Tag`): key 1-128, value 0-256 of [\p{L}\p{Z}\p{N}_.:/=+\-@].
 #   https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_Tag.html
 RESERVED_TAG_PREFIX: Final = "aws:"
-# The punctuation each receiving service allows besides letters, separators and numbers. DynamoDB's
-# list has no '@', so a tag with one is refused only when the consumer's tables receive it.
-TAG_PUNCTUATION: Final = {"IAM": "_.:/=+-@", "DynamoDB": "_.:/=+-"}
-DESTINATION_SERVICES: Final = ("IAM",)  # Kinesis takes IAM's set; IAM is the one that refuses
-CONSUMER_SERVICES: Final = ("IAM", "DynamoDB")  # Lambda, SQS, CloudWatch: IAM's set
+# The punctuation each receiving service allows besides letters, separators and numbers. Kinesis's
+# list has no ':', DynamoDB's no '@' (so '@' is refused only when the consumer's tables get it).
+TAG_PUNCTUATION: Final = {"IAM": "_.:/=+-@", "Kinesis": "_./=+-%@", "DynamoDB": "_.:/=+-"}
+DESTINATION_SERVICES: Final = ("IAM", "Kinesis")
+CONSUMER_SERVICES: Final = ("IAM", "Kinesis", "DynamoDB")  # Lambda, SQS, CloudWatch: IAM's set
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:

@@ -185,11 +185,13 @@ KEYS: Final = (
     Key(
         c.CONFIG_TAGS, "object", {},
         "Tags applied to every resource, an object of string keys and values (default none); "
-        "each service's tag rules apply (IAM: letters, digits, spaces and _.:/=+-@; key 1-128, "
-        "value 0-256 characters; at most 50; no aws: prefix).",
+        "the rules of every service that receives them apply: letters, digits, spaces and "
+        "_./=+-@ (IAM's and Kinesis's; no @ with consumer lambda, for DynamoDB), key 1-128 and "
+        "value 0-256 characters, at most 50, no aws: prefix.",
         "none", "object of strings, applied to every resource (`pulumi config set --path "
-        "tags.team growth`); IAM's characters (letters, digits, spaces, `_.:/=+-@`; DynamoDB's, "
-        "without `@`, with `consumer: lambda`), key 1–128, value 0–256, at most 50, no `aws:`",
+        "tags.team growth`); letters, digits, spaces and `_./=+-@` (IAM's and Kinesis's "
+        "characters; no `@` with `consumer: lambda`, for DynamoDB), key 1–128, value 0–256, at "
+        "most 50, no `aws:`",
     ),
     Key(
         c.CONFIG_PROTECT_STREAM, "boolean", True,
