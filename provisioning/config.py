@@ -245,15 +245,25 @@ def _check_key(values: Mapping[str, Any], region: str | None, problems: list[str
             f"{c.CONFIG_KMS_KEY_ARN} {arn!r}: only allowed with {c.CONFIG_ENCRYPTION} KMS "
             f"(it is {encryption!r})"
         )
-    # Kinesis StartStreamEncryption: "The KMS key must be in the same Region as the stream"
-    # (https://docs.aws.amazon.com/streams/latest/dev/what-is-sse.html).
+    problem = None if region is None else key_region_problem(arn, region)
+    if problem is not None:
+        problems.append(problem)
+
+
+def key_region_problem(arn: str, region: str) -> str | None:
+    """A customer-managed key in another region than the stack's.
+
+    Kinesis: "The KMS key must be in the same Region as the stream"
+    (https://docs.aws.amazon.com/streams/latest/dev/what-is-sse.html); DynamoDB's tables too.
+    """
     key_region = aws_rules.arn_region(arn)
-    if region is not None and key_region != region:
-        problems.append(
-            f"{c.CONFIG_KMS_KEY_ARN} {arn!r}: the key is in {key_region}, the stack in {region}; "
-            "Kinesis and DynamoDB need a key in the stream's region (use a key, or a "
-            "multi-Region replica, in " + region + ")"
-        )
+    if key_region == region:
+        return None
+    return (
+        f"{c.CONFIG_KMS_KEY_ARN} {arn!r}: the key is in {key_region}, the stack in {region}; "
+        "Kinesis and DynamoDB need a key in the stream's region (use a key, or a "
+        f"multi-Region replica, in {region})"
+    )
 
 
 def account_problem(config: DestinationConfig, account_id: str) -> str | None:

@@ -9,7 +9,6 @@ provider, the same way under `pulumi up` (the language host's config) and under 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from provisioning import aws_rules
 from provisioning.config import (
     DestinationConfig,
     account_problem,
+    key_region_problem,
     parse_config,
     unknown_key_problems,
 )
@@ -50,12 +50,6 @@ def runtime_values() -> dict[str, Any]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
-def stack_region(provider: Mapping[str, Any]) -> str | None:
-    """The region the AWS provider deploys to: `aws:region`, else the environment variables."""
-    region = provider.get(AWS_REGION_KEY)
-    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
-
-
 def provider_problems(provider: Mapping[str, Any]) -> list[str]:
     """Unknown `aws:` keys, and a region AWS would answer with no endpoint."""
     known = list(provider_keys())
@@ -77,7 +71,7 @@ def read_stack_config(
     everything = runtime_values() if values is None else values
     provider = namespace(everything, AWS_NAMESPACE)
     problems = provider_problems(provider)
-    region = stack_region(provider)
+    region = provider.get(AWS_REGION_KEY) or None  # the environment's is checked by the provider
     try:
         config = parse_config(
             namespace(everything, pulumi.get_project()),
@@ -92,17 +86,27 @@ def read_stack_config(
     return config
 
 
-def check_key_account(config: DestinationConfig) -> None:
-    """A customer-managed key must be in the deploying account unless the stack says otherwise.
+def check_key_placement(config: DestinationConfig) -> None:
+    """A customer-managed key must be in the provider's region, and in its account unless the
+    stack states otherwise.
 
-    The account is known only to the provider (its credentials), so this asks it, as
-    `aws.get_caller_identity` does, before any resource is declared.
+    Only the provider knows both (its region may come from the environment, its account from
+    its credentials), so this asks it, as `aws.get_region` and `aws.get_caller_identity` do,
+    before any resource is declared.
     """
-    if config.customer_key_arn is None or config.kms_key_cross_account:
+    arn = config.customer_key_arn
+    if arn is None:
         return
-    account = pulumi_aws.get_caller_identity().account_id
-    if not re.fullmatch(r"\d{12}", account):
-        return  # a preview without credentials answers with a placeholder: nothing to compare
-    problem = account_problem(config, account)
-    if problem is not None:
-        raise ConfigError([problem])
+    problems = []
+    region = pulumi_aws.get_region().region
+    region_problem = key_region_problem(arn, region) if region else None
+    if region_problem is not None:
+        problems.append(region_problem)
+    if not config.kms_key_cross_account:
+        account = pulumi_aws.get_caller_identity().account_id
+        # A preview without credentials answers with a placeholder: nothing to compare then.
+        problem = account_problem(config, account) if re.fullmatch(r"\d{12}", account) else None
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems)

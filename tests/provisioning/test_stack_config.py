@@ -148,3 +148,18 @@ def test_a_kms_key_of_another_account_is_refused_unless_stated() -> None:
 def test_config_errors_print_without_a_traceback_under_pulumi_up() -> None:
     # Pulumi's language host prints a RunError's message alone, not the program's stack trace
     assert isinstance(ConfigError(["x: y"]), pulumi.RunError)
+
+
+def test_a_kms_key_of_another_region_than_the_providers_is_refused_without_aws_region() -> None:
+    # GIVEN no aws:region in the stack: the provider's region comes from its environment
+    key = KEY.replace("us-east-1", "eu-west-1")
+
+    with pytest.raises(ConfigError) as caught:
+        run_program(_Account(REGION), stack="prod", config={"encryption": "KMS", "kmsKeyArn": key})
+
+    # THEN the provider's region is asked, and both the region and the account are named
+    assert [p.split(";")[0] for p in caught.value.problems] == [
+        f"kmsKeyArn '{key}': the key is in eu-west-1, the stack in us-east-1",
+        f"kmsKeyArn '{key}': the key belongs to account 123456789012, the stack deploys to "
+        "210987654321",
+    ]
