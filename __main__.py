@@ -7,13 +7,12 @@ import pulumi
 from provisioning import constants as c
 from provisioning.component import CohortDestination
 from provisioning.consumer import CohortConsumer, ConsumerInputs
-from provisioning.stack_config import check_key_placement, read_stack_config
+from provisioning.stack_config import read_stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
 # Every key of the stack checked at once (unknown ones included) before any resource is declared.
 config = read_stack_config(PROJECT_DIR)
-check_key_placement(config)
 
 destination = CohortDestination.from_config("cohort", config)
 

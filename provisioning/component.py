@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from provisioning import constants as c
 from provisioning.config import DestinationConfig, parse_config
 from provisioning.errors import ConfigError
+from provisioning.kms import check_key_placement
 from provisioning.policies import trust_policy, write_policy
 
 
@@ -119,6 +120,7 @@ class CohortDestination(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None,
         args: Mapping[str, Any],
     ) -> None:
+        check_key_placement(cfg)  # asks the provider, so before anything is registered
         self.config = cfg
         super().__init__(c.COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

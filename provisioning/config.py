@@ -13,6 +13,7 @@ from provisioning import constants as c
 from provisioning.archive import archive_problem, default_archive
 from provisioning.errors import ConfigError
 from provisioning.keys import BY_NAME, CONSUMER_KEYS, DESTINATION, KEYS, Key
+from provisioning.kms import key_region_problem
 
 
 @dataclass(frozen=True)
@@ -248,37 +249,6 @@ def _check_key(values: Mapping[str, Any], region: str | None, problems: list[str
     problem = None if region is None else key_region_problem(arn, region)
     if problem is not None:
         problems.append(problem)
-
-
-def key_region_problem(arn: str, region: str) -> str | None:
-    """A customer-managed key in another region than the stack's.
-
-    Kinesis: "The KMS key must be in the same Region as the stream"
-    (https://docs.aws.amazon.com/streams/latest/dev/what-is-sse.html); DynamoDB's tables too.
-    """
-    key_region = aws_rules.arn_region(arn)
-    if key_region == region:
-        return None
-    return (
-        f"{c.CONFIG_KMS_KEY_ARN} {arn!r}: the key is in {key_region}, the stack in {region}; "
-        "Kinesis and DynamoDB need a key in the stream's region (use a key, or a "
-        f"multi-Region replica, in {region})"
-    )
-
-
-def account_problem(config: DestinationConfig, account_id: str) -> str | None:
-    """A customer-managed key in another account than the stack's, unless that is stated."""
-    arn = config.customer_key_arn
-    if arn is None or config.kms_key_cross_account:
-        return None
-    key_account = aws_rules.arn_account(arn)
-    if key_account == account_id:
-        return None
-    return (
-        f"{c.CONFIG_KMS_KEY_ARN} {arn!r}: the key belongs to account {key_account}, the stack "
-        f"deploys to {account_id}; set {c.CONFIG_KMS_KEY_CROSS_ACCOUNT} true if that is intended "
-        "(the key's policy must then grant this account), or use a key of this account"
-    )
 
 
 def _check_imports(values: Mapping[str, Any], problems: list[str]) -> None:

@@ -19,13 +19,7 @@ import pulumi_aws
 from pulumi.runtime import config as runtime_config
 
 from provisioning import aws_rules
-from provisioning.config import (
-    DestinationConfig,
-    account_problem,
-    key_region_problem,
-    parse_config,
-    unknown_key_problems,
-)
+from provisioning.config import DestinationConfig, parse_config, unknown_key_problems
 from provisioning.errors import ConfigError
 
 AWS_NAMESPACE: Final = "aws"
@@ -84,29 +78,3 @@ def read_stack_config(
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def check_key_placement(config: DestinationConfig) -> None:
-    """A customer-managed key must be in the provider's region, and in its account unless the
-    stack states otherwise.
-
-    Only the provider knows both (its region may come from the environment, its account from
-    its credentials), so this asks it, as `aws.get_region` and `aws.get_caller_identity` do,
-    before any resource is declared.
-    """
-    arn = config.customer_key_arn
-    if arn is None:
-        return
-    problems = []
-    region = pulumi_aws.get_region().region
-    region_problem = key_region_problem(arn, region) if region else None
-    if region_problem is not None:
-        problems.append(region_problem)
-    if not config.kms_key_cross_account:
-        account = pulumi_aws.get_caller_identity().account_id
-        # A preview without credentials answers with a placeholder: nothing to compare then.
-        problem = account_problem(config, account) if re.fullmatch(r"\d{12}", account) else None
-        if problem is not None:
-            problems.append(problem)
-    if problems:
-        raise ConfigError(problems)

@@ -3,8 +3,9 @@
 import pytest
 
 from provisioning import constants as c
-from provisioning.config import account_problem, parse_config
+from provisioning.config import parse_config
 from provisioning.errors import ConfigError
+from provisioning.kms import key_account_problem
 
 CMK = "arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012"
 
@@ -293,19 +294,11 @@ def test_a_kms_key_in_another_region_than_the_stack_is_refused() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("cross_account", "account", "refused"),
-    [(False, "123456789012", False), (False, "210987654321", True), (True, "210987654321", False)],
-)
-def test_a_kms_key_of_another_account_needs_cross_account_stated(
-    cross_account: bool, account: str, refused: bool
+@pytest.mark.parametrize(("account", "refused"), [("123456789012", False), ("210987654321", True)])
+def test_a_kms_key_of_another_account_is_named_with_the_statement_that_allows_it(
+    account: str, refused: bool
 ) -> None:
-    config = parse_config(
-        {"encryption": "KMS", "kmsKeyArn": CMK, "kmsKeyCrossAccount": str(cross_account)},
-        stack="dev",
-    )
-
-    problem = account_problem(config, account)
+    problem = key_account_problem(CMK, account)
 
     if refused:
         assert problem == (
