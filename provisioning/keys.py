@@ -90,6 +90,19 @@ _MANAGED_POLICY_ARN = pattern(
     "must be a managed policy ARN, arn:aws:iam::<12-digit account>:policy/<name>",
 )
 
+
+def _consumer_range(
+    name: str, default: int, bounds: tuple[int, int], words: str, readme_note: str = ""
+) -> Key:
+    """A consumer key holding a whole number in AWS's range; `{range}` in its words is the range."""
+    low, high = bounds
+    return Key(
+        name, "integer", default, words.format(range=f"{low}-{high}"),
+        str(default), f"{low}–{high}{readme_note}",
+        component=CONSUMER, rule=between(bounds),
+    )  # fmt: skip
+
+
 KEYS: Final = (
     Key(
         c.CONFIG_STREAM_NAME, "string", c.DEFAULT_STREAM_NAME,
@@ -236,19 +249,17 @@ KEYS: Final = (
         component=CONSUMER,
         rule=one_of(c.CONSUMERS),
     ),
-    Key(
-        c.CONFIG_CONSUMER_MEMORY_MB, "integer", c.DEFAULT_CONSUMER_MEMORY_MB,
-        "Lambda consumer memory, 128-10240 MB.",
-        str(c.DEFAULT_CONSUMER_MEMORY_MB), "128–10240",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_MEMORY_MB_RANGE),
+    _consumer_range(
+        c.CONFIG_CONSUMER_MEMORY_MB,
+        c.DEFAULT_CONSUMER_MEMORY_MB,
+        c.CONSUMER_MEMORY_MB_RANGE,
+        "Lambda consumer memory, {range} MB.",
     ),
-    Key(
-        c.CONFIG_CONSUMER_TIMEOUT_SECONDS, "integer", c.DEFAULT_CONSUMER_TIMEOUT_SECONDS,
-        "Lambda consumer timeout, 1-900 seconds.",
-        str(c.DEFAULT_CONSUMER_TIMEOUT_SECONDS), "1–900",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_TIMEOUT_SECONDS_RANGE),
+    _consumer_range(
+        c.CONFIG_CONSUMER_TIMEOUT_SECONDS,
+        c.DEFAULT_CONSUMER_TIMEOUT_SECONDS,
+        c.CONSUMER_TIMEOUT_SECONDS_RANGE,
+        "Lambda consumer timeout, {range} seconds.",
     ),
     Key(
         c.CONFIG_CONSUMER_RESERVED_CONCURRENCY, "integer", c.CONSUMER_RESERVED_CONCURRENCY_UNSET,
@@ -259,47 +270,42 @@ KEYS: Final = (
             c.CONSUMER_RESERVED_CONCURRENCY_RANGE, unset=c.CONSUMER_RESERVED_CONCURRENCY_UNSET
         ),
     ),
-    Key(
-        c.CONFIG_CONSUMER_BATCH_SIZE, "integer", c.DEFAULT_CONSUMER_BATCH_SIZE,
-        "Records per invocation (event source mapping BatchSize), 1-10000.",
-        str(c.DEFAULT_CONSUMER_BATCH_SIZE), "1–10000 records per invocation",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_BATCH_SIZE_RANGE),
+    _consumer_range(
+        c.CONFIG_CONSUMER_BATCH_SIZE,
+        c.DEFAULT_CONSUMER_BATCH_SIZE,
+        c.CONSUMER_BATCH_SIZE_RANGE,
+        "Records per invocation (event source mapping BatchSize), {range}.",
+        " records per invocation",
     ),
-    Key(
-        c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS, "integer",
+    _consumer_range(
+        c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS,
         c.DEFAULT_CONSUMER_BATCHING_WINDOW_SECONDS,
-        "Seconds the mapping gathers records before invoking (MaximumBatchingWindowInSeconds), "
-        "0-300.",
-        str(c.DEFAULT_CONSUMER_BATCHING_WINDOW_SECONDS), "0–300",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_BATCHING_WINDOW_SECONDS_RANGE),
+        c.CONSUMER_BATCHING_WINDOW_SECONDS_RANGE,
+        "Seconds the mapping gathers records before invoking "
+        "(MaximumBatchingWindowInSeconds), {range}.",
     ),
-    Key(
-        c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR, "integer",
+    _consumer_range(
+        c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR,
         c.DEFAULT_CONSUMER_PARALLELIZATION_FACTOR,
-        "Concurrent batches per shard (ParallelizationFactor), 1-10.",
-        str(c.DEFAULT_CONSUMER_PARALLELIZATION_FACTOR), "1–10 concurrent batches per shard",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_PARALLELIZATION_FACTOR_RANGE),
+        c.CONSUMER_PARALLELIZATION_FACTOR_RANGE,
+        "Concurrent batches per shard (ParallelizationFactor), {range}.",
+        " concurrent batches per shard",
     ),
-    Key(
-        c.CONFIG_CONSUMER_MAX_RETRIES, "integer", c.DEFAULT_CONSUMER_MAX_RETRIES,
-        "Retries of a failing batch before it goes to the failure queue (MaximumRetryAttempts), "
-        "0-10000.",
-        str(c.DEFAULT_CONSUMER_MAX_RETRIES), "0–10000 retries of a failing batch",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_MAX_RETRIES_RANGE),
+    _consumer_range(
+        c.CONFIG_CONSUMER_MAX_RETRIES,
+        c.DEFAULT_CONSUMER_MAX_RETRIES,
+        c.CONSUMER_MAX_RETRIES_RANGE,
+        "Retries of a failing batch before it goes to the failure queue "
+        "(MaximumRetryAttempts), {range}.",
+        " retries of a failing batch",
     ),
-    Key(
-        c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS, "integer",
+    _consumer_range(
+        c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS,
         c.DEFAULT_CONSUMER_MAX_RECORD_AGE_SECONDS,
-        "Oldest record the mapping still sends to the function (MaximumRecordAgeInSeconds), "
-        "60-604800.",
-        str(c.DEFAULT_CONSUMER_MAX_RECORD_AGE_SECONDS),
-        "60–604800 (AWS's \"forever\", -1, is refused: a bounded age is the point)",
-        component=CONSUMER,
-        rule=between(c.CONSUMER_MAX_RECORD_AGE_SECONDS_RANGE),
+        c.CONSUMER_MAX_RECORD_AGE_SECONDS_RANGE,
+        "Oldest record the mapping still sends to the function "
+        "(MaximumRecordAgeInSeconds), {range}.",
+        ' (AWS\'s "forever", -1, is refused: a bounded age is the point)',
     ),
     Key(
         c.CONFIG_CONSUMER_LOG_RETENTION_DAYS, "integer", c.DEFAULT_CONSUMER_LOG_RETENTION_DAYS,
