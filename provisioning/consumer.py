@@ -18,6 +18,7 @@ from provisioning import constants as c
 from provisioning.component import plain_inputs
 from provisioning.config import ConsumerConfig, DestinationConfig, parse_config
 from provisioning.errors import ConfigError
+from provisioning.kms import check_key_placement
 from provisioning.policies import consumer_policy, lambda_trust_policy
 
 # Keeps "<base>-consumer-role" within IAM's and Lambda's 64 characters, SQS's 80.
@@ -118,6 +119,7 @@ def read_inputs(args: Mapping[str, Any], stack: str, project_dir: Path) -> Consu
     elif not encrypted:
         raw[c.CONFIG_ENCRYPTION] = "NONE"
     config = parse_config(raw, stack=stack, project_dir=project_dir)
+    check_key_placement(config)
     # An Output is checked once known; the role policy that names it waits for it.
     stream_arn = pulumi.Output.from_input(given).apply(
         lambda arn: _stream_arn(arn, config.stream_name)
