@@ -122,12 +122,12 @@ def read_inputs(args: Mapping[str, Any], stack: str, project_dir: Path) -> Consu
     check_key_placement(config)
     # An Output is checked once known; the role policy that names it waits for it.
     stream_arn = pulumi.Output.from_input(given).apply(
-        lambda arn: _stream_arn(arn, config.stream_name)
+        lambda arn: checked_stream_arn(arn, config.stream_name)
     )
     return ConsumerInputs.of(config, stream_arn, project_dir)
 
 
-def _stream_arn(arn: str, stream_name: str) -> str:
+def checked_stream_arn(arn: str, stream_name: str) -> str:
     """The stream's ARN, refused unless it names exactly the stream (a Resource of the policy)."""
     shape = re.fullmatch(r"arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[^:]+:stream/(.+)", arn or "")
     if shape is None or shape.group(1) != stream_name or any(ch in arn for ch in "*?$"):

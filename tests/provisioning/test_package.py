@@ -15,6 +15,8 @@ import yaml
 from provisioning import constants as c
 from provisioning.component import CohortDestinationArgs, config_key
 from provisioning.config import DestinationConfig
+from provisioning.consumer import checked_stream_arn
+from provisioning.errors import ConfigError
 from provisioning.package import provider
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
@@ -331,21 +333,32 @@ def test_the_consumer_through_the_provider_applies_the_programs_rules(tmp_path: 
         "arn:aws:dynamodb:eu-central-1:123456789012:table/amplitude-cohorts",
     ],
 )
-def test_the_consumer_refuses_a_stream_arn_that_is_not_its_streams(
-    tmp_path: Path, arn: str
-) -> None:
+def test_a_stream_arn_that_is_not_the_streams_is_refused(arn: str) -> None:
     # The ARN becomes the Resource of the role's read grant: a wildcard would widen it
+    with pytest.raises(ConfigError) as caught:
+        checked_stream_arn(arn, c.DEFAULT_STREAM_NAME)
+
+    assert caught.value.problems == [
+        f"streamArn {arn!r}: must be the ARN of stream 'amplitude-cohorts', "
+        "arn:aws:kinesis:<region>:<account>:stream/amplitude-cohorts, without wildcards (the "
+        "consumer's role is granted reads on exactly this ARN)"
+    ]
+    good = "arn:aws:kinesis:eu-central-1:123456789012:stream/amplitude-cohorts"
+    assert checked_stream_arn(good, c.DEFAULT_STREAM_NAME) == good
+
+
+def test_the_consumer_through_the_provider_refuses_a_wildcard_stream_arn(tmp_path: Path) -> None:
     code = tmp_path / "code.zip"
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr(c.LAMBDA_HANDLER_FILE, "")
     program = tmp_path / "__main__.py"
-    inputs = {"streamArn": arn, "streamName": c.DEFAULT_STREAM_NAME, "consumerArchive": str(code)}
+    inputs = {"streamArn": "*", "streamName": c.DEFAULT_STREAM_NAME, "consumerArchive": str(code)}
     program.write_text(
         "from provisioning.package import provider\n"
         f"provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, None)\n"
     )
 
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception) as caught:  # raised once the Output is known
         run_program(PlanMocks(REGION), stack="ts", program=program)
 
-    assert f"streamArn {arn!r}: must be the ARN of stream 'amplitude-cohorts'" in str(caught.value)
+    assert "streamArn '*': must be the ARN of stream 'amplitude-cohorts'" in str(caught.value)
