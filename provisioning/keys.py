@@ -344,3 +344,8 @@ KEYS: Final = (
 BY_NAME: Final = {key.name: key for key in KEYS}
 DESTINATION_KEYS: Final = tuple(key for key in KEYS if key.component == DESTINATION)
 CONSUMER_KEYS: Final = tuple(key for key in KEYS if key.component == CONSUMER)
+DESTINATION_KEY_NAMES: Final = tuple(key.name for key in DESTINATION_KEYS)
+# Every consumer key but `consumer` itself: each is an error while `consumer` is none.
+CONSUMER_SETTING_NAMES: Final = tuple(
+    key.name for key in CONSUMER_KEYS if key.name != c.CONFIG_CONSUMER
+)

@@ -17,6 +17,7 @@ from provisioning.component import CohortDestinationArgs, config_key
 from provisioning.config import DestinationConfig
 from provisioning.consumer import checked_stream_arn
 from provisioning.errors import ConfigError
+from provisioning.keys import CONSUMER_SETTING_NAMES, DESTINATION_KEY_NAMES
 from provisioning.package import provider
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
@@ -43,7 +44,7 @@ def test_the_args_are_the_config_fields_under_their_config_keys() -> None:
     # (the Lambda consumer is a component of its own, CohortConsumer)
     destination_fields = {f.name for f in dataclasses.fields(DestinationConfig)} - {"consumer"}
     assert set(fields) == destination_fields
-    assert [config_key(f) for f in fields] == list(c.CONFIG_KEYS)
+    assert [config_key(f) for f in fields] == list(DESTINATION_KEY_NAMES)
 
 
 def test_every_input_is_a_config_key_with_pulumi_yamls_type_description_and_default(
@@ -53,8 +54,8 @@ def test_every_input_is_a_config_key_with_pulumi_yamls_type_description_and_defa
     inputs = component(schema)["inputProperties"]
 
     # THEN its inputs are the stack config keys, typed, worded and defaulted as Pulumi.yaml does
-    assert list(inputs) == list(c.CONFIG_KEYS)
-    for key in c.CONFIG_KEYS:
+    assert list(inputs) == list(DESTINATION_KEY_NAMES)
+    for key in DESTINATION_KEY_NAMES:
         declared = PROJECT["config"][key]
         assert inputs[key]["type"] == declared["type"], key
         assert inputs[key]["description"] == declared["description"], key
@@ -72,7 +73,7 @@ def test_the_consumer_is_in_the_schema_with_its_keys_defaults_and_outputs(
     inputs = consumer["inputProperties"]
 
     # THEN every consumer key is an input, with Pulumi.yaml's type, description and default
-    settings = [key for key in c.CONSUMER_CONFIG_KEYS]
+    settings = CONSUMER_SETTING_NAMES
     assert set(settings) <= set(inputs)
     for key in settings:
         declared = PROJECT["config"][key]
