@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +111,61 @@ def test_fixtures_and_local_up_on_a_customers_project(
     assert up.returncode == 0, up.stdout + up.stderr
     outputs = json.loads(out.read_text())
     assert (outputs["streamName"], outputs["region"]) == ("cohorts-prod", "eu-west-1")
+
+
+def test_a_customers_own_program_with_the_lambda_consumer(installed: Path, tmp_path: Path) -> None:
+    # GIVEN a customer's repository holding copies of Pulumi.yaml and __main__.py, and the
+    # README's requirements.txt pointing at the wheel built from this checkout
+    readme = (ROOT / "README.md").read_text()
+    requirements = next(
+        block
+        for block in re.findall(r"```text\n(.*?)```", readme, flags=re.S)
+        if block.startswith("# requirements.txt")
+    )
+    (wheel,) = (installed.parent.parent / "dist").glob("amplitude_kinesis_cohort-*.whl")
+    project = tmp_path / "customer"
+    project.mkdir()
+    (project / "requirements.txt").write_text(
+        re.sub(r"file:///\S+\.whl", wheel.as_uri(), requirements)
+    )
+    for name in ("Pulumi.yaml", "__main__.py"):  # copied from the clone, as the README says
+        (project / name).write_text((ROOT / name).read_text())
+    (project / "Pulumi.prod.yaml").write_text(
+        "config:\n  aws:region: eu-west-1\n  amplitude-kinesis-cohort:consumer: lambda\n"
+    )
+    pip = [installed / "python", "-m", "pip", "install", "-q", "--no-compile"]
+    done = run(*pip, "-r", "requirements.txt", cwd=project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    up = [installed / "cohort-sync", "local", "up", "--project-dir", project, "--stack", "prod"]
+
+    # WHEN the stack runs before the archive exists, THEN the error names the console command
+    refused = run(*up, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert "build it with `cohort-lambda-archive --arch x86_64`" in refused.stdout + refused.stderr
+
+    # WHEN the installed command builds the archive in the project (dependencies given, so no
+    # PyPI here; `--deps` skips only the pip step)
+    deps = tmp_path / "deps"
+    (deps / "aws_lambda_powertools").mkdir(parents=True)
+    (deps / "aws_lambda_powertools" / "__init__.py").write_text("")
+    built = run(
+        installed / "cohort-lambda-archive", "--arch", "x86_64", "--deps", deps, cwd=project
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+
+    # THEN the archive holds the installed package's handler, and the stack applies with it
+    installed_handler = run(
+        installed / "python",
+        "-c",
+        "import importlib.util as u; print(u.find_spec('sync.lambda_handler').origin)",
+        cwd=tmp_path,
+    )
+    with zipfile.ZipFile(project / "dist" / "lambda-x86_64.zip") as archive:
+        packed = archive.read("sync/lambda_handler.py")
+    assert packed == Path(installed_handler.stdout.strip()).read_bytes()
+    out = tmp_path / "destination.json"
+    applied = run(*up, "--out", out, cwd=tmp_path)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    outputs = json.loads(out.read_text())
+    assert outputs["membershipTable"] == "amplitude-cohorts-consumer-membership"
+    assert outputs["consumerFunctionArn"].endswith(":function:amplitude-cohorts-consumer")
