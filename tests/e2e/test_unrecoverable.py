@@ -154,7 +154,9 @@ class Loop:
 
 
 @pytest.fixture
-def loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Loop]:
+def loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backoff_in_milliseconds: None
+) -> Iterator[Loop]:
     with moto_world(REGION) as world:
         applied = apply(
             StackConfig(stack="unrecoverable"),
