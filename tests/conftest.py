@@ -10,8 +10,10 @@ import pytest
 from botocore.loaders import JSONFileLoader
 
 from sync.publisher import Publisher
+from tests.installed import installed
 
 pytest_plugins = ["sandbox.pytest_plugin", "pytester"]
+__all__ = ["installed"]  # a session fixture: the wheel in a fresh venv, built once
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
