@@ -40,17 +40,25 @@ def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
     return names
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_the_two_doors_do_what_the_readme_says() -> None:
     # GIVEN the README's two commands, WHEN make spells out what they run (without running it)
     assert "make demo" in README and "make test" in README
-    dry_run = subprocess.run(
-        ["make", "-n", "demo", "test"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
 
-    # THEN `make demo` is `cohort-sync demo`, and `make test` lints, types and runs the suite
-    assert ".venv/bin/python -m sync demo" in dry_run
-    for step in ("ruff check .", "ruff format --check .", "mypy", "python -m pytest"):
-        assert any(step in line for line in dry_run), step
+    def dry_run(target: str) -> list[str]:
+        return subprocess.run(
+            ["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+
+    # THEN `make demo` is `cohort-sync demo`, `make test` lints, types and runs the whole suite,
+    # and `make check` the same with the unit tests that are not slow
+    assert ".venv/bin/python -m sync demo" in dry_run("demo")
+    test, check = dry_run("test"), dry_run("check")
+    for step in ("ruff check .", "ruff format --check .", "mypy"):
+        assert any(step in line for line in test) and any(step in line for line in check), step
+    (suite,) = [line for line in test if "python -m pytest" in line]
+    assert " -m " not in suite.split("pytest", 1)[1]  # no marker expression: everything
+    assert any('python -m pytest -n 2 -q -m "unit and not slow"' in line for line in check)
 
 
 LOCAL_UP = [c for c in documented_commands() if c.startswith("local up") and "--endpoint" not in c]

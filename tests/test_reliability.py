@@ -34,7 +34,7 @@ from sync.destination import Destination, load_destination
 from sync.membership_store import MembershipStore, members
 from sync.push import DeliveryOptions, PushReport, PushRequest, run_push
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 COHORT_ID = "rel01"

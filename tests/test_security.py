@@ -44,7 +44,7 @@ from sync.destination import load_destination
 from sync.errors import DestinationError, PreflightError
 from sync.push import PushReport
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXTERNAL_ID = "ext-Sekret-4242-zz"

@@ -36,7 +36,7 @@ from sandbox.world import MotoWorld
 from sync.limits import MAX_PUT_RECORDS_COUNT
 from sync.state import StateStore
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 COHORT_ID = "crash01"

@@ -15,7 +15,7 @@ import pytest
 
 from tests.installed import run
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 
 def test_the_installed_sandbox_runs_the_program_the_wheel_ships(installed: Path) -> None:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from sandbox.world import MotoWorld
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -11,7 +11,7 @@ from provisioning import constants as c
 from sandbox.server import ServedWorld, start_server
 from sync.cli import main
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 AMPLITUDE_TRUST = {
     "Version": "2012-10-17",
     "Statement": [

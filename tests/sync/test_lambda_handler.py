@@ -277,7 +277,6 @@ def test_module_handler_reads_the_environment_lazily(
     assert table_states(dynamodb) == expected(msgs)
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize(
     ("env", "message"),
     [

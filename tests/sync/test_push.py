@@ -259,7 +259,6 @@ def props_of(user_id: str) -> dict[str, str]:
     return {"plan": ["free", "pro"][n % 2]} if n % 3 else {}
 
 
-@pytest.mark.slow
 def test_applying_the_delivered_deltas_reproduces_every_snapshot(tmp_path: Path) -> None:
     cohorts = itertools.count()
     with moto_world(REGION) as world:

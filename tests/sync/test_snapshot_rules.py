@@ -130,7 +130,6 @@ def test_wide_and_narrow_csv_build_the_same_users(
     assert "user_properties" not in narrow["u2"]
 
 
-@pytest.mark.slow
 def test_ten_thousand_columns_are_validated(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     path = tmp_path / "wide.csv"
     names = [f"p{i}" for i in range(MAX_CSV_COLUMNS - 1)]
