@@ -77,9 +77,12 @@ def test_documented_local_up_commands_succeed(
     with redirect_stdout(out):
         code = main([*shlex.split(command), "--out", str(tmp_path / "destination.json")])
 
-    # THEN every proof step passed and the outputs file holds the destination form
+    # THEN every proof step passed (Amplitude's account assumes the role, another is refused)
+    # and the outputs file holds the destination form
     assert code == 0, out.getvalue()
     assert "FAIL" not in out.getvalue()
+    assert "PASS  Amplitude assumes the role" in out.getvalue()
+    assert "PASS  a principal of account 111122223333 is refused" in out.getvalue()
     outputs = json.loads((tmp_path / "destination.json").read_text())
     assert set(outputs["destination"]) == {"display_name", "stream_name", "aws_region", "role_arn"}
 
@@ -104,6 +107,7 @@ def test_every_command_is_documented_and_has_help(
     assert "usage: cohort-sync " + command in capsys.readouterr().out
 
 
+@pytest.mark.integration  # runs pytest in a subprocess
 def test_readme_fixture_example_runs_as_a_customer_would(
     pytester: pytest.Pytester, readme_customer_project: Callable[[Path, Path], None]
 ) -> None:
@@ -119,6 +123,7 @@ def test_readme_fixture_example_runs_as_a_customer_would(
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.integration  # runs pytest in a subprocess
 def test_readme_fixture_example_fails_without_its_stack_file(
     pytester: pytest.Pytester, readme_customer_project: Callable[[Path, Path], None]
 ) -> None:

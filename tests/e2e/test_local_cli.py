@@ -134,22 +134,12 @@ def test_local_up_runs_any_number_of_times_into_one_served_world(
         "roleName=r2",
     )
 
-    # THEN every run proves its role, the second run changes nothing
+    # THEN every run proves its role, and each stack keeps its own state beside the world file
+    # (that the second run changes nothing is tests/sandbox/test_deploy.py's, down to AWS calls)
     for result in (first, again, other):
         assert result.returncode == 0, result.stderr
         assert result.stdout.count("  PASS  ") == 6 and "FAIL" not in result.stdout
-    assert "Plan: 5 unchanged." in again.stdout
-    assert "Applied: no changes (5 resources in the stack)." in again.stdout
     assert (world_file.parent / "stacks" / "example.json").exists()
-
-
-def test_local_up_embedded_proves_the_role() -> None:
-    result = cohort_sync("local", "up", "--config", "streamName=embedded-check")
-
-    assert result.returncode == 0, result.stderr
-    assert "+ aws:kinesis/stream:Stream  cohort-stream" in result.stdout
-    assert "PASS  Amplitude assumes the role" in result.stdout
-    assert "PASS  a principal of account 111122223333 is refused" in result.stdout
 
 
 def test_local_up_bad_config_creates_nothing() -> None:
