@@ -29,7 +29,8 @@ from unittest import mock
 import pytest
 from moto.core.responses import BaseResponse
 
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
+from sandbox.pytest_plugin import apply_destination
 from sandbox.server import ServedWorld, start_server
 from sandbox.streams import read_records
 from sandbox.world import MotoWorld
@@ -343,14 +344,10 @@ def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
     server, tripwire = served
     world = server.world
     # GIVEN the stack applied to the server, three snapshots and a seeded kill plan
-    applied = apply(
-        StackConfig(stack="crash"),
-        session=world.customer_admin.session(world.region),
-        region=world.region,
-        endpoint_url=server.url,
+    applied = apply_destination(
+        world, StackConfig(stack="crash"), tmp_path, endpoint_url=server.url
     )
     crash = Crash(world, tripwire, tmp_path, random.Random(SEED))
-    crash.destination.write_text(json.dumps(applied.outputs))
     for index, users in enumerate(SNAPSHOTS):
         write_snapshot(tmp_path / f"snapshot-{index}.jsonl", users)
     phases = [VALIDATION, STAGING, SENDING]

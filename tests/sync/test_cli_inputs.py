@@ -25,7 +25,8 @@ import pytest
 
 import sync.credentials
 from provisioning import constants as c
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
+from sandbox.pytest_plugin import apply_destination
 from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
 from sync.state import StateStore
@@ -126,13 +127,8 @@ def push_argv(stack: Stack, state: Path, snapshot: Path, **overrides: str) -> li
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("inputs")
     with moto_world(REGION) as world:
-        applied = apply(
-            StackConfig(stack="inputs"),
-            session=world.customer_admin.session(REGION),
-            region=REGION,
-        )
+        applied = apply_destination(world, StackConfig(stack="inputs"), tmp)
         found = Stack(world, tmp, dict(applied.outputs))
-        found.destination.write_text(json.dumps(found.outputs))
         found.seed = tmp / "seed.duckdb"
         seeded = found.cli(
             *push_argv(found, found.seed, EXAMPLES / "day1.csv", computed_time=str(SEED_TIME))
