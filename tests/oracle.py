@@ -8,6 +8,7 @@ program code uses them.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
@@ -44,6 +45,19 @@ def membership_after(messages: Iterable[CohortMessage]) -> dict[tuple[str, str],
     for message in messages:
         apply_message(state, message)
     return state
+
+
+def states_of_items(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], MemberState]:
+    """The membership the Lambda consumer's DynamoDB items hold, read without its code."""
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): MemberState(
+            i["cohort_name"]["S"],
+            i["in_cohort"]["BOOL"],
+            Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
+            json.loads(i["user_properties"]["S"]) if "user_properties" in i else None,
+        )
+        for i in items
+    }
 
 
 def random_messages(

@@ -26,9 +26,9 @@ from sandbox.proof import prove_consumer
 from sandbox.world import MotoWorld
 from sync import lambda_handler
 from sync.contract import CohortMessage, encode
-from sync.membership import MemberState, Version
+from sync.membership import MemberState
 from tests.oracle import membership_after as expected
-from tests.oracle import random_messages
+from tests.oracle import random_messages, states_of_items
 
 pytestmark = pytest.mark.integration
 
@@ -79,16 +79,7 @@ class Consumer:
         pages = dynamodb.get_paginator("scan").paginate(
             TableName=self.outputs[c.OUTPUT_MEMBERSHIP_TABLE]
         )
-        items = [item for page in pages for item in page["Items"]]
-        return {
-            (i["pk"]["S"], i["sk"]["S"]): MemberState(
-                i["cohort_name"]["S"],
-                i["in_cohort"]["BOOL"],
-                Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
-                json.loads(i["user_properties"]["S"]) if "user_properties" in i else None,
-            )
-            for i in items
-        }
+        return states_of_items(item for page in pages for item in page["Items"])
 
     def failures(self) -> list[dict[str, Any]]:
         sqs = self.world.client("sqs", self.world.customer_admin)

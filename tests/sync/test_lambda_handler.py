@@ -17,9 +17,9 @@ from sync import lambda_handler
 from sync.contract import CohortMessage, User, encode
 from sync.errors import ConsumerError
 from sync.lambda_handler import Handler, build_handler
-from sync.membership import MemberState, Version
+from sync.membership import MemberState
 from tests.oracle import membership_after as expected
-from tests.oracle import random_messages
+from tests.oracle import random_messages, states_of_items
 
 pytestmark = pytest.mark.integration
 
@@ -100,16 +100,7 @@ def event(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table_states(dynamodb: Any) -> dict[tuple[str, str], MemberState]:
-    items = dynamodb.scan(TableName=MEMBERSHIP)["Items"]
-    return {
-        (i["pk"]["S"], i["sk"]["S"]): MemberState(
-            i["cohort_name"]["S"],
-            i["in_cohort"]["BOOL"],
-            Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
-            json.loads(i["user_properties"]["S"]) if "user_properties" in i else None,
-        )
-        for i in items
-    }
+    return states_of_items(dynamodb.scan(TableName=MEMBERSHIP)["Items"])
 
 
 class CountingDynamoDB:
