@@ -13,7 +13,7 @@ from botocore.loaders import JSONFileLoader
 from moto.core.models import MockAWS
 
 from sync.publisher import Publisher
-from tests.installed import installed
+from tests.installed import installed, start_building
 
 pytest_plugins = ["sandbox.pytest_plugin", "pytester"]
 __all__ = ["installed"]  # a session fixture: the wheel in a fresh venv, built once
@@ -54,6 +54,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(level_of_directory(item.path))
         if function_id(item.nodeid) in slow:
             item.add_marker("slow")
+    # Tests of the installed wheel last: its venv builds in the background meanwhile.
+    items.sort(key=uses_installed)
+
+
+def uses_installed(item: pytest.Item) -> bool:
+    return "installed" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The installed wheel's venv builds while the other tests run (tests/installed.py).
+    if any(uses_installed(item) for item in session.items):
+        start_building(session.config)
 
 
 _durations: dict[str, float] = defaultdict(float)

@@ -1,7 +1,8 @@
 """Installed from the wheel, not cloned: the fixtures and `local up` work on a customer's project.
 
-The `installed` fixture (tests/installed.py) builds one venv per session, shared by xdist workers
-(from the local pip cache, about a minute): the built wheel with its sandbox extra, and pytest.
+The `installed` fixture (tests/installed.py) builds one venv per session in the background, shared
+by xdist workers (from the local pip cache, about a minute of CPU): the built wheel with its
+sandbox extra, and pytest.
 Nothing from this checkout is importable there.
 """
 
