@@ -107,7 +107,7 @@ def test_every_command_is_documented_and_has_help(
     assert "usage: cohort-sync " + command in capsys.readouterr().out
 
 
-@pytest.mark.integration  # runs pytest in a subprocess
+@pytest.mark.integration  # the example applies the program to moto
 def test_readme_fixture_example_runs_as_a_customer_would(
     pytester: pytest.Pytester, readme_customer_project: Callable[[Path, Path], None]
 ) -> None:
@@ -117,13 +117,13 @@ def test_readme_fixture_example_runs_as_a_customer_would(
     readme_customer_project(pytester.path, PROGRAM_DIR)
 
     # WHEN pytest runs them
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "tests")
 
     # THEN the example passes against the sandbox
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.integration  # runs pytest in a subprocess
+@pytest.mark.integration  # the example applies the program to moto
 def test_readme_fixture_example_fails_without_its_stack_file(
     pytester: pytest.Pytester, readme_customer_project: Callable[[Path, Path], None]
 ) -> None:
@@ -133,7 +133,7 @@ def test_readme_fixture_example_fails_without_its_stack_file(
     readme_customer_project(pytester.path, PROGRAM_DIR)
     (pytester.path / "Pulumi.prod.yaml").unlink()
 
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "tests")
 
     result.assert_outcomes(errors=1)
     assert "Pulumi.prod.yaml does not exist" in result.stdout.str()
