@@ -6,12 +6,12 @@ fails there. This module checks what can be read without running anything.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LEVELS, SLOW_LIST, TESTS, slow_functions
+from scripts.slow_tests import exists
+from tests.conftest import LEVELS, SLOW_LIST, slow_functions
 
 pytestmark = pytest.mark.unit
 
@@ -40,21 +40,7 @@ def test_no_unit_test_asks_for_a_moto_world(request: pytest.FixtureRequest) -> N
 
 def test_every_slow_entry_names_a_test_function_that_exists() -> None:
     # A renamed or deleted test would silently fall back into `make check`.
-    stale = []
-    for entry in sorted(slow_functions()):
-        path, _, function = entry.partition("::")
-        source = TESTS.parent / path
-        names = (
-            {
-                n.name
-                for n in ast.walk(ast.parse(source.read_text()))
-                if isinstance(n, ast.FunctionDef)
-            }
-            if source.exists()
-            else set()
-        )
-        if function not in names:
-            stale.append(entry)
+    stale = [entry for entry in sorted(slow_functions()) if not exists(entry)]
     assert stale == [], f"{SLOW_LIST}: no such test; regenerate it (scripts/slow_tests.py)"
 
 
