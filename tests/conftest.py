@@ -64,7 +64,7 @@ def uses_installed(item: pytest.Item) -> bool:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The installed wheel's venv builds while the other tests run (tests/installed.py).
-    if any(uses_installed(item) for item in session.items):
+    if not session.config.option.collectonly and any(map(uses_installed, session.items)):
         start_building(session.config)
 
 
