@@ -1,63 +1,24 @@
 """Installed from the wheel, not cloned: the fixtures and `local up` work on a customer's project.
 
-One venv is built (from the local pip cache, about a minute): the built wheel with its sandbox
-extra, and pytest. Nothing from this checkout is importable there.
+The `installed` fixture (tests/installed.py) builds one venv per session in the background, shared
+by xdist workers (from the local pip cache, about a minute of CPU): the built wheel with its
+sandbox extra, and pytest.
+Nothing from this checkout is importable there.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+from tests.installed import ROOT, run
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(*command: str | Path, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    # Nothing of this checkout's environment: no PYTHONPATH, no venv, no AWS credentials.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"PYTHONPATH", "VIRTUAL_ENV"} and not k.startswith("AWS_")
-    }
-    return subprocess.run(
-        [str(part) for part in command],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the built wheel and its sandbox extra; its bin directory."""
-    tmp = tmp_path_factory.mktemp("installed")
-    built = run(
-        sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "dist", ROOT, cwd=tmp
-    )
-    assert built.returncode == 0, built.stderr
-    (wheel,) = (tmp / "dist").glob("amplitude_kinesis_cohort-*.whl")
-    venv = tmp / "venv"
-    created = run(sys.executable, "-m", "venv", venv, cwd=tmp)
-    assert created.returncode == 0, created.stderr
-    # --no-compile: byte-compiling pulumi-aws's thousands of modules would double the install.
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile"]
-    pip += ["-c", ROOT / "constraints.txt"]
-    done = run(*pip, f"{wheel}[sandbox]", "pytest", cwd=tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return venv / "bin"
+pytestmark = pytest.mark.e2e
 
 
 def test_the_installed_sandbox_runs_the_program_the_wheel_ships(installed: Path) -> None:

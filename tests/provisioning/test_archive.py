@@ -20,7 +20,6 @@ from provisioning.archive import (
 from provisioning.archive_build import runtime_requirements
 from sandbox.engine.runner import PROGRAM_DIR
 
-pytestmark = pytest.mark.unit
 SCRIPT = PROGRAM_DIR / "scripts" / "lambda_archive.py"
 
 
@@ -62,6 +61,7 @@ def test_installed_dependencies_are_packed_without_byte_code(tmp_path: Path) -> 
     ]
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_the_handler_imports_from_the_archive_alone(tmp_path: Path) -> None:
     # GIVEN an archive of this project's code (its dependencies come from the venv here)
     archive = tmp_path / "code.zip"
@@ -81,6 +81,7 @@ def test_the_handler_imports_from_the_archive_alone(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_the_script_packs_given_dependencies_without_network(tmp_path: Path) -> None:
     deps = tmp_path / "deps"
     (deps / "jmespath").mkdir(parents=True)

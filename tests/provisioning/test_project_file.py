@@ -54,16 +54,6 @@ def test_the_readmes_key_table_is_the_key_tables() -> None:
     assert readme[start:end] == readme_table()
 
 
-def test_declared_defaults_match_the_programs_defaults() -> None:
-    declared = {k: v.get("default") for k, v in PROJECT["config"].items()}
-
-    assert declared["streamName"] == c.DEFAULT_STREAM_NAME
-    assert declared["roleName"] == c.DEFAULT_ROLE_NAME
-    assert declared["trustedAccountId"] == c.AMPLITUDE_ACCOUNT_ID
-    assert (declared["retentionHours"], declared["maxSessionSeconds"]) == (24, 3600)
-    assert (declared["streamMode"], declared["encryption"]) == ("ON_DEMAND", "AWS_MANAGED")
-
-
 # The types Pulumi's project schema accepts for a declared key (`object` since Pulumi 3.186), and
 # the Python type a default of each has.
 PULUMI_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list, "object": dict}

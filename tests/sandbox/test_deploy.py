@@ -275,7 +275,6 @@ def _records(stack: Stack, stream: str) -> list[bytes]:
     return found
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_changing_a_config_key_on_an_applied_stack(
     key: str, moto_world: MotoWorld, tmp_path: Path, boundary_arn: str, kms_key_arn: str

@@ -15,8 +15,6 @@ from sync import commands
 from sync.cli import build_parser, main
 from sync.state import StateStore
 
-pytestmark = pytest.mark.unit
-
 
 def subcommands(
     parser: argparse.ArgumentParser,
@@ -58,6 +56,7 @@ def test_a_refusal_names_its_fix_on_stderr(
     ]
 
 
+@pytest.mark.integration  # runs the CLI in a subprocess
 def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
     # GIVEN `cohort-sync state … | head -c 0`: the reader is gone before the command writes
     state = tmp_path / "state.duckdb"

@@ -23,14 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioning import constants as c
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
+from sandbox.pytest_plugin import apply_destination
 from sandbox.streams import read_records
 from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
 from sync.commands import run_preflight
 from sync.contract import USER_ID, USER_PROPERTIES, problems_of
 from sync.credentials import assume_role_session
-from sync.destination import Destination, load_destination
+from sync.destination import Destination
 from sync.limits import MAX_RECORD_BYTES
 from sync.mass_exit import ExitGuard
 from sync.push import DeliveryOptions, PushReport, PushRequest, run_push
@@ -172,14 +173,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 def make_env(world: MotoWorld, tmp: Path) -> Env:
     """Apply the program as the customer and write the outputs as the destination file."""
-    session = world.customer_admin.session(REGION)
-    applied = apply(StackConfig(stack="test"), session=session, region=REGION)
-    destination_file = tmp / "destination.json"
-    destination_file.write_text(json.dumps(applied.outputs), encoding="utf-8")
+    applied = apply_destination(world, StackConfig(stack="test"), tmp)
     return Env(
         world=world,
-        destination=load_destination(destination_file),
-        destination_file=destination_file,
+        destination=applied.destination,
+        destination_file=tmp / "destination.json",
         outputs=dict(applied.outputs),
         tmp=tmp,
     )
@@ -259,7 +257,6 @@ def props_of(user_id: str) -> dict[str, str]:
     return {"plan": ["free", "pro"][n % 2]} if n % 3 else {}
 
 
-@pytest.mark.slow
 def test_applying_the_delivered_deltas_reproduces_every_snapshot(tmp_path: Path) -> None:
     cohorts = itertools.count()
     with moto_world(REGION) as world:

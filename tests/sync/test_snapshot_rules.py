@@ -164,7 +164,6 @@ def test_a_wide_csv_read_in_passes_reports_the_same_problems_at_the_same_lines(
     assert ":3: malformed row" in str(narrow.value) and ":5: duplicate user_id" in str(narrow.value)
 
 
-@pytest.mark.slow
 def test_ten_thousand_columns_are_validated(tmp_path: Path) -> None:
     # Within the state store's working memory (before: Out of Memory Error at 953.6 MiB)
     con = duckdb.connect(config={"memory_limit": "1GB", "threads": 2})
@@ -238,7 +237,6 @@ def test_a_snapshot_that_changes_while_it_is_read_is_refused(
     assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall() == [(0,)]
 
 
-@pytest.mark.slow
 def test_two_thousand_parquet_columns_are_validated_within_the_working_memory(
     tmp_path: Path,
 ) -> None:
