@@ -101,6 +101,7 @@ def test_the_script_packs_given_dependencies_without_network(tmp_path: Path) -> 
     assert "jmespath/__init__.py" in names and "sync/lambda_handler.py" in names
 
 
+@pytest.mark.integration  # runs the installed console command
 def test_the_console_command_writes_the_default_archive_where_the_program_looks(
     tmp_path: Path,
 ) -> None:
