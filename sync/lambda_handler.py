@@ -29,6 +29,19 @@ base64) before being reported as processed: retrying cannot fix them, and a fail
 the shard until the record expires. If that send fails, the record fails and is retried. Any
 other error fails only that record (batchItemFailures), so Lambda retries it; pair the event
 source mapping with ReportBatchItemFailures and an on-failure destination (the same queue).
+Every queue message fits SQS's 262,144 bytes: the reason is summarised (count and first
+problems) and cut, the data cut to the room left (`poison_message`).
+
+A user whose item DynamoDB would refuse (sort key over 1,024 bytes, item over 400 KB:
+sync.membership_items) is not written: the rest of the message is applied and the record is kept
+as a `poison-users` message (same shape; the reason names each user by position), so it is never
+retried forever.
+
+Throughput and time: each message's writes run WRITERS at a time on one shared thread pool (one
+boto3 client, its connection pool sized to match); throttled writes are retried with jittered
+backoff and counted. Once less than STOP_STARTING_MS is left before the function's timeout, no
+record and no write is started: the unfinished records come back as batchItemFailures, so Lambda
+retries them instead of killing the invocation (which would fail the whole batch).
 """
 
 from __future__ import annotations
@@ -36,8 +49,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import boto3
@@ -53,24 +70,37 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from provisioning import constants as c
-from sync.contract import CohortMessage, decode
-from sync.errors import ConsumerError, ContractError
+from sync.contract import CohortMessage, decode, summary
+from sync.errors import ConsumerError, ContractError, OutOfTimeError
 from sync.limits import SQS_MAX_MESSAGE_BYTES
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, tiebreak_of
+from sync.membership_items import Item, UserItem, computed_number, items_of
 
 MEMBERSHIP_TABLE_ENV: Final = c.MEMBERSHIP_TABLE_ENV
 IDEMPOTENCY_TABLE_ENV: Final = c.IDEMPOTENCY_TABLE_ENV
 FAILURE_QUEUE_ENV: Final = c.FAILURE_QUEUE_ENV
 POISON_KIND: Final = "poison-record"
+POISON_USERS_KIND: Final = "poison-users"
 KIND_ATTRIBUTE: Final = "kind"
-# Room for the envelope (reason, ARNs, numbers) around the base64 data in one SQS message.
-_POISON_ENVELOPE_BYTES: Final = 16 * 1024
+REASON_MAX_BYTES: Final = 16 * 1024
+LOGGED_REASON_CHARS: Final = 2048
+# Writes in flight per invocation (boto3 clients are thread-safe; the pool is sized to match).
+WRITERS: Final = 32
+# No record and no write is started once less than this is left before the function's timeout.
+STOP_STARTING_MS: Final = 5_000
+# DynamoDB's throttling codes (provisioned and on-demand), retried with backoff and counted.
+THROTTLE_CODES: Final = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException"})
+THROTTLE_TRIES: Final = 10
+THROTTLE_BASE_SECONDS: Final = 0.025
+THROTTLE_CAP_SECONDS: Final = 1.0
 IDEMPOTENCY_EXPIRES_ENV: Final = "IDEMPOTENCY_EXPIRES_AFTER_SECONDS"
 DEFAULT_IDEMPOTENCY_EXPIRES_SECONDS: Final = DEFAULT_DEDUPE_RETENTION_HOURS * 3600
 LOGGED_DATA_PREFIX_BYTES: Final = 256
+IDEMPOTENCY_CONNECTIONS: Final = 2
 _NEWER: Final = (
     "attribute_not_exists(pk) OR computed_time < :t OR (computed_time = :t AND tiebreak < :b)"
 )
@@ -81,52 +111,109 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class Applied:
+    """What applying one message did: each user counts once; throttled writes were retried."""
+
+    written: int = 0
+    stale: int = 0
+    throttled: int = 0
+    poison: tuple[UserItem, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """The figures, JSON-ready (what idempotency stores for the message)."""
+        return {
+            "written": self.written,
+            "stale": self.stale,
+            "throttled": self.throttled,
+            "poison": len(self.poison),
+        }
+
+
+def _forever() -> int:
+    return 2**31
+
+
+@dataclass(frozen=True)
 class MembershipTable:
-    """Last-writer-wins writes of one message's users to the membership table."""
+    """Last-writer-wins writes of one message's users, many in flight, within the time left."""
 
     dynamodb: Any
     table_name: str
+    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(WRITERS))
+    sleep: Callable[[float], None] = time.sleep
+    reserve_ms: int = STOP_STARTING_MS
 
-    def apply(self, message: CohortMessage) -> dict[str, int]:
-        """Write each user unless a newer update is recorded; count written and stale users."""
-        computed = message.computed_time.lstrip("0") or "0"
-        tiebreak = tiebreak_of(message.in_cohort, message.message_id)
-        written = stale = 0
-        for user in message.users:
-            item = {
-                "pk": {"S": message.cohort_id},
-                "sk": {"S": user.user_id},
-                "in_cohort": {"BOOL": message.in_cohort},
-                "computed_time": {"N": computed},
-                "tiebreak": {"S": tiebreak},
-                "message_id": {"S": message.message_id},
-                "cohort_name": {"S": message.cohort_name},
-            }
-            if user.user_properties is not None:
-                props = json.dumps(user.user_properties, ensure_ascii=False, separators=(",", ":"))
-                item["user_properties"] = {"S": props}
+    def apply(self, message: CohortMessage, time_left_ms: Callable[[], int] = _forever) -> Applied:
+        """Write each user unless a newer update is recorded; raise OutOfTimeError when time ends.
+
+        A user DynamoDB would refuse is not written and comes back in `poison`. Writes run on
+        the shared executor; once less than `reserve_ms` is left none is started, the running
+        ones finish, and OutOfTimeError fails the message so Lambda retries it (conditional
+        writes make the users already written stale, never wrong).
+        """
+        users = list(items_of(message))
+        values = {
+            ":t": {"N": computed_number(message)},
+            ":b": {"S": tiebreak_of(message.in_cohort, message.message_id)},
+        }
+        stop = threading.Event()
+
+        def write(item: Item) -> tuple[bool, int]:
+            if stop.is_set() or time_left_ms() < self.reserve_ms:
+                stop.set()
+                raise OutOfTimeError(f"message {message.message_id!r}: out of time")
+            return self._put(item, values)
+
+        futures = [self.executor.submit(write, u.item) for u in users if u.item is not None]
+        wait(futures)
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, OutOfTimeError)), errors[0])
+        results = [f.result() for f in futures]
+        written = sum(1 for fresh, _ in results if fresh)
+        return Applied(
+            written=written,
+            stale=len(results) - written,
+            throttled=sum(throttles for _, throttles in results),
+            poison=tuple(u for u in users if u.item is None),
+        )
+
+    def _put(self, item: Item, values: dict[str, Any]) -> tuple[bool, int]:
+        """(written, throttles): one conditional write, retried while DynamoDB throttles it."""
+        for attempt in range(THROTTLE_TRIES):
             try:
                 self.dynamodb.put_item(
                     TableName=self.table_name,
                     Item=item,
                     ConditionExpression=_NEWER,
-                    ExpressionAttributeValues={":t": {"N": computed}, ":b": {"S": tiebreak}},
+                    ExpressionAttributeValues=values,
                 )
-                written += 1
+                return True, attempt
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "ConditionalCheckFailedException":
+                    return False, attempt  # a newer update for this user is already recorded
+                if code not in THROTTLE_CODES or attempt == THROTTLE_TRIES - 1:
                     raise
-                stale += 1  # a newer update for this user is already recorded
-        return {"written": written, "stale": stale}
+            # Full jitter (AWS's backoff advice): throttled writers do not retry in step.
+            self.sleep(
+                random.uniform(0, min(THROTTLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2**attempt))
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
-def poison_message(record: KinesisStreamRecord, reason: str) -> dict[str, Any]:
-    """The failure queue's message for a record that breaks the contract: why, where, what."""
+def poison_message(
+    record: KinesisStreamRecord, reason: str, kind: str = POISON_KIND
+) -> dict[str, Any]:
+    """The failure queue's message for a record kept as poison: why, where, what; always fits.
+
+    The reason is cut to REASON_MAX_BYTES and the data to what the rest leaves of the queue's
+    262,144 bytes (message attributes included), so SendMessage never refuses it.
+    """
     data = record.kinesis.data_as_bytes()
-    limit = (SQS_MAX_MESSAGE_BYTES - _POISON_ENVELOPE_BYTES) // 4 * 3  # base64 grows by 4/3
-    return {
-        "kind": POISON_KIND,
-        "reason": reason,
+    message: dict[str, Any] = {
+        "kind": kind,
+        "reason": _cut(reason, REASON_MAX_BYTES),
         "eventSourceARN": record.event_source_arn,
         "shardId": record.event_id.split(":", 1)[0],
         "sequenceNumber": record.kinesis.sequence_number,
@@ -135,9 +222,31 @@ def poison_message(record: KinesisStreamRecord, reason: str) -> dict[str, Any]:
         "dataBytes": len(data),
         # A record too large for one message keeps its start here; the whole record stays
         # readable in the stream at sequenceNumber until the stream's retention ends.
-        "dataTruncated": len(data) > limit,
-        "data": base64.b64encode(data[:limit]).decode(),
+        "dataTruncated": False,
+        "data": "",
     }
+    room = SQS_MAX_MESSAGE_BYTES - message_bytes(json.dumps(message), kind)
+    limit = max(0, room - 1) // 4 * 3  # base64 grows by 4/3; "false" is the longer boolean
+    message["dataTruncated"] = len(data) > limit
+    message["data"] = base64.b64encode(data[:limit]).decode()
+    return message
+
+
+def message_bytes(body: str, kind: str) -> int:
+    """A queue message's size as SQS counts it: the body plus the `kind` attribute."""
+    return len(body.encode()) + len(KIND_ATTRIBUTE) + len("String") + len(kind.encode())
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """The text within max_bytes of JSON (non-ASCII escapes counted), marked when cut."""
+    encoded = json.dumps(text)
+    if len(encoded) <= max_bytes:
+        return text
+    budget = max_bytes - 64
+    kept = text[:budget]
+    while len(json.dumps(kept)) > budget:
+        kept = kept[: len(kept) * 3 // 4]
+    return f"{kept}… (cut; {len(text.encode()):,} bytes in all)"
 
 
 def build_handler(
@@ -148,53 +257,67 @@ def build_handler(
     idempotency_expires_seconds: int = DEFAULT_IDEMPOTENCY_EXPIRES_SECONDS,
     sqs: Any = None,
     failure_queue_url: str | None = None,
+    table: MembershipTable | None = None,
 ) -> Handler:
     """A Lambda handler bound to one DynamoDB client and the two tables (and the failure queue)."""
-    table = MembershipTable(dynamodb, membership_table)
+    table = table or MembershipTable(dynamodb, membership_table)
     config = IdempotencyConfig(
         event_key_jmespath="message_id",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=idempotency_expires_seconds,
     )
     persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb)
+    time_left_ms: Callable[[], int] = _forever
 
-    def apply(*, message: CohortMessage) -> dict[str, int]:
-        return table.apply(message)
+    def keep(record: KinesisStreamRecord, reason: str, kind: str) -> None:
+        logger.error(
+            f"{kind} kept",
+            extra={
+                "reason": reason[:LOGGED_REASON_CHARS],
+                "event_source_arn": record.event_source_arn,
+                "sequence_number": record.kinesis.sequence_number,
+                "partition_key": record.kinesis.partition_key,
+                "data_prefix": record.kinesis.data_as_bytes()[:LOGGED_DATA_PREFIX_BYTES].decode(
+                    errors="replace"
+                ),
+            },
+        )
+        if sqs is not None and failure_queue_url:
+            # Raises on failure: the record then fails and is retried, never dropped.
+            sqs.send_message(
+                QueueUrl=failure_queue_url,
+                MessageBody=json.dumps(poison_message(record, reason, kind)),
+                MessageAttributes={KIND_ATTRIBUTE: {"DataType": "String", "StringValue": kind}},
+            )
+
+    def apply(*, message: CohortMessage, record: KinesisStreamRecord) -> dict[str, int]:
+        applied = table.apply(message, time_left_ms)
+        if applied.poison:
+            reason = "users DynamoDB refuses, kept here, the rest applied: " + summary(
+                [u.problem or "" for u in applied.poison]
+            )
+            keep(record, reason, POISON_USERS_KIND)
+        return applied.counts()
 
     apply_once: Callable[..., dict[str, int]] = idempotent_function(
         apply, data_keyword_argument="message", persistence_store=persistence, config=config
     )
 
     def record_handler(record: KinesisStreamRecord) -> None:
-        data = record.kinesis.data_as_bytes()
+        if time_left_ms() < STOP_STARTING_MS:
+            raise OutOfTimeError(f"record {record.kinesis.sequence_number}: not started")
         try:
-            message = decode(data)
+            message = decode(record.kinesis.data_as_bytes())
         except ContractError as exc:
-            logger.error(
-                "poison record skipped",
-                extra={
-                    "reason": str(exc),
-                    "event_source_arn": record.event_source_arn,
-                    "sequence_number": record.kinesis.sequence_number,
-                    "partition_key": record.kinesis.partition_key,
-                    "data_prefix": data[:LOGGED_DATA_PREFIX_BYTES].decode(errors="replace"),
-                },
-            )
-            if sqs is not None and failure_queue_url:
-                # Raises on failure: the record then fails and is retried, never dropped.
-                sqs.send_message(
-                    QueueUrl=failure_queue_url,
-                    MessageBody=json.dumps(poison_message(record, str(exc))),
-                    MessageAttributes={
-                        KIND_ATTRIBUTE: {"DataType": "String", "StringValue": POISON_KIND}
-                    },
-                )
+            keep(record, str(exc), POISON_KIND)
             return
-        apply_once(message=message)
+        apply_once(message=message, record=record)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        nonlocal time_left_ms
         if context is not None:
             config.register_lambda_context(context)
+            time_left_ms = context.get_remaining_time_in_millis
         processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
         return dict(
             process_partial_response(
@@ -239,7 +362,9 @@ def _from_environment() -> Handler:
         )
     queue_url = os.environ.get(FAILURE_QUEUE_ENV) or None
     return build_handler(
-        dynamodb=boto3.client("dynamodb"),
+        dynamodb=boto3.client(
+            "dynamodb", config=Config(max_pool_connections=WRITERS + IDEMPOTENCY_CONNECTIONS)
+        ),
         membership_table=os.environ[MEMBERSHIP_TABLE_ENV],
         idempotency_table=os.environ[IDEMPOTENCY_TABLE_ENV],
         idempotency_expires_seconds=int(raw_expiry),

@@ -292,12 +292,12 @@ def test_poison_records_are_listed_in_the_failure_queue(consumer: Consumer) -> N
     assert sorted(base64.b64decode(k["data"]) for k in kept) == sorted(poison)
     assert {k["kind"] for k in kept} == {"poison-record"}
     reasons = {base64.b64decode(k["data"]): k["reason"] for k in kept}
-    assert reasons[b"not json"].startswith("record data: not UTF-8 JSON")
+    assert reasons[b"not json"].startswith("record data: not JSON")
     assert "cohort_id 7: must be a non-empty string" in reasons[b'{"cohort_id": 7}']
     assert report.sent_to_destination == 0  # kept by the handler, not given up on
 
 
-def test_a_throttled_table_is_retried_to_exact_membership(
+def test_a_throttled_table_is_retried_by_the_handler_to_exact_membership(
     consumer: Consumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     msgs = messages(20, seed=6)
@@ -323,8 +323,9 @@ def test_a_throttled_table_is_retried_to_exact_membership(
 
     report = consumer.mapping().poll()
 
+    # THEN the handler retried each throttled write itself: no record failed, nothing was lost
     assert throttles["left"] == 0
-    assert report.partial_failures > 0 and report.retries > 0
+    assert report.partial_failures == 0 and report.retries == 0
     assert consumer.membership() == expected(msgs)
     assert consumer.failures() == []
 
