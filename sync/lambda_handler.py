@@ -76,7 +76,6 @@ from botocore.exceptions import ClientError
 from provisioning import constants as c
 from sync.contract import CohortMessage, decode, summary
 from sync.errors import ConsumerError, ContractError, OutOfTimeError
-from sync.limits import SQS_MAX_MESSAGE_BYTES
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, tiebreak_of
 from sync.membership_items import Item, UserItem, computed_number, items_of
 
@@ -225,7 +224,7 @@ def poison_message(
         "dataTruncated": False,
         "data": "",
     }
-    room = SQS_MAX_MESSAGE_BYTES - message_bytes(json.dumps(message), kind)
+    room = c.FAILURE_QUEUE_MAX_MESSAGE_BYTES - message_bytes(json.dumps(message), kind)
     limit = max(0, room - 1) // 4 * 3  # base64 grows by 4/3; "false" is the longer boolean
     message["dataTruncated"] = len(data) > limit
     message["data"] = base64.b64encode(data[:limit]).decode()

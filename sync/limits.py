@@ -39,8 +39,6 @@ MAX_CSV_COLUMNS: Final = 10_000
 MAX_PARQUET_COLUMNS: Final = 2_000
 # The mass-exit guard: refuse a push that would remove more than this share of a cohort.
 DEFAULT_MAX_EXIT_FRACTION: Final = 0.5
-# SQS: the largest message body (SendMessage; AWS's long-standing 256 KiB default).
-SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024
 # DynamoDB (developer guide, "Service, account, and table quotas" and "Item sizes"): an item is at
 # most 400 KB counting attribute names and values; a partition key value at most 2,048 bytes, a
 # sort key value at most 1,024 bytes (UTF-8).

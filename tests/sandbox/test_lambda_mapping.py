@@ -297,6 +297,34 @@ def test_poison_records_are_listed_in_the_failure_queue(consumer: Consumer) -> N
     assert report.sent_to_destination == 0  # kept by the handler, not given up on
 
 
+def test_the_applied_queue_holds_262144_bytes_and_keeps_the_issues_poison(
+    consumer: Consumer,
+) -> None:
+    # GIVEN the queue the stack applied, and the issue's ~305 KB record (1,000 numeric ids)
+    sqs = consumer.world.client("sqs", consumer.world.customer_admin)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=consumer.outputs[c.OUTPUT_FAILURE_QUEUE_URL], AttributeNames=["All"]
+    )["Attributes"]
+    assert attributes["MaximumMessageSize"] == "262144"
+    users = [{"user_id": n, "user_properties": {"p": "x" * 400}} for n in range(1000)]
+    record = json.dumps({**messages(1, seed=8)[0].to_json(), "users": users}).encode()
+    consumer.put(record)
+    # WHEN the mapping delivers it
+    report = consumer.mapping().poll()
+    # THEN the handler keeps it in that queue (no retry, nothing given up on)
+    [kept] = consumer.failures()
+    assert kept["reason"].startswith("record breaks the payload contract: 1,000 problems")
+    assert kept["dataBytes"] == len(record) and kept["dataTruncated"]
+    assert (report.partial_failures, report.sent_to_destination) == (0, 0)
+
+
+def test_the_stack_alarms_on_function_errors_and_throttles(consumer: Consumer) -> None:
+    cloudwatch = consumer.world.client("cloudwatch", consumer.world.customer_admin)
+    alarms = cloudwatch.describe_alarms()["MetricAlarms"]
+    lambda_metrics = {a["MetricName"] for a in alarms if a["Namespace"] == "AWS/Lambda"}
+    assert lambda_metrics == {"IteratorAge", "Errors", "Throttles"}
+
+
 def test_a_throttled_table_is_retried_by_the_handler_to_exact_membership(
     consumer: Consumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
