@@ -6,7 +6,8 @@ IDEMPOTENCY_EXPIRES_AFTER_SECONDS (default 7 days, like the local consumer's ded
 Handler: `sync.lambda_handler.handler`.
 
 Membership table (MEMBERSHIP_TABLE), one item per (cohort, user), exited users kept:
-    pk              S     cohort_id                      (partition key)
+    pk              S     "<cohort_id>#<n>", n the user's write shard 0-9 (partition key;
+                          sync.membership_items: why, and how to read a cohort back)
     sk              S     user_id                        (sort key)
     in_cohort       BOOL  whether the user is in the cohort now
     computed_time   N     the winning update's computed_time (epoch seconds)
@@ -161,7 +162,7 @@ class MembershipTable:
             if stop.is_set() or time_left_ms() < self.reserve_ms:
                 stop.set()
                 raise OutOfTimeError(f"message {message.message_id!r}: out of time")
-            return self._put(item, values)
+            return self._put(item, values, time_left_ms)
 
         futures = [self.executor.submit(write, u.item) for u in users if u.item is not None]
         wait(futures)
@@ -177,7 +178,9 @@ class MembershipTable:
             poison=tuple(u for u in users if u.item is None),
         )
 
-    def _put(self, item: Item, values: dict[str, Any]) -> tuple[bool, int]:
+    def _put(
+        self, item: Item, values: dict[str, Any], time_left_ms: Callable[[], int]
+    ) -> tuple[bool, int]:
         """(written, throttles): one conditional write, retried while DynamoDB throttles it."""
         for attempt in range(THROTTLE_TRIES):
             try:
@@ -194,6 +197,8 @@ class MembershipTable:
                     return False, attempt  # a newer update for this user is already recorded
                 if code not in THROTTLE_CODES or attempt == THROTTLE_TRIES - 1:
                     raise
+                if time_left_ms() < self.reserve_ms:
+                    raise OutOfTimeError("throttled write not retried: out of time") from exc
             # Full jitter (AWS's backoff advice): throttled writers do not retry in step.
             self.sleep(
                 random.uniform(0, min(THROTTLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2**attempt))

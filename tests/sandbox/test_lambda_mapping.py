@@ -27,6 +27,7 @@ from sandbox.world import MotoWorld
 from sync import lambda_handler
 from sync.contract import CohortMessage, User, encode
 from sync.membership import MemberState, Version
+from sync.membership_items import cohort_of
 from tests.oracle import apply_message
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,7 @@ class Consumer:
         )
         items = [item for page in pages for item in page["Items"]]
         return {
-            (i["pk"]["S"], i["sk"]["S"]): MemberState(
+            (cohort_of(i["pk"]["S"]), i["sk"]["S"]): MemberState(
                 i["cohort_name"]["S"],
                 i["in_cohort"]["BOOL"],
                 Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
@@ -211,7 +212,9 @@ def test_tables_queue_and_logs_are_created_as_declared(consumer: Consumer) -> No
     cloudwatch = consumer.world.client("cloudwatch", consumer.world.customer_admin)
     alarms = cloudwatch.describe_alarms()["MetricAlarms"]
     assert sorted((a["Namespace"], a["MetricName"]) for a in alarms) == [
+        ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "IteratorAge"),
+        ("AWS/Lambda", "Throttles"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     ]
 
@@ -316,13 +319,6 @@ def test_the_applied_queue_holds_262144_bytes_and_keeps_the_issues_poison(
     assert kept["reason"].startswith("record breaks the payload contract: 1,000 problems")
     assert kept["dataBytes"] == len(record) and kept["dataTruncated"]
     assert (report.partial_failures, report.sent_to_destination) == (0, 0)
-
-
-def test_the_stack_alarms_on_function_errors_and_throttles(consumer: Consumer) -> None:
-    cloudwatch = consumer.world.client("cloudwatch", consumer.world.customer_admin)
-    alarms = cloudwatch.describe_alarms()["MetricAlarms"]
-    lambda_metrics = {a["MetricName"] for a in alarms if a["Namespace"] == "AWS/Lambda"}
-    assert lambda_metrics == {"IteratorAge", "Errors", "Throttles"}
 
 
 def test_a_throttled_table_is_retried_by_the_handler_to_exact_membership(

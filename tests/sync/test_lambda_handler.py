@@ -14,10 +14,12 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from sync import lambda_handler
+from sync.cli import main
 from sync.contract import CohortMessage, User, encode, first_listings
 from sync.errors import ConsumerError
 from sync.lambda_handler import Handler, build_handler
 from sync.membership import MemberState, Version
+from sync.membership_items import cohort_of, partition_keys
 from sync.membership_store import MembershipStore, RawRecord
 from tests.oracle import apply_message
 
@@ -116,7 +118,7 @@ def event(records: list[dict[str, Any]]) -> dict[str, Any]:
 def table_states(dynamodb: Any) -> dict[tuple[str, str], MemberState]:
     items = dynamodb.scan(TableName=MEMBERSHIP)["Items"]
     return {
-        (i["pk"]["S"], i["sk"]["S"]): MemberState(
+        (cohort_of(i["pk"]["S"]), i["sk"]["S"]): MemberState(
             i["cohort_name"]["S"],
             i["in_cohort"]["BOOL"],
             Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
@@ -570,7 +572,7 @@ def test_users_dynamodb_refuses_are_kept_alone_and_the_rest_applied(
     assert kept["kind"] == "poison-users"
     assert kept["reason"] == (
         "users DynamoDB refuses, kept here, the rest applied: users[1] user_id (1,025 bytes):"
-        " DynamoDB's sort key is at most 1,024 bytes; users[2] item (409,716 bytes with its"
+        " DynamoDB's sort key is at most 1,024 bytes; users[2] item (409,718 bytes with its"
         " user_properties): DynamoDB's item is at most 409,600 bytes"
     )
     # (the record is larger than a queue message: its start is kept, the rest is in the stream)
@@ -647,3 +649,53 @@ def test_an_invocation_out_of_time_reports_the_rest_and_loses_nothing(
     retry = records[sequence.index(failed[0]) :]
     assert handler(event(retry), CONTEXT) == {"batchItemFailures": []}
     assert table_states(dynamodb) == expected(msgs)
+
+
+def test_members_reads_the_lambdas_table_as_it_reads_the_cli_consumers_state(
+    aws: tuple[Any, Any], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the same messages applied by the Lambda (users over all write shards) and the CLI
+    kinesis, dynamodb = aws
+    msgs = messages(40, seed=13)
+    wide = CohortMessage(
+        "Churn risk", "c1", True, "1800000000", "wide", tuple(User(f"w{n}") for n in range(100))
+    )
+    payloads = [encode(m) for m in [*msgs, wide]]
+    handler_for(dynamodb)(event(kinesis_records(kinesis, payloads)), CONTEXT)
+    state = tmp_path / "cli.sqlite"
+    with MembershipStore(state) as store:
+        store.apply_page("arn", "s", [RawRecord(str(i), p) for i, p in enumerate(payloads)])
+    keys = {i["pk"]["S"] for i in dynamodb.scan(TableName=MEMBERSHIP)["Items"]}
+    assert keys >= set(partition_keys("c1"))
+    for cohort, output_format in (("c1", "csv"), ("c2", "jsonl")):
+        # WHEN `members` reads each
+        assert (
+            main(
+                ["members", "--state", str(state), "--cohort-id", cohort, "--format", output_format]
+            )
+            == 0
+        )
+        from_state = capsys.readouterr().out
+        assert (
+            main(
+                [
+                    "members",
+                    "--dynamodb-table",
+                    MEMBERSHIP,
+                    "--cohort-id",
+                    cohort,
+                    "--format",
+                    output_format,
+                ]
+            )
+            == 0
+        )
+        # THEN both print the same members, in the same order
+        assert capsys.readouterr().out == from_state and from_state.count("\n") > 1
+
+
+def test_members_of_an_unknown_cohort_in_the_table_says_what_to_do(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["members", "--dynamodb-table", MEMBERSHIP, "--cohort-id", "nope"]) == 2
+    assert f"--cohort-id 'nope': no such cohort in table {MEMBERSHIP}" in capsys.readouterr().err
