@@ -271,7 +271,13 @@ def build_handler(
         expires_after_seconds=idempotency_expires_seconds,
     )
     persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb)
-    time_left_ms: Callable[[], int] = _forever
+    # The invocation's clock, per thread: Lambda runs one invocation per process, the sandbox's
+    # mapping several at once in one process.
+    invocation = threading.local()
+
+    def time_left_ms() -> int:
+        remaining: Callable[[], int] = getattr(invocation, "remaining", _forever)
+        return remaining()
 
     def keep(record: KinesisStreamRecord, reason: str, kind: str) -> None:
         logger.error(
@@ -295,7 +301,8 @@ def build_handler(
             )
 
     def apply(*, message: CohortMessage, record: KinesisStreamRecord) -> dict[str, int]:
-        applied = table.apply(message, time_left_ms)
+        # This thread's clock itself: the writes run on the pool's threads.
+        applied = table.apply(message, getattr(invocation, "remaining", _forever))
         if applied.poison:
             reason = "users DynamoDB refuses, kept here, the rest applied: " + summary(
                 [u.problem or "" for u in applied.poison]
@@ -318,10 +325,10 @@ def build_handler(
         apply_once(message=message, record=record)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        nonlocal time_left_ms
+        invocation.remaining = _forever
         if context is not None:
             config.register_lambda_context(context)
-            time_left_ms = context.get_remaining_time_in_millis
+            invocation.remaining = context.get_remaining_time_in_millis
         processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
         return dict(
             process_partial_response(
