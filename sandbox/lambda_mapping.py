@@ -85,6 +85,7 @@ RETRY_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
 # Lambda's synchronous invocation payload limit (FACTS.md "Limits the consumer lives with").
 LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+GET_RECORDS_MAX = 10_000
 # Environment keys the caller's process may hold that a Lambda sandbox would not.
 _FOREIGN_ENV_PREFIXES = ("AWS_", "POWERTOOLS_")
 
@@ -304,8 +305,10 @@ class MappingSimulator:
         handler: Callable[[Event, Any], Any],
         report: MappingReport,
     ) -> None:
-        for batch in self._payload_batches(shard_id, records):
-            self._process(shard_id, batch, handler, report)
+        size = self.mapping.batch_size
+        for start in range(0, len(records), size):
+            for batch in self._payload_batches(shard_id, records[start : start + size]):
+                self._process(shard_id, batch, handler, report)
 
     def _payload_batches(
         self, shard_id: str, records: list[dict[str, Any]]
@@ -334,7 +337,11 @@ class MappingSimulator:
         while iterator:
             response = self._kinesis.get_records(
                 ShardIterator=iterator,
-                Limit=self.mapping.batch_size,
+                # Enough for a batch in every lane (GetRecords returns at most 10,000).
+                Limit=min(
+                    GET_RECORDS_MAX,
+                    self.mapping.batch_size * self.mapping.parallelization_factor,
+                ),
                 StreamARN=self.mapping.stream_arn,
             )
             if response["Records"]:

@@ -8,6 +8,7 @@ import json
 import random
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -513,11 +514,14 @@ def test_parallelization_runs_lanes_at_once_keeping_order_per_partition_key(
             PartitionKey=f"key{index % 6}",
         )
     seen: list[tuple[str, int]] = []
+    lanes_of_invocations: list[set[int]] = []
     together = threading.Barrier(2, timeout=30)
 
     def recording(handler: Any, event: dict[str, Any], context: Any) -> Any:
         if len(seen) < 2:
             together.wait()  # two lanes of the one shard are in flight at once, or this breaks
+        keys = [r["kinesis"]["partitionKey"] for r in event["Records"]]
+        lanes_of_invocations.append({zlib.crc32(k.encode()) % 4 for k in keys})
         seen.extend(
             (r["kinesis"]["partitionKey"], int(r["kinesis"]["sequenceNumber"]))
             for r in event["Records"]
@@ -527,8 +531,10 @@ def test_parallelization_runs_lanes_at_once_keeping_order_per_partition_key(
     report = consumer.mapping(invoke=recording).poll()
     lambda_handler.reset()
 
-    # THEN every record ran once, each partition key's records in stream order, none lost
+    # THEN every record ran once, in the lane of its partition key (one lane an invocation),
+    # each key's records in stream order, none lost
     assert len(seen) == report.records_read == 24 and not together.broken
+    assert all(len(lanes) == 1 for lanes in lanes_of_invocations)
     for key in {k for k, _ in seen}:
         order = [sequence for k, sequence in seen if k == key]
         assert order == sorted(order)
