@@ -516,9 +516,13 @@ def test_parallelization_runs_lanes_at_once_keeping_order_per_partition_key(
     seen: list[tuple[str, int]] = []
     lanes_of_invocations: list[set[int]] = []
     together = threading.Barrier(2, timeout=30)
+    arriving, arrived = threading.Lock(), []
 
     def recording(handler: Any, event: dict[str, Any], context: Any) -> Any:
-        if len(seen) < 2:
+        with arriving:
+            first_two = len(arrived) < 2
+            arrived.append(1)
+        if first_two:
             together.wait()  # two lanes of the one shard are in flight at once, or this breaks
         keys = [r["kinesis"]["partitionKey"] for r in event["Records"]]
         lanes_of_invocations.append({zlib.crc32(k.encode()) % 4 for k in keys})
