@@ -59,7 +59,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -106,6 +107,16 @@ _NEWER: Final = (
 )
 
 logger = Logger(service="cohort-sync")
+# CloudWatch metrics in the embedded metric format (one JSON line per invocation in the logs).
+METRICS_NAMESPACE: Final = "CohortSync"
+METRIC_USERS_WRITTEN: Final = "UsersWritten"
+METRIC_USERS_STALE: Final = "UsersStale"
+METRIC_POISON_RECORDS: Final = "PoisonRecords"
+METRIC_POISON_USERS: Final = "PoisonUsers"
+METRIC_THROTTLED_WRITES: Final = "ThrottledWrites"
+METRIC_TIME_LEFT: Final = "RemainingTimeMs"
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="cohort-sync")
+_metrics_lock = threading.Lock()
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -206,6 +217,24 @@ class MembershipTable:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _emit_metrics(totals: dict[str, int], time_left_ms: int | None) -> None:
+    """One invocation's counts (zeros too: dashboards see quiet invocations) and time left."""
+    with _metrics_lock:  # the sandbox runs invocations at once; Lambda runs one per process
+        for name in (
+            METRIC_USERS_WRITTEN,
+            METRIC_USERS_STALE,
+            METRIC_POISON_RECORDS,
+            METRIC_POISON_USERS,
+            METRIC_THROTTLED_WRITES,
+        ):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=totals.get(name, 0))
+        if time_left_ms is not None:
+            metrics.add_metric(
+                name=METRIC_TIME_LEFT, unit=MetricUnit.Milliseconds, value=time_left_ms
+            )
+        metrics.flush_metrics()
+
+
 def poison_message(
     record: KinesisStreamRecord, reason: str, kind: str = POISON_KIND
 ) -> dict[str, Any]:
@@ -279,6 +308,9 @@ def build_handler(
         remaining: Callable[[], int] = getattr(invocation, "remaining", _forever)
         return remaining()
 
+    def count(name: str, value: int) -> None:
+        invocation.totals[name] = invocation.totals.get(name, 0) + value
+
     def keep(record: KinesisStreamRecord, reason: str, kind: str) -> None:
         logger.error(
             f"{kind} kept",
@@ -303,6 +335,10 @@ def build_handler(
     def apply(*, message: CohortMessage, record: KinesisStreamRecord) -> dict[str, int]:
         # This thread's clock itself: the writes run on the pool's threads.
         applied = table.apply(message, getattr(invocation, "remaining", _forever))
+        count(METRIC_USERS_WRITTEN, applied.written)
+        count(METRIC_USERS_STALE, applied.stale)
+        count(METRIC_THROTTLED_WRITES, applied.throttled)
+        count(METRIC_POISON_USERS, len(applied.poison))
         if applied.poison:
             reason = "users DynamoDB refuses, kept here, the rest applied: " + summary(
                 [u.problem or "" for u in applied.poison]
@@ -321,20 +357,25 @@ def build_handler(
             message = decode(record.kinesis.data_as_bytes())
         except ContractError as exc:
             keep(record, str(exc), POISON_KIND)
+            count(METRIC_POISON_RECORDS, 1)
             return
         apply_once(message=message, record=record)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         invocation.remaining = _forever
+        invocation.totals = {}
         if context is not None:
             config.register_lambda_context(context)
             invocation.remaining = context.get_remaining_time_in_millis
         processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
-        return dict(
+        response = dict(
             process_partial_response(
                 event=event, record_handler=record_handler, processor=processor, context=context
             )
         )
+        left = None if context is None else context.get_remaining_time_in_millis()
+        _emit_metrics(invocation.totals, left)
+        return response
 
     return handler
 

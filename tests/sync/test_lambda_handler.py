@@ -665,6 +665,7 @@ def test_members_reads_the_lambdas_table_as_it_reads_the_cli_consumers_state(
     state = tmp_path / "cli.sqlite"
     with MembershipStore(state) as store:
         store.apply_page("arn", "s", [RawRecord(str(i), p) for i, p in enumerate(payloads)])
+    capsys.readouterr()  # the handler's logs and metrics
     keys = {i["pk"]["S"] for i in dynamodb.scan(TableName=MEMBERSHIP)["Items"]}
     assert keys >= set(partition_keys("c1"))
     for cohort, output_format in (("c1", "csv"), ("c2", "jsonl")):
@@ -699,3 +700,36 @@ def test_members_of_an_unknown_cohort_in_the_table_says_what_to_do(
 ) -> None:
     assert main(["members", "--dynamodb-table", MEMBERSHIP, "--cohort-id", "nope"]) == 2
     assert f"--cohort-id 'nope': no such cohort in table {MEMBERSHIP}" in capsys.readouterr().err
+
+
+def emitted_metrics(out: str) -> list[dict[str, Any]]:
+    """The embedded-metric-format lines an invocation printed."""
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_each_invocation_emits_its_counts_as_cloudwatch_metrics(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kinesis, dynamodb = aws
+    sqs, url = failure_queue()
+    # GIVEN two valid messages (the second older, so its user is stale), a poison record, and a
+    # message with a user DynamoDB refuses
+    good = CohortMessage("n", "c1", True, "10", "m:1", (User("u1"), User("u2")))
+    again = CohortMessage("n", "c1", True, "9", "m:2", (User("u1"),))
+    refused = CohortMessage("n", "c1", True, "10", "m:3", (User("u3"), User("x" * 1025)))
+    payloads = [encode(good), encode(again), b"not json", encode(refused)]
+    capsys.readouterr()
+    # WHEN one invocation handles them
+    handler_with_queue(dynamodb, sqs, url)(event(kinesis_records(kinesis, payloads)), CONTEXT)
+    # THEN it prints one metric set in powertools' namespace with every count and the time left
+    [metric_set] = emitted_metrics(capsys.readouterr().out)
+    names = {m["Name"] for m in metric_set["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert metric_set["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CohortSync"
+    assert {name: metric_set[name] for name in names} == {
+        "UsersWritten": [3.0],
+        "UsersStale": [1.0],
+        "PoisonRecords": [1.0],
+        "PoisonUsers": [1.0],
+        "ThrottledWrites": [0.0],
+        "RemainingTimeMs": [60_000.0],
+    }
