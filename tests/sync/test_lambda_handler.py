@@ -597,7 +597,9 @@ class ThrottlingDynamoDB(CountingDynamoDB):
         return self._client.put_item(**params)
 
 
-def test_throttled_writes_are_retried_and_lose_nothing(aws: tuple[Any, Any]) -> None:
+def test_throttled_writes_are_retried_and_lose_nothing(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     kinesis, dynamodb = aws
     msgs = messages(6, seed=11)
     throttling = ThrottlingDynamoDB(dynamodb)
@@ -616,6 +618,8 @@ def test_throttled_writes_are_retried_and_lose_nothing(aws: tuple[Any, Any]) -> 
     )
     writes = sum(len(first_listings(m.users)) for m in msgs)
     assert throttling.membership_puts == writes + throttled and throttled >= writes // 2
+    [metric_set] = emitted_metrics(capsys.readouterr().out)
+    assert metric_set["ThrottledWrites"] == [float(throttled)]
 
 
 class ShrinkingContext(FakeContext):
