@@ -48,11 +48,6 @@ def partition_keys(cohort_id: str) -> list[str]:
     return [f"{cohort_id}{_SEPARATOR}{shard}" for shard in range(WRITE_SHARDS)]
 
 
-def cohort_of(pk: str) -> str:
-    """The cohort id an item's `pk` belongs to (the shard suffix holds no separator)."""
-    return pk.rpartition(_SEPARATOR)[0]
-
-
 @dataclass(frozen=True)
 class UserItem:
     """One user's item, or why DynamoDB would refuse it (then `item` is None)."""

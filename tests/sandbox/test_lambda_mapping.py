@@ -30,8 +30,8 @@ from sandbox.world import MotoWorld
 from sync import lambda_handler
 from sync.contract import CohortMessage, User, encode
 from sync.membership import MemberState, Version
-from sync.membership_items import cohort_of
 from tests.oracle import apply_message
+from tests.sync.test_lambda_handler import cohort_of
 
 pytestmark = pytest.mark.integration
 

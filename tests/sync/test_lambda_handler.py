@@ -19,7 +19,7 @@ from sync.contract import CohortMessage, User, encode, first_listings
 from sync.errors import ConsumerError
 from sync.lambda_handler import Handler, build_handler
 from sync.membership import MemberState, Version
-from sync.membership_items import cohort_of, partition_keys
+from sync.membership_items import partition_keys
 from sync.membership_store import MembershipStore, RawRecord
 from tests.oracle import apply_message
 
@@ -113,6 +113,11 @@ def kinesis_records(kinesis: Any, payloads: list[bytes]) -> list[dict[str, Any]]
 
 def event(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Records": records}
+
+
+def cohort_of(pk: str) -> str:
+    """The cohort of a membership item's `pk` ("<cohort_id>#<write shard>")."""
+    return pk.rpartition("#")[0]
 
 
 def table_states(dynamodb: Any) -> dict[tuple[str, str], MemberState]:
