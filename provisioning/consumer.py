@@ -197,10 +197,9 @@ class CohortConsumer(pulumi.ComponentResource):
         self.alarms = []
         if cfg.alarms:
             function = {"FunctionName": self.function.name}
-            self.alarms = [
-                _alarm(
-                    name,
-                    base,
+            queue = {"QueueName": self.failure_queue.name}
+            specs = [
+                (
                     _AlarmSpec(
                         "iterator-age",
                         "The Lambda consumer is more than an hour behind the stream.",
@@ -210,12 +209,8 @@ class CohortConsumer(pulumi.ComponentResource):
                         c.ITERATOR_AGE_ALARM_MILLISECONDS,
                     ),
                     function,
-                    tags,
-                    child,
                 ),
-                _alarm(
-                    name,
-                    base,
+                (
                     _AlarmSpec(
                         "failures-visible",
                         "Records the consumer could not apply wait in the failure queue.",
@@ -224,13 +219,9 @@ class CohortConsumer(pulumi.ComponentResource):
                         "Maximum",
                         0,
                     ),
-                    {"QueueName": self.failure_queue.name},
-                    tags,
-                    child,
+                    queue,
                 ),
-                _alarm(
-                    name,
-                    base,
+                (
                     _AlarmSpec(
                         "errors",
                         "An invocation of the Lambda consumer failed (raised or timed out).",
@@ -240,12 +231,8 @@ class CohortConsumer(pulumi.ComponentResource):
                         0,
                     ),
                     function,
-                    tags,
-                    child,
                 ),
-                _alarm(
-                    name,
-                    base,
+                (
                     _AlarmSpec(
                         "throttles",
                         "Lambda refused invocations of the consumer (concurrency exhausted).",
@@ -255,9 +242,10 @@ class CohortConsumer(pulumi.ComponentResource):
                         0,
                     ),
                     function,
-                    tags,
-                    child,
                 ),
+            ]
+            self.alarms = [
+                _alarm(name, base, spec, dimensions, tags, child) for spec, dimensions in specs
             ]
         self.register_outputs(
             {

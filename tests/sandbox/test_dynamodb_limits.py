@@ -19,6 +19,7 @@ from sandbox.dynamodb_limits import (
     WriteThroughput,
     write_units,
 )
+from tests.sync.test_lambda_handler import create_membership_table
 
 TABLE = "membership"
 
@@ -52,18 +53,7 @@ def test_a_write_costs_one_unit_per_started_kilobyte(value_bytes: int, units: in
 def client() -> Iterator[Any]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_membership_table(dynamodb, TABLE)
         yield dynamodb
 
 
