@@ -43,6 +43,10 @@ boto3 client, its connection pool sized to match); throttled writes are retried 
 backoff and counted. Once less than STOP_STARTING_MS is left before the function's timeout, no
 record and no write is started: the unfinished records come back as batchItemFailures, so Lambda
 retries them instead of killing the invocation (which would fail the whole batch).
+
+Metrics: each invocation prints one CloudWatch embedded-metric-format line (powertools' Metrics,
+namespace METRICS_NAMESPACE): users written and stale, poison records and users, throttled
+writes retried, and the milliseconds left when it returned.
 """
 
 from __future__ import annotations

@@ -747,3 +747,21 @@ def test_each_invocation_emits_its_counts_as_cloudwatch_metrics(
         "ThrottledWrites": [0.0],
         "RemainingTimeMs": [60_000.0],
     }
+
+
+@pytest.mark.unit
+def test_the_client_keeps_a_connection_for_every_write_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: dict[str, Any] = {}
+
+    def client(service: str, **kwargs: Any) -> Any:
+        made[service] = kwargs.get("config")
+        return object()
+
+    monkeypatch.setenv("MEMBERSHIP_TABLE", MEMBERSHIP)
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", IDEMPOTENCY)
+    monkeypatch.setattr(lambda_handler.boto3, "client", client)
+    lambda_handler._from_environment()
+    # botocore's default pool (10) would queue 22 of the 32 writers
+    assert made["dynamodb"].max_pool_connections >= lambda_handler.WRITERS
