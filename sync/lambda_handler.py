@@ -40,9 +40,10 @@ retried forever.
 
 Throughput and time: each message's writes run WRITERS at a time on one shared thread pool (one
 boto3 client, its connection pool sized to match); throttled writes are retried with jittered
-backoff and counted. Once less than STOP_STARTING_MS is left before the function's timeout, no
-record and no write is started: the unfinished records come back as batchItemFailures, so Lambda
-retries them instead of killing the invocation (which would fail the whole batch).
+backoff and counted. Once less than `reserve_ms` (STOP_STARTING_MS, or a quarter of the
+invocation's time for short timeouts) is left before the function's timeout, no record and no
+write is started: the unfinished records come back as batchItemFailures, so Lambda retries them
+instead of killing the invocation (which would fail the whole batch).
 
 Metrics: each invocation prints one CloudWatch embedded-metric-format line (powertools' Metrics,
 namespace METRICS_NAMESPACE): users written and stale, poison records and users, throttled
@@ -95,8 +96,10 @@ REASON_MAX_BYTES: Final = 16 * 1024
 LOGGED_REASON_CHARS: Final = 2048
 # Writes in flight per invocation (boto3 clients are thread-safe; the pool is sized to match).
 WRITERS: Final = 32
-# No record and no write is started once less than this is left before the function's timeout.
+# No record and no write is started once less than this is left before the function's timeout,
+# or a quarter of the time the invocation started with when that is less (a 3 s function).
 STOP_STARTING_MS: Final = 5_000
+RESERVE_SHARE: Final = 4
 # DynamoDB's throttling codes (provisioned and on-demand), retried with backoff and counted.
 THROTTLE_CODES: Final = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException"})
 THROTTLE_TRIES: Final = 10
@@ -156,15 +159,14 @@ class MembershipTable:
     table_name: str
     executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(WRITERS))
     sleep: Callable[[float], None] = time.sleep
-    reserve_ms: int = STOP_STARTING_MS
 
-    def apply(self, message: CohortMessage, time_left_ms: Callable[[], int] = _forever) -> Applied:
+    def apply(self, message: CohortMessage, budget_ms: Callable[[], int] = _forever) -> Applied:
         """Write each user unless a newer update is recorded; raise OutOfTimeError when time ends.
 
         A user DynamoDB would refuse is not written and comes back in `poison`. Writes run on
-        the shared executor; once less than `reserve_ms` is left none is started, the running
-        ones finish, and OutOfTimeError fails the message so Lambda retries it (conditional
-        writes make the users already written stale, never wrong).
+        the shared executor; once `budget_ms()` (the time left to start work) is spent none is
+        started, the running ones finish, and OutOfTimeError fails the message so Lambda retries
+        it (conditional writes make the users already written stale, never wrong).
         """
         users = list(items_of(message))
         values = {
@@ -174,10 +176,10 @@ class MembershipTable:
         stop = threading.Event()
 
         def write(item: Item) -> tuple[bool, int]:
-            if stop.is_set() or time_left_ms() < self.reserve_ms:
+            if stop.is_set() or budget_ms() <= 0:
                 stop.set()
                 raise OutOfTimeError(f"message {message.message_id!r}: out of time")
-            return self._put(item, values, time_left_ms)
+            return self._put(item, values, budget_ms)
 
         futures = [self.executor.submit(write, u.item) for u in users if u.item is not None]
         wait(futures)
@@ -194,7 +196,7 @@ class MembershipTable:
         )
 
     def _put(
-        self, item: Item, values: dict[str, Any], time_left_ms: Callable[[], int]
+        self, item: Item, values: dict[str, Any], budget_ms: Callable[[], int]
     ) -> tuple[bool, int]:
         """(written, throttles): one conditional write, retried while DynamoDB throttles it."""
         for attempt in range(THROTTLE_TRIES):
@@ -212,13 +214,18 @@ class MembershipTable:
                     return False, attempt  # a newer update for this user is already recorded
                 if code not in THROTTLE_CODES or attempt == THROTTLE_TRIES - 1:
                     raise
-                if time_left_ms() < self.reserve_ms:
+                if budget_ms() <= 0:
                     raise OutOfTimeError("throttled write not retried: out of time") from exc
             # Full jitter (AWS's backoff advice): throttled writers do not retry in step.
             self.sleep(
                 random.uniform(0, min(THROTTLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2**attempt))
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def reserve_ms(invocation_ms: int) -> int:
+    """The time kept free at the end of an invocation that starts with `invocation_ms` left."""
+    return min(STOP_STARTING_MS, invocation_ms // RESERVE_SHARE)
 
 
 def _emit_metrics(totals: dict[str, int], time_left_ms: int | None) -> None:
@@ -308,9 +315,9 @@ def build_handler(
     # mapping several at once in one process.
     invocation = threading.local()
 
-    def time_left_ms() -> int:
-        remaining: Callable[[], int] = getattr(invocation, "remaining", _forever)
-        return remaining()
+    def budget_ms() -> int:
+        budget: Callable[[], int] = getattr(invocation, "budget", _forever)
+        return budget()
 
     def count(name: str, value: int) -> None:
         invocation.totals[name] = invocation.totals.get(name, 0) + value
@@ -338,7 +345,7 @@ def build_handler(
 
     def apply(*, message: CohortMessage, record: KinesisStreamRecord) -> dict[str, int]:
         # This thread's clock itself: the writes run on the pool's threads.
-        applied = table.apply(message, getattr(invocation, "remaining", _forever))
+        applied = table.apply(message, getattr(invocation, "budget", _forever))
         count(METRIC_USERS_WRITTEN, applied.written)
         count(METRIC_USERS_STALE, applied.stale)
         count(METRIC_THROTTLED_WRITES, applied.throttled)
@@ -355,7 +362,7 @@ def build_handler(
     )
 
     def record_handler(record: KinesisStreamRecord) -> None:
-        if time_left_ms() < STOP_STARTING_MS:
+        if budget_ms() <= 0:
             raise OutOfTimeError(f"record {record.kinesis.sequence_number}: not started")
         try:
             message = decode(record.kinesis.data_as_bytes())
@@ -366,11 +373,13 @@ def build_handler(
         apply_once(message=message, record=record)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        invocation.remaining = _forever
+        invocation.budget = _forever
         invocation.totals = {}
         if context is not None:
             config.register_lambda_context(context)
-            invocation.remaining = context.get_remaining_time_in_millis
+            remaining = context.get_remaining_time_in_millis
+            reserve = reserve_ms(remaining())
+            invocation.budget = lambda: remaining() - reserve
         processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
         response = dict(
             process_partial_response(

@@ -652,16 +652,39 @@ def test_an_invocation_out_of_time_reports_the_rest_and_loses_nothing(
     records = kinesis_records(kinesis, [encode(m) for m in msgs])
     handler = handler_for(dynamodb)
     # WHEN the time left falls under the reserve part way through the batch
-    context = ShrinkingContext(lambda_handler.STOP_STARTING_MS + 2_000, 100)
+    context = ShrinkingContext(10_000, 200)
     response = handler(event(records), context)
     # THEN it returns in time, reporting the unfinished records from the first of them
     failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     sequence = [r["kinesis"]["sequenceNumber"] for r in records]
     assert failed and failed == sequence[sequence.index(failed[0]) :]
-    assert context.left >= lambda_handler.STOP_STARTING_MS - 1_000
+    assert context.left > 0
     # AND Lambda's retry of those records completes the table
     retry = records[sequence.index(failed[0]) :]
     assert handler(event(retry), CONTEXT) == {"batchItemFailures": []}
+    assert table_states(dynamodb) == expected(msgs)
+
+
+class FixedContext(FakeContext):
+    """A context with a fixed time left."""
+
+    def __init__(self, left_ms: int) -> None:
+        self.left = left_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.left
+
+
+def test_a_short_timeout_keeps_a_share_of_it_and_still_applies(aws: tuple[Any, Any]) -> None:
+    kinesis, dynamodb = aws
+    msgs = messages(4, seed=14)
+    # WHEN the function's timeout (3 s) is under STOP_STARTING_MS
+    response = handler_for(dynamodb)(
+        event(kinesis_records(kinesis, [encode(m) for m in msgs])), FixedContext(3_000)
+    )
+    # THEN the reserve is a quarter of it, and the batch is applied rather than handed back
+    assert lambda_handler.reserve_ms(3_000) == 750 < lambda_handler.STOP_STARTING_MS
+    assert response == {"batchItemFailures": []}
     assert table_states(dynamodb) == expected(msgs)
 
 
