@@ -27,7 +27,7 @@ from bench.rows import emit
 from provisioning import constants as c
 from sandbox.consumer_model import ModelReport, Sizing, Workload, run
 from sandbox.dynamodb_limits import DynamoDBLimits, LimitedTable
-from sync import lambda_handler
+from sync import lambda_handler, membership_writer
 from sync.contract import CohortMessage, User, encode
 
 LATENCIES_MS = (2, 5, 10)
@@ -49,11 +49,11 @@ def default_sizing(write_shards: int = 10) -> Sizing:
         parallelization=c.DEFAULT_CONSUMER_PARALLELIZATION_FACTOR,
         batch_size=c.DEFAULT_CONSUMER_BATCH_SIZE,
         timeout_seconds=c.DEFAULT_CONSUMER_TIMEOUT_SECONDS,
-        writers=lambda_handler.WRITERS,
+        writers=membership_writer.WRITERS,
         reserve_seconds=lambda_handler.reserve_ms(c.DEFAULT_CONSUMER_TIMEOUT_SECONDS * 1000) / 1000,
         write_shards=write_shards,
-        throttle_base_seconds=lambda_handler.THROTTLE_BASE_SECONDS,
-        throttle_cap_seconds=lambda_handler.THROTTLE_CAP_SECONDS,
+        throttle_base_seconds=membership_writer.THROTTLE_BASE_SECONDS,
+        throttle_cap_seconds=membership_writer.THROTTLE_CAP_SECONDS,
     )
 
 
@@ -204,7 +204,7 @@ def main() -> None:
     print(
         f"handler against moto: {floor:,.0f} users/s with no delay (moto's own cost),"
         f" {rate:,.0f} users/s with {args.moto_delay_ms:g} ms per call"
-        f" ({lambda_handler.WRITERS} writes in flight)"
+        f" ({membership_writer.WRITERS} writes in flight)"
     )
     needed = 4000 / SHARDS / c.DEFAULT_CONSUMER_PARALLELIZATION_FACTOR
     emit(

@@ -15,9 +15,8 @@ Membership table (MEMBERSHIP_TABLE), one item per (cohort, user), exited users k
     message_id      S     the winning update's message
     cohort_name     S
     user_properties S     JSON object, absent when the message carried none
-Each write is conditional — attribute_not_exists(pk) OR computed_time < :t OR (computed_time = :t
-AND tiebreak < :b) — so concurrent invocations and retries keep the newest update: same rule and
-ties as sync.membership (exiting beats entering, then the larger message_id).
+Each write is conditional, so concurrent invocations and retries keep the newest update
+(sync.membership_writer: the condition, the writes in flight, throttling).
 
 Idempotency table (IDEMPOTENCY_TABLE): powertools' layout, partition key `id` (S), TTL attribute
 `expiration`. Each message_id is applied once through `idempotent_function`; a duplicate delivery
@@ -25,13 +24,13 @@ returns the stored result without touching the membership table.
 
 Records that break the payload contract (sync.contract's rules and reasons, as the CLI
 consumer's quarantine) are logged and, with FAILURE_QUEUE_URL, sent to that SQS queue as a
-`poison-record` message (`poison_message`: the reason, where the record was, and its data,
+`poison-record` message (sync.poison: the reason, where the record was, and its data,
 base64) before being reported as processed: retrying cannot fix them, and a failure would block
 the shard until the record expires. If that send fails, the record fails and is retried. Any
 other error fails only that record (batchItemFailures), so Lambda retries it; pair the event
 source mapping with ReportBatchItemFailures and an on-failure destination (the same queue).
 Every queue message fits SQS's 262,144 bytes: the reason is summarised (count and first
-problems) and cut, the data cut to the room left (`poison_message`).
+problems) and cut, the data cut to the room left (sync.poison).
 
 A user whose item DynamoDB would refuse (sort key over 1,024 bytes, item over 400 KB:
 sync.membership_items) is not written: the rest of the message is applied and the record is kept
@@ -39,11 +38,11 @@ as a `poison-users` message (same shape; the reason names each user by position)
 retried forever.
 
 Throughput and time: each message's writes run WRITERS at a time on one shared thread pool (one
-boto3 client, its connection pool sized to match); throttled writes are retried with jittered
-backoff and counted. Once less than `reserve_ms` (STOP_STARTING_MS, or a quarter of the
-invocation's time for short timeouts) is left before the function's timeout, no record and no
-write is started: the unfinished records come back as batchItemFailures, so Lambda retries them
-instead of killing the invocation (which would fail the whole batch).
+boto3 client, its connection pool sized to match: `_from_environment`); throttled writes are
+retried with jittered backoff and counted. Once less than `reserve_ms` (STOP_STARTING_MS, or a
+quarter of the invocation's time for short timeouts) is left before the function's timeout, no
+record and no write is started: the unfinished records come back as batchItemFailures, so Lambda
+retries them instead of killing the invocation (which would fail the whole batch).
 
 Metrics: each invocation prints one CloudWatch embedded-metric-format line (powertools' Metrics,
 namespace METRICS_NAMESPACE): users written and stale, poison records and users, throttled
@@ -52,15 +51,10 @@ writes retried, and the milliseconds left when it returned.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import random
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import boto3
@@ -78,40 +72,26 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from provisioning import constants as c
 from sync.contract import CohortMessage, decode, summary
 from sync.errors import ConsumerError, ContractError, OutOfTimeError
-from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, tiebreak_of
-from sync.membership_items import Item, UserItem, computed_number, items_of
+from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS
+from sync.membership_writer import WRITERS, MembershipTable, forever
+from sync.poison import KIND_ATTRIBUTE, POISON_KIND, POISON_USERS_KIND, poison_message
 
 MEMBERSHIP_TABLE_ENV: Final = c.MEMBERSHIP_TABLE_ENV
 IDEMPOTENCY_TABLE_ENV: Final = c.IDEMPOTENCY_TABLE_ENV
 FAILURE_QUEUE_ENV: Final = c.FAILURE_QUEUE_ENV
-POISON_KIND: Final = "poison-record"
-POISON_USERS_KIND: Final = "poison-users"
-KIND_ATTRIBUTE: Final = "kind"
-REASON_MAX_BYTES: Final = 16 * 1024
 LOGGED_REASON_CHARS: Final = 2048
-# Writes in flight per invocation (boto3 clients are thread-safe; the pool is sized to match).
-WRITERS: Final = 32
 # No record and no write is started once less than this is left before the function's timeout,
 # or a quarter of the time the invocation started with when that is less (a 3 s function).
 STOP_STARTING_MS: Final = 5_000
 RESERVE_SHARE: Final = 4
-# DynamoDB's throttling codes (provisioned and on-demand), retried with backoff and counted.
-THROTTLE_CODES: Final = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException"})
-THROTTLE_TRIES: Final = 10
-THROTTLE_BASE_SECONDS: Final = 0.025
-THROTTLE_CAP_SECONDS: Final = 1.0
 IDEMPOTENCY_EXPIRES_ENV: Final = "IDEMPOTENCY_EXPIRES_AFTER_SECONDS"
 DEFAULT_IDEMPOTENCY_EXPIRES_SECONDS: Final = DEFAULT_DEDUPE_RETENTION_HOURS * 3600
 LOGGED_DATA_PREFIX_BYTES: Final = 256
 IDEMPOTENCY_CONNECTIONS: Final = 2
-_NEWER: Final = (
-    "attribute_not_exists(pk) OR computed_time < :t OR (computed_time = :t AND tiebreak < :b)"
-)
 
 logger = Logger(service="cohort-sync")
 # CloudWatch metrics in the embedded metric format (one JSON line per invocation in the logs).
@@ -126,101 +106,6 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service="cohort-sync")
 _metrics_lock = threading.Lock()
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What applying one message did: each user counts once; throttled writes were retried."""
-
-    written: int = 0
-    stale: int = 0
-    throttled: int = 0
-    poison: tuple[UserItem, ...] = ()
-
-    def counts(self) -> dict[str, int]:
-        """The figures, JSON-ready (what idempotency stores for the message)."""
-        return {
-            "written": self.written,
-            "stale": self.stale,
-            "throttled": self.throttled,
-            "poison": len(self.poison),
-        }
-
-
-def _forever() -> int:
-    return 2**31
-
-
-@dataclass(frozen=True)
-class MembershipTable:
-    """Last-writer-wins writes of one message's users, many in flight, within the time left."""
-
-    dynamodb: Any
-    table_name: str
-    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(WRITERS))
-    sleep: Callable[[float], None] = time.sleep
-
-    def apply(self, message: CohortMessage, budget_ms: Callable[[], int] = _forever) -> Applied:
-        """Write each user unless a newer update is recorded; raise OutOfTimeError when time ends.
-
-        A user DynamoDB would refuse is not written and comes back in `poison`. Writes run on
-        the shared executor; once `budget_ms()` (the time left to start work) is spent none is
-        started, the running ones finish, and OutOfTimeError fails the message so Lambda retries
-        it (conditional writes make the users already written stale, never wrong).
-        """
-        users = list(items_of(message))
-        values = {
-            ":t": {"N": computed_number(message)},
-            ":b": {"S": tiebreak_of(message.in_cohort, message.message_id)},
-        }
-        stop = threading.Event()
-
-        def write(item: Item) -> tuple[bool, int]:
-            if stop.is_set() or budget_ms() <= 0:
-                stop.set()
-                raise OutOfTimeError(f"message {message.message_id!r}: out of time")
-            return self._put(item, values, budget_ms)
-
-        futures = [self.executor.submit(write, u.item) for u in users if u.item is not None]
-        wait(futures)
-        errors = [e for f in futures if (e := f.exception()) is not None]
-        if errors:
-            raise next((e for e in errors if not isinstance(e, OutOfTimeError)), errors[0])
-        results = [f.result() for f in futures]
-        written = sum(1 for fresh, _ in results if fresh)
-        return Applied(
-            written=written,
-            stale=len(results) - written,
-            throttled=sum(throttles for _, throttles in results),
-            poison=tuple(u for u in users if u.item is None),
-        )
-
-    def _put(
-        self, item: Item, values: dict[str, Any], budget_ms: Callable[[], int]
-    ) -> tuple[bool, int]:
-        """(written, throttles): one conditional write, retried while DynamoDB throttles it."""
-        for attempt in range(THROTTLE_TRIES):
-            try:
-                self.dynamodb.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression=_NEWER,
-                    ExpressionAttributeValues=values,
-                )
-                return True, attempt
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code == "ConditionalCheckFailedException":
-                    return False, attempt  # a newer update for this user is already recorded
-                if code not in THROTTLE_CODES or attempt == THROTTLE_TRIES - 1:
-                    raise
-                if budget_ms() <= 0:
-                    raise OutOfTimeError("throttled write not retried: out of time") from exc
-            # Full jitter (AWS's backoff advice): throttled writers do not retry in step.
-            self.sleep(
-                random.uniform(0, min(THROTTLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2**attempt))
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def reserve_ms(invocation_ms: int) -> int:
@@ -246,53 +131,6 @@ def _emit_metrics(totals: dict[str, int], time_left_ms: int | None) -> None:
         metrics.flush_metrics()
 
 
-def poison_message(
-    record: KinesisStreamRecord, reason: str, kind: str = POISON_KIND
-) -> dict[str, Any]:
-    """The failure queue's message for a record kept as poison: why, where, what; always fits.
-
-    The reason is cut to REASON_MAX_BYTES and the data to what the rest leaves of the queue's
-    262,144 bytes (message attributes included), so SendMessage never refuses it.
-    """
-    data = record.kinesis.data_as_bytes()
-    message: dict[str, Any] = {
-        "kind": kind,
-        "reason": _cut(reason, REASON_MAX_BYTES),
-        "eventSourceARN": record.event_source_arn,
-        "shardId": record.event_id.split(":", 1)[0],
-        "sequenceNumber": record.kinesis.sequence_number,
-        "partitionKey": record.kinesis.partition_key,
-        "approximateArrivalTimestamp": record.kinesis.approximate_arrival_timestamp,
-        "dataBytes": len(data),
-        # A record too large for one message keeps its start here; the whole record stays
-        # readable in the stream at sequenceNumber until the stream's retention ends.
-        "dataTruncated": False,
-        "data": "",
-    }
-    room = c.FAILURE_QUEUE_MAX_MESSAGE_BYTES - message_bytes(json.dumps(message), kind)
-    limit = max(0, room - 1) // 4 * 3  # base64 grows by 4/3; "false" is the longer boolean
-    message["dataTruncated"] = len(data) > limit
-    message["data"] = base64.b64encode(data[:limit]).decode()
-    return message
-
-
-def message_bytes(body: str, kind: str) -> int:
-    """A queue message's size as SQS counts it: the body plus the `kind` attribute."""
-    return len(body.encode()) + len(KIND_ATTRIBUTE) + len("String") + len(kind.encode())
-
-
-def _cut(text: str, max_bytes: int) -> str:
-    """The text within max_bytes of JSON (non-ASCII escapes counted), marked when cut."""
-    encoded = json.dumps(text)
-    if len(encoded) <= max_bytes:
-        return text
-    budget = max_bytes - 64
-    kept = text[:budget]
-    while len(json.dumps(kept)) > budget:
-        kept = kept[: len(kept) * 3 // 4]
-    return f"{kept}… (cut; {len(text.encode()):,} bytes in all)"
-
-
 def build_handler(
     *,
     dynamodb: Any,
@@ -316,7 +154,7 @@ def build_handler(
     invocation = threading.local()
 
     def budget_ms() -> int:
-        budget: Callable[[], int] = getattr(invocation, "budget", _forever)
+        budget: Callable[[], int] = getattr(invocation, "budget", forever)
         return budget()
 
     def count(name: str, value: int) -> None:
@@ -345,7 +183,7 @@ def build_handler(
 
     def apply(*, message: CohortMessage, record: KinesisStreamRecord) -> dict[str, int]:
         # This thread's clock itself: the writes run on the pool's threads.
-        applied = table.apply(message, getattr(invocation, "budget", _forever))
+        applied = table.apply(message, getattr(invocation, "budget", forever))
         count(METRIC_USERS_WRITTEN, applied.written)
         count(METRIC_USERS_STALE, applied.stale)
         count(METRIC_THROTTLED_WRITES, applied.throttled)
@@ -373,7 +211,7 @@ def build_handler(
         apply_once(message=message, record=record)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        invocation.budget = _forever
+        invocation.budget = forever
         invocation.totals = {}
         if context is not None:
             config.register_lambda_context(context)

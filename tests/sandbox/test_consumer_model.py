@@ -6,18 +6,18 @@ from dataclasses import replace
 
 from sandbox.consumer_model import LAMBDA_PAYLOAD_BYTES, Sizing, Workload, run
 from sandbox.dynamodb_limits import DynamoDBLimits
-from sync import lambda_handler
+from sync import lambda_handler, membership_writer
 
 SIZING = Sizing(
     shards=4,
     parallelization=1,
     batch_size=10,
     timeout_seconds=60,
-    writers=lambda_handler.WRITERS,
+    writers=membership_writer.WRITERS,
     reserve_seconds=lambda_handler.reserve_ms(60_000) / 1000,
     write_shards=10,
-    throttle_base_seconds=lambda_handler.THROTTLE_BASE_SECONDS,
-    throttle_cap_seconds=lambda_handler.THROTTLE_CAP_SECONDS,
+    throttle_base_seconds=membership_writer.THROTTLE_BASE_SECONDS,
+    throttle_cap_seconds=membership_writer.THROTTLE_CAP_SECONDS,
 )
 WORKLOAD = Workload(messages=20, users=1000, record_bytes=60_000)
 

@@ -12,8 +12,8 @@ from sandbox.proof import PROOF_COHORT_ID, assume_as, proof_record, prove_destin
 from sandbox.world import moto_world
 from sync.consumer import Consumer
 from sync.contract import decode, problems_of
-from sync.lambda_handler import MembershipTable
 from sync.membership_store import MembershipStore
+from sync.membership_writer import MembershipTable
 
 REGION = "us-east-1"
 

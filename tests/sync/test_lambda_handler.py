@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from sync import lambda_handler
+from sync import lambda_handler, membership_writer, poison
 from sync.cli import main
 from sync.contract import CohortMessage, User, encode, first_listings
 from sync.errors import ConsumerError
@@ -404,7 +404,7 @@ def kept_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
     ).get("Messages"):
         for message in batch:
             kind = message["MessageAttributes"]["kind"]["StringValue"]
-            assert lambda_handler.message_bytes(message["Body"], kind) <= QUEUE_MAX_BYTES
+            assert poison.message_bytes(message["Body"], kind) <= QUEUE_MAX_BYTES
             kept.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return kept
@@ -417,7 +417,7 @@ def handler_with_queue(dynamodb: Any, sqs: Any, url: str, **table: Any) -> Handl
         idempotency_table=IDEMPOTENCY,
         sqs=sqs,
         failure_queue_url=url,
-        table=lambda_handler.MembershipTable(dynamodb, MEMBERSHIP, **table) if table else None,
+        table=membership_writer.MembershipTable(dynamodb, MEMBERSHIP, **table) if table else None,
     )
 
 
@@ -543,7 +543,7 @@ def test_every_poison_record_fits_the_queue(aws: tuple[Any, Any], case: str) -> 
     assert kept["dataBytes"] == len(data)
     decoded = base64.b64decode(kept["data"])
     assert data.startswith(decoded) and kept["dataTruncated"] == (decoded != data)
-    assert len(kept["reason"].encode()) <= lambda_handler.REASON_MAX_BYTES
+    assert len(kept["reason"].encode()) <= poison.REASON_MAX_BYTES
 
 
 def test_summarised_reason_counts_problems_and_names_the_first() -> None:
@@ -613,7 +613,7 @@ def test_throttled_writes_are_retried_and_lose_nothing(
     kinesis, dynamodb = aws
     msgs = messages(6, seed=11)
     throttling = ThrottlingDynamoDB(dynamodb)
-    table = lambda_handler.MembershipTable(throttling, MEMBERSHIP, sleep=lambda _: None)
+    table = membership_writer.MembershipTable(throttling, MEMBERSHIP, sleep=lambda _: None)
     handler = build_handler(
         dynamodb=throttling, membership_table=MEMBERSHIP, idempotency_table=IDEMPOTENCY, table=table
     )
@@ -787,4 +787,4 @@ def test_the_client_keeps_a_connection_for_every_write_in_flight(
     monkeypatch.setattr(lambda_handler.boto3, "client", client)
     lambda_handler._from_environment()
     # botocore's default pool (10) would queue 22 of the 32 writers
-    assert made["dynamodb"].max_pool_connections >= lambda_handler.WRITERS
+    assert made["dynamodb"].max_pool_connections >= membership_writer.WRITERS
