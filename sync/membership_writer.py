@@ -9,6 +9,7 @@ with jittered backoff and counted; no write is started once the caller's time bu
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -55,6 +56,13 @@ class Applied:
         }
 
 
+# Made on first use, never at import; a warm Lambda keeps the threads between invocations.
+@functools.cache
+def writer_pool() -> ThreadPoolExecutor:
+    """The process's writer threads, shared by every table as the one boto3 client is."""
+    return ThreadPoolExecutor(WRITERS, thread_name_prefix="membership-writer")
+
+
 def forever() -> int:
     """A budget that never runs out (no Lambda context: tests, tools)."""
     return 2**31
@@ -66,7 +74,7 @@ class MembershipTable:
 
     dynamodb: Any
     table_name: str
-    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(WRITERS))
+    executor: Executor = field(default_factory=lambda: writer_pool())
     sleep: Callable[[float], None] = time.sleep
 
     def apply(self, message: CohortMessage, budget_ms: Callable[[], int] = forever) -> Applied:
