@@ -5,6 +5,7 @@ import io
 import json
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -132,3 +133,47 @@ def test_readme_fixture_example_fails_without_its_stack_file(
 
     result.assert_outcomes(errors=1)
     assert "Pulumi.prod.yaml does not exist" in result.stdout.str()
+
+
+def served_world_block() -> list[str]:
+    """The README's block that acts in a served world, one command per line, in order."""
+    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+    (block,) = [b for b in blocks if "local serve" in b]
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            commands.append(line.removeprefix(".venv/bin/cohort-sync "))
+    return commands
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_served_world_block_runs_in_the_order_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the README's served-world block, its `local serve` (terminal 1) stood in for by a
+    # server in this process, run from a fresh directory holding the examples
+    from sandbox.server import start_server
+
+    commands = served_world_block()
+    assert commands[0].startswith("local serve") and len(commands) >= 5
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    with start_server() as served:
+        world_file = tmp_path / ".cohort-sync" / "world.json"
+        world_file.parent.mkdir()
+        world_file.write_text(json.dumps(served.world.to_json()))
+        # "with the environment `local up` prints for Amplitude's principal"
+        amplitude = served.world.amplitude
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", amplitude.access_key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", amplitude.secret_access_key)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+        # WHEN each command runs in the order written THEN each one succeeds (before: `push`
+        # after `local destroy` failed with AccessDenied)
+        for command in commands[1:]:
+            argv = shlex.split(command.replace("http://127.0.0.1:5000", served.url))
+            code = main(argv)
+            out, err = capsys.readouterr()
+            assert code == 0, f"{command}\n{out}\n{err}"

@@ -43,17 +43,17 @@ COHORT_ID = "crash01"
 # CRASH_SEED explores other kill plans: CRASH_SEED=7 pytest tests/e2e/test_crash_safety.py
 SEED = int(os.environ.get("CRASH_SEED", "2026"))
 KILLS = 20
-# Where the wrapper below kills a push inside StateStore.stage's one transaction.
+# Where the wrapper below kills a push inside Staging.stage's one transaction.
 INSIDE_STAGE = ("outbox rows written", "membership rewritten")
 KILL_INSIDE_STAGE = """
 import os, signal, sys
-from sync import outbox, state
+from sync import outbox, staging
 from sync.cli import main
 
 point = sys.argv.pop(1)
 owner, name = {
     "outbox rows written": (outbox.Outbox, "add"),
-    "membership rewritten": (state.StateStore, "_replace_membership"),
+    "membership rewritten": (staging.Staging, "_replace_membership"),
 }[point]
 original = getattr(owner, name)
 
@@ -252,7 +252,7 @@ class Crash:
         if not self.state.exists():
             return 0, set()
         with StateStore(self.state) as store:
-            pending = store.outbox_counts().pending
+            pending = store.outbox.counts().pending
             times = store.connection.execute("SELECT computed_time FROM syncs").fetchall()
         return pending, {str(row[0]) for row in times}
 

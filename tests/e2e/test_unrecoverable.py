@@ -110,7 +110,7 @@ class Loop:
 
     def pending(self) -> int:
         with StateStore(self.state) as store:
-            return store.outbox_counts().pending
+            return store.outbox.counts().pending
 
     def consumed_members(self) -> dict[str, Any]:
         consumer = self.tmp / "consumer.sqlite"
@@ -307,8 +307,9 @@ def trust_fix(loop: Loop) -> str:
     return (
         f"AccessDenied: caller {caller} cannot assume role {loop.dest.role_arn} (without an "
         "external ID): the role's trust policy must allow this caller sts:AssumeRole, and its "
-        "sts:ExternalId condition must match the external ID passed; re-run `pulumi up` or fix "
-        "--external-id"
+        "sts:ExternalId condition must match the external ID passed\ncohort-sync: fix: run as "
+        "the account the trust policy names (re-run `pulumi up` if it changed), or pass the "
+        "destination's --external-id"
     )
 
 

@@ -165,13 +165,16 @@ def test_shards_paces_push_from_the_start_and_must_be_a_positive_count(
     assert commands._options(parsed).shards == 2
     capsys.readouterr()
 
-    # WHEN the count is not a positive whole number THEN argparse refuses it, naming all three
-    for bad in ("0", "-1", "two"):
-        with pytest.raises(SystemExit) as refused:
-            main(["push", *args, "--shards", bad, "--dry-run"])
-        assert refused.value.code == 2
+    # WHEN the count is not a positive whole number THEN it is refused (argparse refuses what
+    # is not a number, the options object what is out of range), naming it
+    for bad in ("0", "-1"):
+        assert main(["push", *args, "--shards", bad, "--dry-run"]) == 2
         err = capsys.readouterr().err
-        assert f"argument --shards: '{bad}': need a whole number from 1 to 10,000" in err
+        assert f"--shards {bad}: must be a whole number from 1 to 10,000" in err
+    with pytest.raises(SystemExit) as refused:
+        main(["push", *args, "--shards", "two", "--dry-run"])
+    assert refused.value.code == 2
+    assert "argument --shards: 'two': need a whole number" in capsys.readouterr().err
 
 
 def test_resend_all_sends_the_whole_cohort_again(

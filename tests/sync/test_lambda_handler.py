@@ -788,3 +788,12 @@ def test_the_client_keeps_a_connection_for_every_write_in_flight(
     lambda_handler._from_environment()
     # botocore's default pool (10) would queue 22 of the 32 writers
     assert made["dynamodb"].max_pool_connections >= membership_writer.WRITERS
+
+
+def test_members_of_a_table_that_cannot_be_queried_names_it_and_the_fix(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["members", "--dynamodb-table", "no-such-table", "--cohort-id", "c1"]) != 0
+    err = capsys.readouterr().err
+    assert "--dynamodb-table 'no-such-table': cannot query it (ResourceNotFoundException)" in err
+    assert "pass the stack's membershipTable output" in err

@@ -231,7 +231,7 @@ def test_pages_are_planned_from_stored_sizes_and_old_files_are_read_as_they_are(
     monkeypatch.setattr("sync.outbox.PAGE_BYTES", 2 * staged[0].size_bytes)
     with StateStore(path) as store:
         sizes = store.connection.execute("SELECT size_bytes FROM outbox").fetchall()
-        pending = list(store.pending())
+        pending = list(store.outbox.pending())
         # AND a record staged by this code beside them is deflated, and read back whole
         store.connection.execute(
             "INSERT INTO syncs VALUES ('t', 2, 'c', '2', now(), 'staged', 1, 0, 1, 0)"
@@ -241,7 +241,7 @@ def test_pages_are_planned_from_stored_sizes_and_old_files_are_read_as_they_are(
         stored = store.connection.execute(
             "SELECT octet_length(data) FROM outbox WHERE sync_id = 't'"
         ).fetchall()[0][0]
-        both = list(store.pending())
+        both = list(store.outbox.pending())
     # THEN each old record got its Kinesis size and arrives as it was, in order; the new one
     # takes a fraction of its size on disk and arrives byte for byte
     assert sizes == [(r.size_bytes,) for r in staged]
