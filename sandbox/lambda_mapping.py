@@ -249,6 +249,8 @@ class MappingSimulator:
         self._sqs = world.client("sqs", self.role_credentials)
         self._checkpoints: dict[str, str] = {}  # shard id -> last sequence number done with
         self.destination_messages: list[dict[str, Any]] = []
+        # Shards give up at once: the list keeps the queue's order.
+        self._destination_lock = threading.Lock()
 
     def _assume_function_role(self) -> Credentials:
         sts = self._world.client("sts", lambda_service(self._world))
@@ -493,13 +495,14 @@ class MappingSimulator:
     ) -> None:
         report.add(records_discarded=len(batch.records))
         message = self.failure_message(shard_id, batch.records, condition, batch.attempts, outcome)
-        self.destination_messages.append(message)
-        if self.mapping.on_failure_arn is None:
-            return
-        report.add(sent_to_destination=1)
-        self._sqs.send_message(
-            QueueUrl=_queue_url(self.mapping.on_failure_arn), MessageBody=json.dumps(message)
-        )
+        with self._destination_lock:
+            self.destination_messages.append(message)
+            if self.mapping.on_failure_arn is None:
+                return
+            report.add(sent_to_destination=1)
+            self._sqs.send_message(
+                QueueUrl=_queue_url(self.mapping.on_failure_arn), MessageBody=json.dumps(message)
+            )
 
     def failure_message(
         self,
