@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         ("consume_bench", []),
         ("state_bench", []),
         ("lambda_bench", []),
+        ("lambda_scale_bench", []),
         ("wide_csv_bench", []),
         ("venv_size", []),
     ]

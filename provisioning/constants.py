@@ -163,9 +163,13 @@ IDEMPOTENCY_TABLE_ACTIONS: Final = (
     "dynamodb:UpdateItem",
 )
 QUEUE_SEND_ACTION: Final = "sqs:SendMessage"
+# The failure queue's maxMessageSize, set explicitly: the provider's default (262,144 bytes) is
+# what `pulumi up` creates, moto's is 1,048,576; the handler fits every message to this figure.
+FAILURE_QUEUE_MAX_MESSAGE_BYTES: Final = 262_144
 LOG_WRITE_ACTIONS: Final = ("logs:CreateLogStream", "logs:PutLogEvents")
 KMS_READ_ACTION: Final = "kms:Decrypt"
-# Alarms: a consumer falling an hour behind, or anything at all in the failure queue.
+# Alarms: a consumer falling an hour behind, anything at all in the failure queue, any function
+# error (an invocation that raised or timed out) or throttle (invocations refused for concurrency).
 ITERATOR_AGE_ALARM_MILLISECONDS: Final = 3_600_000
 ALARM_PERIOD_SECONDS: Final = 300
 

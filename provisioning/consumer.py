@@ -222,6 +222,7 @@ class CohortConsumer(pulumi.ComponentResource):
             name=f"{base}-failures",
             sqs_managed_sse_enabled=True,
             message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            max_message_size=c.FAILURE_QUEUE_MAX_MESSAGE_BYTES,
             tags=tags,
             opts=child,
         )
@@ -315,40 +316,56 @@ class CohortConsumer(pulumi.ComponentResource):
         )
         self.alarms = []
         if cfg.alarms:
+            function = {"FunctionName": self.function.name}
+            queue = {"QueueName": self.failure_queue.name}
+            specs = [
+                (
+                    _AlarmSpec(
+                        "iterator-age",
+                        "The Lambda consumer is more than an hour behind the stream.",
+                        "AWS/Lambda",
+                        "IteratorAge",
+                        "Maximum",
+                        c.ITERATOR_AGE_ALARM_MILLISECONDS,
+                    ),
+                    function,
+                ),
+                (
+                    _AlarmSpec(
+                        "failures-visible",
+                        "Records the consumer could not apply wait in the failure queue.",
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        "Maximum",
+                        0,
+                    ),
+                    queue,
+                ),
+                (
+                    _AlarmSpec(
+                        "errors",
+                        "An invocation of the Lambda consumer failed (raised or timed out).",
+                        "AWS/Lambda",
+                        "Errors",
+                        "Sum",
+                        0,
+                    ),
+                    function,
+                ),
+                (
+                    _AlarmSpec(
+                        "throttles",
+                        "Lambda refused invocations of the consumer (concurrency exhausted).",
+                        "AWS/Lambda",
+                        "Throttles",
+                        "Sum",
+                        0,
+                    ),
+                    function,
+                ),
+            ]
             self.alarms = [
-                aws.cloudwatch.MetricAlarm(
-                    f"{name}-iterator-age",
-                    name=f"{base}-iterator-age",
-                    alarm_description="The Lambda consumer is more than an hour behind the stream.",
-                    namespace="AWS/Lambda",
-                    metric_name="IteratorAge",
-                    dimensions={"FunctionName": self.function.name},
-                    statistic="Maximum",
-                    period=c.ALARM_PERIOD_SECONDS,
-                    evaluation_periods=1,
-                    threshold=c.ITERATOR_AGE_ALARM_MILLISECONDS,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                    tags=tags,
-                    opts=child,
-                ),
-                aws.cloudwatch.MetricAlarm(
-                    f"{name}-failures-visible",
-                    name=f"{base}-failures-visible",
-                    alarm_description="Records the consumer could not apply wait in the failure "
-                    "queue.",
-                    namespace="AWS/SQS",
-                    metric_name="ApproximateNumberOfMessagesVisible",
-                    dimensions={"QueueName": self.failure_queue.name},
-                    statistic="Maximum",
-                    period=c.ALARM_PERIOD_SECONDS,
-                    evaluation_periods=1,
-                    threshold=0,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                    tags=tags,
-                    opts=child,
-                ),
+                _alarm(name, base, spec, dimensions, tags, child) for spec, dimensions in specs
             ]
         self.register_outputs(
             {
@@ -358,6 +375,43 @@ class CohortConsumer(pulumi.ComponentResource):
                 c.OUTPUT_FAILURE_QUEUE_URL: self.failure_queue.url,
             }
         )
+
+
+@dataclass(frozen=True)
+class _AlarmSpec:
+    suffix: str
+    description: str
+    namespace: str
+    metric_name: str
+    statistic: str
+    threshold: int
+
+
+def _alarm(
+    name: str,
+    base: str,
+    spec: _AlarmSpec,
+    dimensions: Mapping[str, pulumi.Input[str]],
+    tags: dict[str, str] | None,
+    opts: pulumi.ResourceOptions,
+) -> aws.cloudwatch.MetricAlarm:
+    """One alarm: over its threshold in any ALARM_PERIOD_SECONDS; no data is not a breach."""
+    return aws.cloudwatch.MetricAlarm(
+        f"{name}-{spec.suffix}",
+        name=f"{base}-{spec.suffix}",
+        alarm_description=spec.description,
+        namespace=spec.namespace,
+        metric_name=spec.metric_name,
+        dimensions=dict(dimensions),
+        statistic=spec.statistic,
+        period=c.ALARM_PERIOD_SECONDS,
+        evaluation_periods=1,
+        threshold=spec.threshold,
+        comparison_operator="GreaterThanThreshold",
+        treat_missing_data="notBreaching",
+        tags=tags,
+        opts=opts,
+    )
 
 
 def _archive(args: ConsumerInputs) -> Path:

@@ -326,8 +326,9 @@ KEYS: Final = (
     ),
     Key(
         c.CONFIG_CONSUMER_ALARMS, "boolean", True,
-        "CloudWatch alarms on the mapping's iterator age and on the failure queue's depth.",
-        "`true`", "alarms on iterator age and failure-queue depth",
+        "CloudWatch alarms on the mapping's iterator age, the failure queue's depth, and the "
+        "function's errors and throttles.",
+        "`true`", "alarms on iterator age, failure-queue depth, function errors and throttles",
         component=CONSUMER,
     ),
     Key(

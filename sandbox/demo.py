@@ -18,6 +18,7 @@ from sandbox.engine.stack import StackConfig, apply, preview
 from sandbox.lambda_mapping import MappingSimulator
 from sandbox.proof import prove_consumer, prove_destination
 from sandbox.world import MotoWorld, moto_world
+from sync import membership_items
 from sync.consumer import Consumer
 from sync.credentials import assume_role_session
 from sync.destination import load_destination
@@ -47,18 +48,9 @@ def _snapshot_rows(path: Path) -> dict[str, dict[str, str]]:
 def _dynamodb_members(world: MotoWorld, table: str) -> dict[str, dict[str, str]]:
     """Cohort members as the Lambda consumer recorded them (exited users are kept, not members)."""
     dynamodb = world.client("dynamodb", world.customer_admin)
-    pages = dynamodb.get_paginator("query").paginate(
-        TableName=table,
-        KeyConditionExpression="pk = :cohort",
-        ExpressionAttributeValues={":cohort": {"S": COHORT_ID}},
-    )
-    items = [item for page in pages for item in page["Items"]]
     return {
-        item["sk"]["S"]: json.loads(item["user_properties"]["S"])
-        if "user_properties" in item
-        else {}
-        for item in items
-        if item["in_cohort"]["BOOL"]
+        member.user_id: dict(member.user_properties or {})
+        for member in membership_items.members(dynamodb, table, COHORT_ID)
     }
 
 

@@ -27,10 +27,20 @@ What it replaces (moto 5.2.5), and why:
      ``responseContext`` (when the function was invoked), ``version``, ``timestamp`` and
      ``KinesisBatchInfo`` (shard, first and last sequence numbers, arrival times, batch size).
 
-Not modelled: the batching window (a batch is what one GetRecords returns now), a
-ParallelizationFactor above 1 (a shard's batches run one at a time, which keeps the
-per-partition-key order the factor preserves), concurrency limits and timeouts, resharding
-(shards are read in ListShards order), enhanced fan-out, filters and tumbling windows. The code
+   - enforces the function's timeout: an invocation that runs past `Timeout` seconds (measured
+     on the simulator's `monotonic` clock, injectable) is a function error as a whole, whatever
+     it returned (Lambda kills it), counted in `timeouts`, bisected and retried like any error;
+   - runs every shard at once, and within a shard `ParallelizationFactor` lanes at once, a
+     record's lane chosen by its partition key's hash, so order per partition key is kept (as
+     Lambda does); each lane's batches run one after another;
+   - caps a batch's event payload at Lambda's 6 MB for a synchronous invocation
+     (LAMBDA_PAYLOAD_BYTES): large records shrink the batch below BatchSize.
+   The handler's DynamoDB can be given AWS's limits (latency, partition and table throughput,
+   item sizes) with ``dynamodb_limits`` (``sandbox.dynamodb_limits``).
+
+Not modelled: the batching window (a batch is what one GetRecords returns now), account and
+reserved concurrency limits, resharding (shards are read as ListShards lists them), enhanced
+fan-out, filters and tumbling windows. The code
 run is this checkout's, not the archive's: the archive holds the same ``sync/`` modules.
 Works with an in-process world (or a server in this process): SERVICE_CALLERS is process-local.
 """
@@ -41,12 +51,15 @@ import base64
 import importlib
 import json
 import os
+import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
@@ -56,6 +69,7 @@ from moto.awslambda.models import lambda_backends
 
 from provisioning import constants as c
 from sandbox import iam_gaps
+from sandbox.dynamodb_limits import LimitedTable
 from sandbox.errors import SandboxError
 from sandbox.world import Credentials, MotoWorld
 
@@ -69,6 +83,9 @@ _SERVICE_POLICY = {
 }
 RETRY_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+# Lambda's synchronous invocation payload limit (FACTS.md "Limits the consumer lives with").
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+GET_RECORDS_MAX = 10_000
 # Environment keys the caller's process may hold that a Lambda sandbox would not.
 _FOREIGN_ENV_PREFIXES = ("AWS_", "POWERTOOLS_")
 
@@ -90,6 +107,7 @@ class MappingConfig:
     report_batch_item_failures: bool
     on_failure_arn: str | None
     starting_position: str = c.STARTING_POSITION  # TRIM_HORIZON or LATEST
+    parallelization_factor: int = 1
 
     @classmethod
     def from_api(cls, mapping: Mapping[str, Any]) -> MappingConfig:
@@ -108,6 +126,7 @@ class MappingConfig:
                 "Destination"
             ),
             starting_position=mapping.get("StartingPosition") or c.STARTING_POSITION,
+            parallelization_factor=int(mapping.get("ParallelizationFactor") or 1),
         )
 
 
@@ -118,18 +137,27 @@ class MappingReport:
     invocations: int = 0
     records_read: int = 0
     function_errors: int = 0
+    timeouts: int = 0  # function errors that were the function running past its timeout
     partial_failures: int = 0
     bisections: int = 0
     retries: int = 0
     sent_to_destination: int = 0  # on-failure messages
     records_discarded: int = 0
     seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to the counts; lanes and shards run at once."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
 
     def render(self) -> str:
         """One line per figure, for the demo."""
         return (
             f"  {self.records_read:,} records read, {self.invocations:,} invocations "
-            f"({self.function_errors} function errors, {self.partial_failures} partial failures, "
+            f"({self.function_errors} function errors of which {self.timeouts} timeouts, "
+            f"{self.partial_failures} partial failures, "
             f"{self.bisections} bisections, {self.retries} retries); "
             f"{self.records_discarded} records given up on in {self.sent_to_destination} "
             f"on-failure message(s) ({self.seconds:.2f} s)"
@@ -151,7 +179,9 @@ class _Outcome:
 class LambdaContext:
     """The part of Lambda's context object handlers read."""
 
-    def __init__(self, configuration: Mapping[str, Any]) -> None:
+    def __init__(
+        self, configuration: Mapping[str, Any], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.function_name = configuration["FunctionName"]
         self.function_version = configuration.get("Version", "$LATEST")
         self.invoked_function_arn = configuration["FunctionArn"]
@@ -159,11 +189,17 @@ class LambdaContext:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{self.function_name}"
         self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
-        self._deadline = time.monotonic() + int(configuration.get("Timeout", 3))
+        self._monotonic = monotonic
+        self.started = monotonic()
+        self.deadline = self.started + int(configuration.get("Timeout", 3))
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the function's timeout."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self.deadline - self._monotonic()) * 1000))
+
+    def timed_out(self) -> bool:
+        """Whether the function's timeout has passed (Lambda would have killed it)."""
+        return self._monotonic() > self.deadline
 
 
 def lambda_service(world: MotoWorld) -> Credentials:
@@ -194,10 +230,14 @@ class MappingSimulator:
         *,
         clock: Callable[[], float] = time.time,
         invoke: Invoke = _default_invoke,
+        monotonic: Callable[[], float] = time.monotonic,
+        dynamodb_limits: LimitedTable | None = None,
     ) -> None:
         self._world = world
         self._clock = clock
         self._invoke = invoke
+        self._monotonic = monotonic
+        self.dynamodb_limits = dynamodb_limits
         backend = lambda_backends[world.customer_account_id][world.region]
         found = backend.get_event_source_mapping(mapping_uuid)
         if found is None:
@@ -209,6 +249,8 @@ class MappingSimulator:
         self._sqs = world.client("sqs", self.role_credentials)
         self._checkpoints: dict[str, str] = {}  # shard id -> last sequence number done with
         self.destination_messages: list[dict[str, Any]] = []
+        # Shards give up at once: the list keeps the queue's order.
+        self._destination_lock = threading.Lock()
 
     def _assume_function_role(self) -> Credentials:
         sts = self._world.client("sts", lambda_service(self._world))
@@ -223,15 +265,68 @@ class MappingSimulator:
         """Read every shard to its tip, invoking the function for each batch; what happened."""
         started = time.perf_counter()
         report = MappingReport()
-        handler = self._cold_start()
         shards = self._kinesis.list_shards(StreamARN=self.mapping.stream_arn)["Shards"]
-        for shard in shards:
-            for records in self._read(shard["ShardId"]):
-                report.records_read += len(records)
-                self._process(shard["ShardId"], records, handler, report)
-                self._checkpoints[shard["ShardId"]] = records[-1]["SequenceNumber"]
+        with ExitStack() as stack:
+            stack.enter_context(self._environment())
+            if self.dynamodb_limits is not None:
+                stack.enter_context(self.dynamodb_limits.on_new_clients())
+            handler = self._cold_start()
+            with ThreadPoolExecutor(max(1, len(shards))) as pool:
+                done = [
+                    pool.submit(self._poll_shard, s["ShardId"], handler, report) for s in shards
+                ]
+                for future in done:
+                    future.result()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _poll_shard(
+        self, shard_id: str, handler: Callable[[Event, Any], Any], report: MappingReport
+    ) -> None:
+        factor = self.mapping.parallelization_factor
+        with ThreadPoolExecutor(factor) as lanes:
+            for records in self._read(shard_id):
+                report.add(records_read=len(records))
+                # A partition key's records share a lane, in order: Lambda's per-key ordering.
+                by_lane: list[list[dict[str, Any]]] = [[] for _ in range(factor)]
+                for record in records:
+                    by_lane[zlib.crc32(record["PartitionKey"].encode()) % factor].append(record)
+                runs = [
+                    lanes.submit(self._process_lane, shard_id, lane, handler, report)
+                    for lane in by_lane
+                    if lane
+                ]
+                for run in runs:
+                    run.result()
+                self._checkpoints[shard_id] = records[-1]["SequenceNumber"]
+
+    def _process_lane(
+        self,
+        shard_id: str,
+        records: list[dict[str, Any]],
+        handler: Callable[[Event, Any], Any],
+        report: MappingReport,
+    ) -> None:
+        size = self.mapping.batch_size
+        for start in range(0, len(records), size):
+            for batch in self._payload_batches(shard_id, records[start : start + size]):
+                self._process(shard_id, batch, handler, report)
+
+    def _payload_batches(
+        self, shard_id: str, records: list[dict[str, Any]]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records in order, in batches whose event stays within LAMBDA_PAYLOAD_BYTES."""
+        batch: list[dict[str, Any]] = []
+        payload = len(json.dumps({"Records": []}))
+        for record in records:
+            size = len(json.dumps(self.event(shard_id, [record])["Records"][0])) + 2
+            if batch and payload + size > LAMBDA_PAYLOAD_BYTES:
+                yield batch
+                batch, payload = [], len(json.dumps({"Records": []}))
+            batch.append(record)
+            payload += size
+        if batch:
+            yield batch
 
     def _read(self, shard_id: str) -> Iterator[list[dict[str, Any]]]:
         request: dict[str, Any] = {"StreamARN": self.mapping.stream_arn, "ShardId": shard_id}
@@ -244,7 +339,11 @@ class MappingSimulator:
         while iterator:
             response = self._kinesis.get_records(
                 ShardIterator=iterator,
-                Limit=self.mapping.batch_size,
+                # Enough for a batch in every lane (GetRecords returns at most 10,000).
+                Limit=min(
+                    GET_RECORDS_MAX,
+                    self.mapping.batch_size * self.mapping.parallelization_factor,
+                ),
                 StreamARN=self.mapping.stream_arn,
             )
             if response["Records"]:
@@ -273,7 +372,7 @@ class MappingSimulator:
                 continue
             if outcome.raised and self.mapping.bisect and len(batch.records) > 1:
                 half = len(batch.records) // 2
-                report.bisections += 1
+                report.add(bisections=1)
                 work.appendleft(_Batch(batch.records[half:], batch.attempts))
                 work.appendleft(_Batch(batch.records[:half], batch.attempts))
                 continue
@@ -281,7 +380,7 @@ class MappingSimulator:
             if 0 <= self.mapping.max_retries < remaining.attempts:
                 self._give_up(shard_id, remaining, RETRY_EXHAUSTED, outcome, report)
                 continue
-            report.retries += 1
+            report.add(retries=1)
             work.appendleft(remaining)
 
     def _drop_expired(
@@ -306,19 +405,22 @@ class MappingSimulator:
         report: MappingReport,
     ) -> _Outcome:
         event = self.event(shard_id, records)
-        report.invocations += 1
-        with self._environment():
-            try:
-                response = self._invoke(handler, event, LambdaContext(self.function))
-            except Exception:  # noqa: BLE001 - any exception is a function error to Lambda
-                report.function_errors += 1
-                return _Outcome(raised=True, failed_from=0)
+        report.add(invocations=1)
+        context = LambdaContext(self.function, self._monotonic)
+        try:
+            response = self._invoke(handler, event, context)
+        except Exception:  # noqa: BLE001 - any exception is a function error to Lambda
+            report.add(function_errors=1, timeouts=int(context.timed_out()))
+            return _Outcome(raised=True, failed_from=0)
+        if context.timed_out():  # Lambda killed it: its response never counted
+            report.add(function_errors=1, timeouts=1)
+            return _Outcome(raised=True, failed_from=0)
         if not self.mapping.report_batch_item_failures:
             return _Outcome(raised=False, failed_from=None)
         failures = (response or {}).get("batchItemFailures") or []
         if not failures:
             return _Outcome(raised=False, failed_from=None)
-        report.partial_failures += 1
+        report.add(partial_failures=1)
         sequence = [r["SequenceNumber"] for r in records]
         identifiers = [f.get("itemIdentifier") for f in failures]
         if any(i not in sequence for i in identifiers):
@@ -391,15 +493,16 @@ class MappingSimulator:
         outcome: _Outcome | None,
         report: MappingReport,
     ) -> None:
-        report.records_discarded += len(batch.records)
+        report.add(records_discarded=len(batch.records))
         message = self.failure_message(shard_id, batch.records, condition, batch.attempts, outcome)
-        self.destination_messages.append(message)
-        if self.mapping.on_failure_arn is None:
-            return
-        report.sent_to_destination += 1
-        self._sqs.send_message(
-            QueueUrl=_queue_url(self.mapping.on_failure_arn), MessageBody=json.dumps(message)
-        )
+        with self._destination_lock:
+            self.destination_messages.append(message)
+            if self.mapping.on_failure_arn is None:
+                return
+            report.add(sent_to_destination=1)
+            self._sqs.send_message(
+                QueueUrl=_queue_url(self.mapping.on_failure_arn), MessageBody=json.dumps(message)
+            )
 
     def failure_message(
         self,

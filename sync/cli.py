@@ -330,10 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
         "JSONL, ordered by user_id. Reads no stream.",
     )
     state_argument(members, "consumer")
+    members.add_argument(
+        "--dynamodb-table",
+        help="read the Lambda consumer's membership table (stack output membershipTable) instead"
+        " of --state, with your own AWS credentials",
+    )
     members.add_argument("--cohort-id", required=True, help="cohort to print")
     members.add_argument(
         "--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)"
     )
+    endpoint_argument(members)
     members.set_defaults(handler=commands.members)
 
     _state_command(sub)

@@ -11,13 +11,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.exceptions import ClientError
 
-from sync.errors import InputError, MassExitError, PreflightError, StateError
+from sync.errors import ConsumerError, InputError, MassExitError, PreflightError, StateError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
 from sync.state_files import DEFAULT_CONSUMER_STATE, DEFAULT_PUBLISHER_STATE
+
+if TYPE_CHECKING:
+    from sync.membership import Member
 
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 SESSION_NAME = "amplitude-cohort-sync"
@@ -265,10 +269,11 @@ def consume(args: argparse.Namespace) -> int:
 
 def members(args: argparse.Namespace) -> int:
     """`members`: a cohort's current members as CSV or JSONL."""
-    from sync.membership import property_columns, render_members
     from sync.membership_store import MembershipStore
     from sync.membership_store import members as members_of
 
+    if args.dynamodb_table:
+        return _table_members(args)
     if not args.state.exists():
         raise StateError(
             f"--state {args.state}: no such consumer state file; run `consume` first",
@@ -281,10 +286,36 @@ def members(args: argparse.Namespace) -> int:
                 f"--cohort-id {args.cohort_id!r}: no such cohort in {args.state}",
                 fix="use a cohort id the consumer has read (`consume` first, or check the id)",
             )
-        # Two passes over the store: the CSV's columns first, then the rows, memory bounded.
-        columns = (
-            property_columns(members_of(store, args.cohort_id)) if args.format == "csv" else []
+        _print_members(lambda: members_of(store, args.cohort_id), args.format)
+    return 0
+
+
+def _print_members(read: Callable[[], Iterator[Member]], output_format: str) -> None:
+    """Two passes over the members: the CSV's columns first, then the rows, memory bounded."""
+    from sync.membership import property_columns, render_members
+
+    columns = property_columns(read()) if output_format == "csv" else []
+    for line in render_members(read(), output_format, columns):
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+
+
+def _table_members(args: argparse.Namespace) -> int:
+    """`members --dynamodb-table`: the same answer, from the Lambda consumer's table."""
+    from sync import membership_items
+
+    dynamodb = boto3.Session().client("dynamodb", endpoint_url=args.endpoint_url)
+    table = args.dynamodb_table
+    try:
+        known = membership_items.knows_cohort(dynamodb, table, args.cohort_id)
+    except ClientError as exc:
+        raise ConsumerError(
+            f"--dynamodb-table {table!r}: cannot query it ({exc.response['Error']['Code']})",
+            fix="pass the stack's membershipTable output, with credentials allowed to query it",
+        ) from exc
+    if not known:
+        raise InputError(
+            f"--cohort-id {args.cohort_id!r}: no such cohort in table {table}",
+            fix="use a cohort id the Lambda consumer has applied (or check the id)",
         )
-        for line in render_members(members_of(store, args.cohort_id), args.format, columns):
-            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+    _print_members(lambda: membership_items.members(dynamodb, table, args.cohort_id), args.format)
     return 0

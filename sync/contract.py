@@ -1,4 +1,18 @@
-"""Amplitude's Kinesis cohort payload: one JSON object per record, validated both ways."""
+"""Amplitude's Kinesis cohort payload: one JSON object per record, validated both ways.
+
+Rules beyond the field types, shared by the CLI consumer (through `sync.raw_records`, which
+defers to this module) and the Lambda consumer:
+- the data is UTF-8 with no byte-order mark (Amplitude sends UTF-8; a BOM or UTF-16/32 is refused
+  rather than guessed);
+- strict JSON: NaN, Infinity and -Infinity are refused anywhere in the record (they are not JSON
+  and could not be stored or read back as JSON);
+- `computed_time` is 1 to 12 ASCII digits (`\\d` would also match other scripts' digits);
+- a user listed twice in one message: the first listing counts, later ones are ignored (both
+  listings carry the message's version, so no order between them exists; `first_listings` is the
+  rule, the CLI consumer's upsert applies it in SQL: the first of equal versions wins).
+A record's problems are summarised (their count and the first `SHOWN_PROBLEMS`), and each value is
+shown at most `SHOWN_VALUE_CHARS` long, so a reason stays small whatever the record holds.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +27,10 @@ from sync.errors import ContractError
 FIELDS = ("cohort_name", "cohort_id", "in_cohort", "computed_time", "message_id", "users")
 USER_ID = "user_id"
 USER_PROPERTIES = "user_properties"
-_EPOCH_SECONDS = re.compile(r"\d{1,12}")
+_EPOCH_SECONDS = re.compile(r"[0-9]{1,12}")
+SHOWN_PROBLEMS = 10
+SHOWN_VALUE_CHARS = 64
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-8, UTF-16/32 LE, UTF-16/32 BE
 
 
 @dataclass(frozen=True)
@@ -90,7 +107,10 @@ def _shown(value: Any) -> str:
     """A decoded JSON value as a problem names it: null, true, false in JSON's spelling."""
     if value is None or isinstance(value, bool):
         return json.dumps(value)
-    return repr(value)
+    shown = repr(value)
+    if len(shown) <= SHOWN_VALUE_CHARS:
+        return shown
+    return f"{shown[: SHOWN_VALUE_CHARS - 1]}… ({len(shown):,} characters)"
 
 
 def _user_problems(user: Any) -> list[str]:
@@ -106,15 +126,53 @@ def _user_problems(user: Any) -> list[str]:
     return problems
 
 
-def decode(data: bytes) -> CohortMessage:
-    """Parse and validate one record's data; raise ContractError listing every problem."""
+def first_listings(users: Sequence[User]) -> list[tuple[int, User]]:
+    """Each user's first listing in a message, with its position: later listings are ignored."""
+    seen: set[str] = set()
+    kept = []
+    for index, user in enumerate(users):
+        if user.user_id not in seen:
+            seen.add(user.user_id)
+            kept.append((index, user))
+    return kept
+
+
+def summary(problems: Sequence[str]) -> str:
+    """The problems as one reason: all of them when few, else their count and the first ones."""
+    if len(problems) <= SHOWN_PROBLEMS:
+        return "; ".join(problems)
+    return f"{len(problems):,} problems, the first {SHOWN_PROBLEMS}: " + "; ".join(
+        problems[:SHOWN_PROBLEMS]
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (the contract is strict JSON)")
+
+
+def loads(data: bytes) -> Any:
+    """Strict JSON from UTF-8 bytes without a BOM; raise ContractError naming the rule broken."""
+    if data.startswith(_BOMS):
+        raise ContractError(
+            f"record data: starts with a byte-order mark ({data[:3]!r}); the contract is UTF-8"
+            " JSON without a BOM"
+        )
     try:
-        payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"record data: not UTF-8 JSON ({exc})") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"record data: not UTF-8 ({exc})") from exc
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity refused above
+        raise ContractError(f"record data: not JSON ({exc})") from exc
+
+
+def decode(data: bytes) -> CohortMessage:
+    """Parse and validate one record's data; raise ContractError summarising every problem."""
+    payload = loads(data)
     problems = problems_of(payload)
     if problems:
-        raise ContractError("record breaks the payload contract: " + "; ".join(problems))
+        raise ContractError("record breaks the payload contract: " + summary(problems))
     return CohortMessage(
         cohort_name=payload["cohort_name"],
         cohort_id=payload["cohort_id"],

@@ -85,3 +85,7 @@ class DeliveryRefusedError(DeliveryError):
 
 class ReportedError(SyncError):
     """A refusal the command has already printed (as JSON); only its exit code 2 remains."""
+
+
+class OutOfTimeError(ConsumerError):
+    """The Lambda invocation's time is nearly up: the record is left for Lambda to retry."""

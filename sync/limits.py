@@ -39,5 +39,11 @@ MAX_CSV_COLUMNS: Final = 10_000
 MAX_PARQUET_COLUMNS: Final = 2_000
 # The mass-exit guard: refuse a push that would remove more than this share of a cohort.
 DEFAULT_MAX_EXIT_FRACTION: Final = 0.5
-# SQS: the largest message body (SendMessage; AWS's long-standing 256 KiB default).
-SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024
+# DynamoDB (developer guide, "Service, account, and table quotas" and "Item sizes"): an item is at
+# most 400 KB counting attribute names and values; a partition key value at most 2,048 bytes, a
+# sort key value at most 1,024 bytes (UTF-8).
+DYNAMODB_MAX_ITEM_BYTES: Final = 400 * 1024
+DYNAMODB_MAX_PARTITION_KEY_BYTES: Final = 2048
+DYNAMODB_MAX_SORT_KEY_BYTES: Final = 1024
+# A number attribute takes up to 21 bytes ("Item sizes"): the bound this engine counts.
+DYNAMODB_MAX_NUMBER_BYTES: Final = 21

@@ -4,16 +4,19 @@ Parsing a 1000-user record with Python's `json` (dicts, User objects, re-encoded
 costs far more than reading it; msgspec decodes it in C into typed structs that hold each user's
 `user_properties` as its raw JSON text, stored as is. This path never decides alone that a record
 is invalid: whatever it does not accept goes back to `contract.decode`, which gives the verdict
-and the reason. So it must only never accept what `contract.problems_of` (after Python's `json`)
-rejects, nor read a field differently. Where msgspec and Python's `json` differ, a record is
-screened out before it reaches msgspec (see `bulk_readable`) or after (see `read_record`):
+and the reason. So it must only never accept what `contract.decode` (`contract.loads`, then
+`contract.problems_of`) rejects, nor read a field differently. Where msgspec and Python's `json`
+differ, a record is screened out before it reaches msgspec (see `bulk_readable`) or after (see
+`read_record`):
 
 - non-UTF-8 data: msgspec does not check the bytes of strings it skips or keeps raw;
-- BOMs and UTF-16/32 (Python's `json` detects and accepts some of them);
+- BOMs and UTF-16/32 (Python's `json` detects some of them; the contract refuses them);
 - `\\u` escapes (lone surrogates, escaped key names) and NUL bytes: left to Python, as before;
-- NaN/Infinity: Python's `json` accepts them, msgspec does not (so they fall back);
+- NaN/Infinity: msgspec refuses them, so they fall back (and the contract refuses them);
 - duplicate keys: msgspec keeps the last, like Python's `json`;
-- `computed_time` of non-ASCII digits (`\\d` in the contract): left to Python.
+- `computed_time` of non-ASCII digits: left to Python (which refuses them too).
+A user listed twice keeps its first listing (`contract.first_listings`): rows apply in order and
+only a newer version replaces one.
 """
 
 from __future__ import annotations

@@ -48,9 +48,12 @@ def membership_after(messages: Iterable[CohortMessage]) -> dict[tuple[str, str],
 
 
 def states_of_items(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], MemberState]:
-    """The membership the Lambda consumer's DynamoDB items hold, read without its code."""
+    """The membership the Lambda consumer's DynamoDB items hold, read without its code.
+
+    An item's `pk` is "<cohort_id>#<write shard>": the cohort is everything before the last '#'.
+    """
     return {
-        (i["pk"]["S"], i["sk"]["S"]): MemberState(
+        (i["pk"]["S"].rpartition("#")[0], i["sk"]["S"]): MemberState(
             i["cohort_name"]["S"],
             i["in_cohort"]["BOOL"],
             Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),

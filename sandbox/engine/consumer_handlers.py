@@ -396,6 +396,7 @@ def _read_queue(ctx: AwsContext, resource_id: str, outputs: State) -> State:
     ]
     read: State = {
         "messageRetentionSeconds": _int(attributes.get("MessageRetentionPeriod")),
+        "maxMessageSize": _int(attributes.get("MaximumMessageSize")),
         "sqsManagedSseEnabled": attributes.get("SqsManagedSseEnabled") == "true",
     }
     read["tags"] = sqs.list_queue_tags(QueueUrl=resource_id).get("Tags") or None

@@ -93,6 +93,8 @@ def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str
     attributes = {"SqsManagedSseEnabled": str(bool(inputs.get("sqsManagedSseEnabled"))).lower()}
     if inputs.get("messageRetentionSeconds"):
         attributes["MessageRetentionPeriod"] = str(int(inputs["messageRetentionSeconds"]))
+    if inputs.get("maxMessageSize"):
+        attributes["MaximumMessageSize"] = str(int(inputs["maxMessageSize"]))
     name = _name(inputs, logical_name)
     url = sqs.create_queue(
         QueueName=name, Attributes=attributes, tags=dict(inputs.get("tags") or {})

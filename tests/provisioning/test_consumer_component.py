@@ -60,6 +60,8 @@ def test_consumer_is_a_second_component_of_nine_resources(archive: Path) -> None
             (cr.MAPPING, "consumer-mapping"),
             (cr.ALARM, "consumer-iterator-age"),
             (cr.ALARM, "consumer-failures-visible"),
+            (cr.ALARM, "consumer-errors"),
+            (cr.ALARM, "consumer-throttles"),
         ]
     )
     destination = [r for r in program.resources if r.parent_type == c.COMPONENT_TYPE]
@@ -124,6 +126,7 @@ def test_queue_log_group_and_role_inputs(archive: Path) -> None:
         "name": f"{BASE}-failures",
         "sqsManagedSseEnabled": True,
         "messageRetentionSeconds": 1_209_600,
+        "maxMessageSize": 262_144,
         "tags": {"team": "growth"},
     }
     assert inputs(program, "consumer-logs") == {
@@ -298,6 +301,27 @@ def test_alarm_inputs_and_switch(archive: Path) -> None:
         "comparisonOperator": "GreaterThanThreshold",
         "treatMissingData": "notBreaching",
     }
+    for suffix, metric, description in (
+        ("errors", "Errors", "An invocation of the Lambda consumer failed (raised or timed out)."),
+        (
+            "throttles",
+            "Throttles",
+            "Lambda refused invocations of the consumer (concurrency exhausted).",
+        ),
+    ):
+        assert inputs(program, f"consumer-{suffix}") == {
+            "name": f"{BASE}-{suffix}",
+            "alarmDescription": description,
+            "namespace": "AWS/Lambda",
+            "metricName": metric,
+            "dimensions": {"FunctionName": BASE},
+            "statistic": "Sum",
+            "period": 300,
+            "evaluationPeriods": 1,
+            "threshold": 0,
+            "comparisonOperator": "GreaterThanThreshold",
+            "treatMissingData": "notBreaching",
+        }
     quiet = run(archive, consumerAlarms="false")
     assert quiet.of_type(cr.ALARM) == []
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import random
+import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,11 @@ from botocore.exceptions import ClientError
 
 from provisioning import constants as c
 from provisioning.archive import project_entries, write_archive
+from sandbox.dynamodb_limits import DynamoDBLimits, LimitedTable
 from sandbox.engine import consumer_resources as cr
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun
 from sandbox.engine.stack import StackConfig, apply
-from sandbox.lambda_mapping import MappingSimulator
+from sandbox.lambda_mapping import LAMBDA_PAYLOAD_BYTES, MappingSimulator
 from sandbox.proof import prove_consumer
 from sandbox.world import MotoWorld
 from sync import lambda_handler
@@ -182,7 +185,9 @@ def test_tables_queue_and_logs_are_created_as_declared(consumer: Consumer) -> No
     cloudwatch = consumer.world.client("cloudwatch", consumer.world.customer_admin)
     alarms = cloudwatch.describe_alarms()["MetricAlarms"]
     assert sorted((a["Namespace"], a["MetricName"]) for a in alarms) == [
+        ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "IteratorAge"),
+        ("AWS/Lambda", "Throttles"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     ]
 
@@ -263,12 +268,33 @@ def test_poison_records_are_listed_in_the_failure_queue(consumer: Consumer) -> N
     assert sorted(base64.b64decode(k["data"]) for k in kept) == sorted(poison)
     assert {k["kind"] for k in kept} == {"poison-record"}
     reasons = {base64.b64decode(k["data"]): k["reason"] for k in kept}
-    assert reasons[b"not json"].startswith("record data: not UTF-8 JSON")
+    assert reasons[b"not json"].startswith("record data: not JSON")
     assert "cohort_id 7: must be a non-empty string" in reasons[b'{"cohort_id": 7}']
     assert report.sent_to_destination == 0  # kept by the handler, not given up on
 
 
-def test_a_throttled_table_is_retried_to_exact_membership(
+def test_the_applied_queue_holds_262144_bytes_and_keeps_the_issues_poison(
+    consumer: Consumer,
+) -> None:
+    # GIVEN the queue the stack applied, and the issue's ~305 KB record (1,000 numeric ids)
+    sqs = consumer.world.client("sqs", consumer.world.customer_admin)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=consumer.outputs[c.OUTPUT_FAILURE_QUEUE_URL], AttributeNames=["All"]
+    )["Attributes"]
+    assert attributes["MaximumMessageSize"] == "262144"
+    users = [{"user_id": n, "user_properties": {"p": "x" * 400}} for n in range(1000)]
+    record = json.dumps({**messages(1, seed=8)[0].to_json(), "users": users}).encode()
+    consumer.put(record)
+    # WHEN the mapping delivers it
+    report = consumer.mapping().poll()
+    # THEN the handler keeps it in that queue (no retry, nothing given up on)
+    [kept] = consumer.failures()
+    assert kept["reason"].startswith("record breaks the payload contract: 1,000 problems")
+    assert kept["dataBytes"] == len(record) and kept["dataTruncated"]
+    assert (report.partial_failures, report.sent_to_destination) == (0, 0)
+
+
+def test_a_throttled_table_is_retried_by_the_handler_to_exact_membership(
     consumer: Consumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     msgs = messages(20, seed=6)
@@ -294,8 +320,9 @@ def test_a_throttled_table_is_retried_to_exact_membership(
 
     report = consumer.mapping().poll()
 
+    # THEN the handler retried each throttled write itself: no record failed, nothing was lost
     assert throttles["left"] == 0
-    assert report.partial_failures > 0 and report.retries > 0
+    assert report.partial_failures == 0 and report.retries == 0
     assert consumer.membership() == expected(msgs)
     assert consumer.failures() == []
 
@@ -406,3 +433,118 @@ def test_the_probe_catches_a_widened_function_role(consumer: Consumer) -> None:
     assert [s.name for s in steps if not s.passed] == [
         "the function role cannot write another table"
     ]
+
+
+# --- issue 19: Lambda's timeout, parallelization and payload limit; DynamoDB's limits ------------
+
+
+def test_an_invocation_past_its_timeout_fails_whole_and_loses_nothing(
+    consumer: Consumer,
+) -> None:
+    msgs = messages(12, seed=21)
+    consumer.put(*(encode(m) for m in msgs))
+    killed: list[int] = []
+
+    def slow_first(handler: Any, event: dict[str, Any], context: Any) -> Any:
+        if killed:
+            return handler(event, context)
+        # the first invocation applies half its records, then runs past the function's timeout
+        half = {"Records": event["Records"][: len(event["Records"]) // 2]}
+        killed.append(len(half["Records"]))
+        handler(half, context)
+        context.deadline = context.started - 1  # its time ran out
+        return {"batchItemFailures": []}  # Lambda never sees it: the function was killed
+
+    report = consumer.mapping(invoke=slow_first).poll()
+
+    # THEN the invocation is a function error (bisected and retried), and nothing is lost
+    assert killed and report.timeouts == 1 and report.function_errors == 1
+    assert report.bisections >= 1
+    assert consumer.membership() == expected(msgs)
+    assert consumer.failures() == []
+
+
+def test_parallelization_runs_lanes_at_once_keeping_order_per_partition_key(
+    moto_world: MotoWorld, tmp_path: Path
+) -> None:
+    lambda_handler.reset()
+    consumer = apply_consumer(
+        moto_world,
+        build_archive(tmp_path),
+        shardCount="1",
+        consumerParallelizationFactor="4",
+        consumerBatchSize="2",
+    )
+    msgs = messages(24, seed=22)
+    kinesis = consumer.world.client("kinesis", consumer.world.customer_admin)
+    for index, message in enumerate(msgs):
+        kinesis.put_record(
+            StreamARN=consumer.outputs[c.OUTPUT_STREAM_ARN],
+            Data=encode(message),
+            PartitionKey=f"key{index % 6}",
+        )
+    seen: list[tuple[str, int]] = []
+    lanes_of_invocations: list[set[int]] = []
+    together = threading.Barrier(2, timeout=30)
+    arriving, arrived = threading.Lock(), []
+
+    def recording(handler: Any, event: dict[str, Any], context: Any) -> Any:
+        with arriving:
+            first_two = len(arrived) < 2
+            arrived.append(1)
+        if first_two:
+            together.wait()  # two lanes of the one shard are in flight at once, or this breaks
+        keys = [r["kinesis"]["partitionKey"] for r in event["Records"]]
+        lanes_of_invocations.append({zlib.crc32(k.encode()) % 4 for k in keys})
+        seen.extend(
+            (r["kinesis"]["partitionKey"], int(r["kinesis"]["sequenceNumber"]))
+            for r in event["Records"]
+        )
+        return handler(event, context)
+
+    report = consumer.mapping(invoke=recording).poll()
+    lambda_handler.reset()
+
+    # THEN every record ran once, in the lane of its partition key (one lane an invocation),
+    # each key's records in stream order, none lost
+    assert len(seen) == report.records_read == 24 and not together.broken
+    assert all(len(lanes) == 1 for lanes in lanes_of_invocations)
+    for key in {k for k, _ in seen}:
+        order = [sequence for k, sequence in seen if k == key]
+        assert order == sorted(order)
+    assert consumer.membership() == expected(msgs)
+
+
+def test_a_batch_event_stays_within_lambdas_6_mb(consumer: Consumer) -> None:
+    # GIVEN ten ~900 KB records (poison: kept, not written), more than 6 MB in one batch of ten
+    records = [bytes([65 + n]) * 900_000 for n in range(10)]
+    consumer.put(*records)
+    sizes: list[int] = []
+
+    def measuring(handler: Any, event: dict[str, Any], context: Any) -> Any:
+        sizes.append(len(json.dumps(event)))
+        return handler(event, context)
+
+    report = consumer.mapping(invoke=measuring).poll()
+
+    # THEN the batches shrank under the payload limit, every record delivered and kept once
+    assert max(sizes) <= LAMBDA_PAYLOAD_BYTES < sum(sizes)
+    assert report.records_read == 10 and len(consumer.failures()) == 10
+
+
+def test_throttled_writes_under_dynamodbs_limits_lose_nothing(consumer: Consumer) -> None:
+    msgs = messages(20, seed=23)
+    consumer.put(*(encode(m) for m in msgs))
+    # GIVEN the table allows two writes a second per partition key (AWS: 1,000)
+    limits = LimitedTable(
+        consumer.outputs[c.OUTPUT_MEMBERSHIP_TABLE],
+        DynamoDBLimits(latency_seconds=0.0, partition_write_units_per_second=2.0),
+    )
+
+    report = consumer.mapping(dynamodb_limits=limits).poll()
+
+    # THEN writes were throttled with AWS's code and retried (by the handler, or by Lambda
+    # when a write ran out of tries): nothing lost, nothing given up on
+    assert limits.throughput.throttled > 0 and report.function_errors == 0
+    assert consumer.membership() == expected(msgs)
+    assert consumer.failures() == []

@@ -12,8 +12,8 @@ from sandbox.proof import PROOF_COHORT_ID, assume_as, proof_record, prove_destin
 from sandbox.world import moto_world
 from sync.consumer import Consumer
 from sync.contract import decode, problems_of
-from sync.lambda_handler import MembershipTable
 from sync.membership_store import MembershipStore
+from sync.membership_writer import MembershipTable
 
 REGION = "us-east-1"
 
@@ -30,7 +30,12 @@ def test_the_lambda_applies_it_without_touching_its_table() -> None:
     # A DynamoDB client of None fails on any call: the probe makes none.
     table = MembershipTable(dynamodb=None, table_name="membership")
 
-    assert table.apply(decode(proof_record(1_700_000_000))) == {"written": 0, "stale": 0}
+    assert table.apply(decode(proof_record(1_700_000_000))).counts() == {
+        "written": 0,
+        "stale": 0,
+        "throttled": 0,
+        "poison": 0,
+    }
 
 
 @pytest.mark.integration

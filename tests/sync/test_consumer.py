@@ -211,7 +211,7 @@ def test_invalid_records_are_quarantined_while_valid_ones_apply(
     assert report.quarantined == 2
     first, second = store.quarantined()
     assert (first.sequence_number, second.sequence_number) == ("2", "4")
-    assert first.reason.startswith("record data: not UTF-8 JSON")
+    assert first.reason.startswith("record data: starts with a byte-order mark")
     assert second.reason.startswith("record breaks the payload contract: cohort_name: missing")
     assert second.data_prefix == b'{"cohort_id": "c1"}'
 

@@ -13,11 +13,14 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from sync import lambda_handler
-from sync.contract import CohortMessage, User, encode
+from sync import lambda_handler, membership_writer, poison
+from sync.cli import main
+from sync.contract import CohortMessage, User, encode, first_listings
 from sync.errors import ConsumerError
 from sync.lambda_handler import Handler, build_handler
 from sync.membership import MemberState
+from sync.membership_items import partition_keys
+from sync.membership_store import MembershipStore, RawRecord
 from tests.oracle import membership_after as expected
 from tests.oracle import random_messages, states_of_items
 
@@ -29,6 +32,22 @@ MEMBERSHIP = "membership"
 IDEMPOTENCY = "idempotency"
 
 
+def create_membership_table(dynamodb: Any, name: str) -> None:
+    """The membership table as the stack declares it: pk and sk strings, on demand."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
     """A one-shard stream and both tables, as the customer would create them."""
@@ -38,18 +57,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
         kinesis = boto3.client("kinesis", region_name=REGION)
         kinesis.create_stream(StreamName=STREAM, ShardCount=1)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=MEMBERSHIP,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_membership_table(dynamodb, MEMBERSHIP)
         dynamodb.create_table(
             TableName=IDEMPOTENCY,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
@@ -167,7 +175,8 @@ def test_duplicate_delivery_is_idempotent(aws: tuple[Any, Any]) -> None:
     # WHEN Lambda delivers it again (a retry)
     assert handler(batch, CONTEXT) == {"batchItemFailures": []}
     # THEN the membership table is not written again and is unchanged
-    assert counting.membership_puts == writes == 16
+    # (one write per user of each message: a user listed twice is written once)
+    assert counting.membership_puts == writes == sum(len(first_listings(m.users)) for m in msgs)
     assert table_states(dynamodb) == expected(msgs)
     assert dynamodb.scan(TableName=IDEMPOTENCY)["Count"] == 8
 
@@ -199,7 +208,7 @@ def test_poison_record_is_logged_and_does_not_block_the_batch(
     # THEN it is reported processed (not retried) and logged with its reason
     assert response == {"batchItemFailures": []}
     assert table_states(dynamodb) == expected(msgs)
-    [log] = [r.__dict__ for r in caplog.records if r.getMessage() == "poison record skipped"]
+    [log] = [r.__dict__ for r in caplog.records if r.getMessage() == "poison-record kept"]
     assert log["sequence_number"] == records[1]["kinesis"]["sequenceNumber"]
     assert log["reason"].startswith("record breaks the payload contract: cohort_name: missing")
     assert log["reason"].endswith("users int: must be a list")
@@ -337,3 +346,419 @@ def test_poison_record_fails_when_it_cannot_be_kept(aws: tuple[Any, Any]) -> Non
     assert response == {
         "batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]
     }
+
+
+# --- issue 19: every poison record kept, the contract alike in both consumers -----------------
+
+QUEUE_MAX_BYTES = 262_144  # what the stack sets (provisioning.consumer) and SendMessage enforces
+
+
+def failure_queue() -> tuple[Any, str]:
+    """A queue with the stack's maxMessageSize, so moto refuses what AWS would refuse."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(
+        QueueName="failures", Attributes={"MaximumMessageSize": str(QUEUE_MAX_BYTES)}
+    )["QueueUrl"]
+    return sqs, url
+
+
+def kept_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
+    kept = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages"):
+        for message in batch:
+            kind = message["MessageAttributes"]["kind"]["StringValue"]
+            assert poison.message_bytes(message["Body"], kind) <= QUEUE_MAX_BYTES
+            kept.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return kept
+
+
+def handler_with_queue(dynamodb: Any, sqs: Any, url: str, **table: Any) -> Handler:
+    return build_handler(
+        dynamodb=dynamodb,
+        membership_table=MEMBERSHIP,
+        idempotency_table=IDEMPOTENCY,
+        sqs=sqs,
+        failure_queue_url=url,
+        table=membership_writer.MembershipTable(dynamodb, MEMBERSHIP, **table) if table else None,
+    )
+
+
+def _payload(**changes: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "cohort_name": "n",
+        "cohort_id": "c1",
+        "in_cohort": True,
+        "computed_time": "1700000000",
+        "message_id": "m:1",
+        "users": [{"user_id": "u1", "user_properties": {"plan": "pro"}}],
+    }
+    payload.update(changes)
+    return payload
+
+
+_VALID = json.dumps(_payload()).encode()
+
+# 1700000000 in Arabic-Indic digits: `\d` matches them, the contract does not
+ARABIC_INDIC_TIME = "".join(chr(0x0660 + int(d)) for d in "1700000000")
+
+CONTRACT_BREAKS = {
+    "arabic-indic digits": (
+        json.dumps(_payload(computed_time=ARABIC_INDIC_TIME)).encode(),
+        f"record breaks the payload contract: computed_time {ARABIC_INDIC_TIME!r}: must be epoch",
+    ),
+    "NaN in properties": (
+        _VALID.replace(b'"pro"', b"NaN"),
+        "record data: not JSON (NaN is not JSON (the contract is strict JSON))",
+    ),
+    "Infinity at the top": (
+        _VALID.replace(b"true", b"Infinity"),
+        "record data: not JSON (Infinity is not JSON",
+    ),
+    "-Infinity in a list": (
+        _VALID.replace(b'"pro"', b"[-Infinity]"),
+        "record data: not JSON (-Infinity is not JSON",
+    ),
+    "UTF-16": (
+        json.dumps(_payload()).encode("utf-16"),
+        "record data: starts with a byte-order mark (b'\\xff\\xfe{')",
+    ),
+    "UTF-8 BOM": (b"\xef\xbb\xbf" + _VALID, "record data: starts with a byte-order mark"),
+    # ASCII text in UTF-16 is valid UTF-8 with NULs between characters: not JSON
+    "UTF-16 without BOM": (json.dumps(_payload()).encode("utf-16-le"), "record data: not JSON"),
+    "bad UTF-8 in a string": (_VALID.replace(b"pro", b"pr\xff"), "record data: not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRACT_BREAKS))
+def test_contract_breaks_are_refused_alike_by_both_consumers(
+    aws: tuple[Any, Any], tmp_path: Any, case: str
+) -> None:
+    data, reason = CONTRACT_BREAKS[case]
+    kinesis, dynamodb = aws
+    sqs, url = failure_queue()
+    # WHEN the Lambda and the CLI consumer's store each get the record
+    records = kinesis_records(kinesis, [data])
+    assert handler_with_queue(dynamodb, sqs, url)(event(records), CONTEXT) == {
+        "batchItemFailures": []
+    }
+    with MembershipStore(tmp_path / "cli.db") as store:
+        outcome = store.apply_page("arn", "s", [RawRecord("1", data)])
+        [quarantined] = store.quarantined()
+    # THEN neither applies it, and both keep it with the same reason
+    [kept] = kept_messages(sqs, url)
+    assert dynamodb.scan(TableName=MEMBERSHIP)["Count"] == 0
+    assert outcome.quarantined == 1
+    assert kept["reason"] == quarantined.reason
+    assert kept["reason"].startswith(reason)
+
+
+def test_a_user_listed_twice_keeps_its_first_listing_in_both_consumers(
+    aws: tuple[Any, Any], tmp_path: Any
+) -> None:
+    kinesis, dynamodb = aws
+    # GIVEN a message listing u1 twice with different properties
+    message = CohortMessage(
+        "n", "c1", True, "10", "m:1", (User("u1", {"n": 1}), User("u2"), User("u1", {"n": 2}))
+    )
+    handler_for(dynamodb)(event(kinesis_records(kinesis, [encode(message)])), CONTEXT)
+    with MembershipStore(tmp_path / "cli.db") as store:
+        store.apply_page("arn", "s", [RawRecord("1", encode(message))])
+        cli = store.states()
+    # THEN both consumers keep the first listing (the contract's rule) and agree
+    lambda_states = table_states(dynamodb)
+    assert lambda_states[("c1", "u1")].user_properties == {"n": 1}
+    assert lambda_states == cli
+
+
+def _numeric_ids(users: int, props_bytes: int) -> bytes:
+    return json.dumps(
+        _payload(
+            users=[
+                {"user_id": n, "user_properties": {"p": "x" * props_bytes}} for n in range(users)
+            ]
+        )
+    ).encode()
+
+
+POISON_CASES = {
+    # the issue's cases: a huge reason (1,000 problems) and a ~305 KB record
+    "1,000 numeric ids": _numeric_ids(1000, 0),
+    "1,000 numeric ids with 400-byte properties": _numeric_ids(1000, 400),
+    "a 1 MiB record that is not JSON": b"{" + b"x" * (1024 * 1024 - 1),
+    "a long non-ASCII cohort_id of the wrong type": json.dumps(
+        _payload(cohort_id=["é" * 100_000], users=3)
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("case", list(POISON_CASES))
+def test_every_poison_record_fits_the_queue(aws: tuple[Any, Any], case: str) -> None:
+    kinesis, dynamodb = aws
+    sqs, url = failure_queue()
+    data = POISON_CASES[case]
+    records = kinesis_records(kinesis, [data])
+    # WHEN the record is refused
+    response = handler_with_queue(dynamodb, sqs, url)(event(records), CONTEXT)
+    # THEN it is kept (the queue accepted it: no retry) and its reason is summarised
+    assert response == {"batchItemFailures": []}
+    [kept] = kept_messages(sqs, url)
+    assert kept["dataBytes"] == len(data)
+    decoded = base64.b64decode(kept["data"])
+    assert data.startswith(decoded) and kept["dataTruncated"] == (decoded != data)
+    assert len(kept["reason"].encode()) <= poison.REASON_MAX_BYTES
+
+
+def test_summarised_reason_counts_problems_and_names_the_first() -> None:
+    from sync.contract import decode
+    from sync.errors import ContractError
+
+    with pytest.raises(ContractError) as caught:
+        decode(_numeric_ids(1000, 0))
+    assert str(caught.value).startswith(
+        "record breaks the payload contract: 1,000 problems, the first 10: "
+        "users[0] user_id 0: must be a non-empty string; users[1] user_id 1:"
+    )
+    assert len(str(caught.value)) < 1000
+
+
+def test_users_dynamodb_refuses_are_kept_alone_and_the_rest_applied(
+    aws: tuple[Any, Any],
+) -> None:
+    kinesis, dynamodb = aws
+    sqs, url = failure_queue()
+    # GIVEN a message with a 1,025-byte user_id and an item over 400 KB between valid users
+    users = (
+        User("u1"),
+        User("x" * 1025),
+        User("u2", {"blob": "y" * (400 * 1024)}),
+        User("é" * 512),  # 1,024 bytes: at the limit, written
+    )
+    records = kinesis_records(kinesis, [encode(CohortMessage("n", "c1", True, "9", "m:1", users))])
+    handler = handler_with_queue(dynamodb, sqs, url)
+    # WHEN it is processed, twice (a redelivery)
+    assert handler(event(records), CONTEXT) == {"batchItemFailures": []}
+    assert handler(event(records), CONTEXT) == {"batchItemFailures": []}
+    # THEN the others are written, and the two users are kept once, by position, with the rule
+    assert set(u for _, u in table_states(dynamodb)) == {"u1", "é" * 512}
+    [kept] = kept_messages(sqs, url)
+    assert kept["kind"] == "poison-users"
+    assert kept["reason"] == (
+        "users DynamoDB refuses, kept here, the rest applied: users[1] user_id (1,025 bytes):"
+        " DynamoDB's sort key is at most 1,024 bytes; users[2] item (409,718 bytes with its"
+        " user_properties): DynamoDB's item is at most 409,600 bytes"
+    )
+    # (the record is larger than a queue message: its start is kept, the rest is in the stream)
+    data = base64.b64decode(records[0]["kinesis"]["data"])
+    assert data.startswith(base64.b64decode(kept["data"])) and kept["dataTruncated"]
+
+
+class ThrottlingDynamoDB(CountingDynamoDB):
+    """Throttles every other membership write, with on-demand DynamoDB's error."""
+
+    def put_item(self, **params: Any) -> Any:
+        if params["TableName"] == MEMBERSHIP:
+            self.membership_puts += 1
+            if self.membership_puts % 2:
+                raise ClientError(
+                    {
+                        "Error": {"Code": "ThrottlingException", "Message": "throttled"},
+                        "ThrottlingReasons": [{"reason": "KeyRangeThroughputExceeded"}],
+                    },
+                    "PutItem",
+                )
+        return self._client.put_item(**params)
+
+
+def test_throttled_writes_are_retried_and_lose_nothing(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kinesis, dynamodb = aws
+    msgs = messages(6, seed=11)
+    throttling = ThrottlingDynamoDB(dynamodb)
+    table = membership_writer.MembershipTable(throttling, MEMBERSHIP, sleep=lambda _: None)
+    handler = build_handler(
+        dynamodb=throttling, membership_table=MEMBERSHIP, idempotency_table=IDEMPOTENCY, table=table
+    )
+    # WHEN half the writes are throttled
+    response = handler(event(kinesis_records(kinesis, [encode(m) for m in msgs])), CONTEXT)
+    # THEN each is retried, counted, and the table is exactly what was sent
+    assert response == {"batchItemFailures": []}
+    assert table_states(dynamodb) == expected(msgs)
+    throttled = sum(
+        json.loads(i["data"]["S"])["throttled"]
+        for i in dynamodb.scan(TableName=IDEMPOTENCY)["Items"]
+    )
+    writes = sum(len(first_listings(m.users)) for m in msgs)
+    assert throttling.membership_puts == writes + throttled and throttled >= writes // 2
+    [metric_set] = emitted_metrics(capsys.readouterr().out)
+    assert metric_set["ThrottledWrites"] == [float(throttled)]
+
+
+class ShrinkingContext(FakeContext):
+    """A context whose remaining time drops by `step` each time it is read."""
+
+    def __init__(self, start_ms: int, step_ms: int) -> None:
+        self.left = start_ms
+        self.step = step_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.left -= self.step
+        return self.left
+
+
+def test_an_invocation_out_of_time_reports_the_rest_and_loses_nothing(
+    aws: tuple[Any, Any],
+) -> None:
+    kinesis, dynamodb = aws
+    msgs = messages(10, seed=12)
+    records = kinesis_records(kinesis, [encode(m) for m in msgs])
+    handler = handler_for(dynamodb)
+    # WHEN the time left falls under the reserve part way through the batch
+    context = ShrinkingContext(10_000, 200)
+    response = handler(event(records), context)
+    # THEN it returns in time, reporting the unfinished records from the first of them
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    sequence = [r["kinesis"]["sequenceNumber"] for r in records]
+    assert failed and failed == sequence[sequence.index(failed[0]) :]
+    assert context.left > 0
+    # AND Lambda's retry of those records completes the table
+    retry = records[sequence.index(failed[0]) :]
+    assert handler(event(retry), CONTEXT) == {"batchItemFailures": []}
+    assert table_states(dynamodb) == expected(msgs)
+
+
+class FixedContext(FakeContext):
+    """A context with a fixed time left."""
+
+    def __init__(self, left_ms: int) -> None:
+        self.left = left_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.left
+
+
+def test_a_short_timeout_keeps_a_share_of_it_and_still_applies(aws: tuple[Any, Any]) -> None:
+    kinesis, dynamodb = aws
+    msgs = messages(4, seed=14)
+    # WHEN the function's timeout (3 s) is under STOP_STARTING_MS
+    response = handler_for(dynamodb)(
+        event(kinesis_records(kinesis, [encode(m) for m in msgs])), FixedContext(3_000)
+    )
+    # THEN the reserve is a quarter of it, and the batch is applied rather than handed back
+    assert lambda_handler.reserve_ms(3_000) == 750 < lambda_handler.STOP_STARTING_MS
+    assert response == {"batchItemFailures": []}
+    assert table_states(dynamodb) == expected(msgs)
+
+
+def test_members_reads_the_lambdas_table_as_it_reads_the_cli_consumers_state(
+    aws: tuple[Any, Any], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the same messages applied by the Lambda (users over all write shards) and the CLI
+    kinesis, dynamodb = aws
+    msgs = messages(40, seed=13)
+    wide = CohortMessage(
+        "Churn risk", "c1", True, "1800000000", "wide", tuple(User(f"w{n}") for n in range(100))
+    )
+    payloads = [encode(m) for m in [*msgs, wide]]
+    handler_for(dynamodb)(event(kinesis_records(kinesis, payloads)), CONTEXT)
+    state = tmp_path / "cli.sqlite"
+    with MembershipStore(state) as store:
+        store.apply_page("arn", "s", [RawRecord(str(i), p) for i, p in enumerate(payloads)])
+    capsys.readouterr()  # the handler's logs and metrics
+    keys = {i["pk"]["S"] for i in dynamodb.scan(TableName=MEMBERSHIP)["Items"]}
+    assert keys >= set(partition_keys("c1"))
+    for cohort, output_format in (("c1", "csv"), ("c2", "jsonl")):
+        # WHEN `members` reads each
+        assert (
+            main(
+                ["members", "--state", str(state), "--cohort-id", cohort, "--format", output_format]
+            )
+            == 0
+        )
+        from_state = capsys.readouterr().out
+        assert (
+            main(
+                [
+                    "members",
+                    "--dynamodb-table",
+                    MEMBERSHIP,
+                    "--cohort-id",
+                    cohort,
+                    "--format",
+                    output_format,
+                ]
+            )
+            == 0
+        )
+        # THEN both print the same members, in the same order
+        assert capsys.readouterr().out == from_state and from_state.count("\n") > 1
+
+
+def test_members_of_an_unknown_cohort_in_the_table_says_what_to_do(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["members", "--dynamodb-table", MEMBERSHIP, "--cohort-id", "nope"]) == 2
+    assert f"--cohort-id 'nope': no such cohort in table {MEMBERSHIP}" in capsys.readouterr().err
+
+
+def emitted_metrics(out: str) -> list[dict[str, Any]]:
+    """The embedded-metric-format lines an invocation printed."""
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_each_invocation_emits_its_counts_as_cloudwatch_metrics(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kinesis, dynamodb = aws
+    sqs, url = failure_queue()
+    # GIVEN two valid messages (the second older, so its user is stale), a poison record, and a
+    # message with a user DynamoDB refuses
+    good = CohortMessage("n", "c1", True, "10", "m:1", (User("u1"), User("u2")))
+    again = CohortMessage("n", "c1", True, "9", "m:2", (User("u1"),))
+    refused = CohortMessage("n", "c1", True, "10", "m:3", (User("u3"), User("x" * 1025)))
+    payloads = [encode(good), encode(again), b"not json", encode(refused)]
+    capsys.readouterr()
+    # WHEN one invocation handles them
+    handler_with_queue(dynamodb, sqs, url)(event(kinesis_records(kinesis, payloads)), CONTEXT)
+    # THEN it prints one metric set in powertools' namespace with every count and the time left
+    [metric_set] = emitted_metrics(capsys.readouterr().out)
+    names = {m["Name"] for m in metric_set["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert metric_set["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CohortSync"
+    assert {name: metric_set[name] for name in names} == {
+        "UsersWritten": [3.0],
+        "UsersStale": [1.0],
+        "PoisonRecords": [1.0],
+        "PoisonUsers": [1.0],
+        "ThrottledWrites": [0.0],
+        "RemainingTimeMs": [60_000.0],
+    }
+
+
+@pytest.mark.unit
+def test_the_client_keeps_a_connection_for_every_write_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: dict[str, Any] = {}
+
+    def client(service: str, **kwargs: Any) -> Any:
+        made[service] = kwargs.get("config")
+        return object()
+
+    monkeypatch.setenv("MEMBERSHIP_TABLE", MEMBERSHIP)
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", IDEMPOTENCY)
+    monkeypatch.setattr(lambda_handler.boto3, "client", client)
+    lambda_handler._from_environment()
+    # botocore's default pool (10) would queue 22 of the 32 writers
+    assert made["dynamodb"].max_pool_connections >= membership_writer.WRITERS
+
+
+def test_members_of_a_table_that_cannot_be_queried_names_it_and_the_fix(
+    aws: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["members", "--dynamodb-table", "no-such-table", "--cohort-id", "c1"]) != 0
+    err = capsys.readouterr().err
+    assert "--dynamodb-table 'no-such-table': cannot query it (ResourceNotFoundException)" in err
+    assert "pass the stack's membershipTable output" in err
