@@ -737,7 +737,6 @@ def test_each_invocation_emits_its_counts_as_cloudwatch_metrics(
     }
 
 
-@pytest.mark.unit
 def test_the_client_keeps_a_connection_for_every_write_in_flight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
