@@ -11,6 +11,15 @@ event source mapping (`moto.awslambda.models.LambdaBackend.send_kinesis_message`
 event, in Docker); with no Docker each put waits on a failing Docker call and nothing is
 delivered. While installed, that hook does nothing: `sandbox.lambda_mapping` delivers instead,
 as Lambda's poller does.
+
+And moto checks a request's SigV4 signature over ``data=self._body or self._data``
+(`moto.iam.access_control.IAMRequestBase._create_aws_request`), where ``data`` is the parsed query
+string or, when that is empty, the request's HEADERS (`moto.core.responses.BaseResponse.
+setup_class`: ``if not querystring: querystring.update(headers)``). A body-less REST call (every
+Lambda GET and DELETE: GetFunction, GetFunctionConfiguration, GetEventSourceMapping,
+ListEventSourceMappings, DeleteFunction...) is signed by botocore over an empty payload, so under
+IAM enforcement in a moto server moto computes another hash and answers 403 SignatureDoesNotMatch.
+While installed, a request without a body is checked over an empty payload, as AWS checks it.
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from botocore.awsrequest import AWSRequest
 from moto.awslambda.models import LambdaBackend
+from moto.iam.access_control import IAMRequestBase
 from moto.kinesis.models import Shard
 
 from sandbox.patching import PatchSet
@@ -41,6 +52,17 @@ def _no_push_invoke(self: LambdaBackend, *args: Any, **kwargs: Any) -> None:
     """moto's invoke-on-put for Kinesis mappings, off (the mapping simulator polls instead)."""
 
 
+def _signed_over_the_body(self: IAMRequestBase) -> AWSRequest:
+    """The request moto re-signs, its payload the request's body (empty when it has none)."""
+    request: AWSRequest = _PATCHES.previous(IAMRequestBase, "_create_aws_request")(self)
+    if not self._body and self._method in _BODILESS_METHODS:
+        request.data = b""
+    return request
+
+
+# Methods whose botocore requests carry no body; a form POST's body may reach moto only parsed.
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
 _PATCHES = PatchSet(
     [
         *(
@@ -48,6 +70,7 @@ _PATCHES = PatchSet(
             for name in ("put_record", "get_records")
         ),
         (LambdaBackend, "send_kinesis_message", _no_push_invoke),
+        (IAMRequestBase, "_create_aws_request", _signed_over_the_body),
     ]
 )
 is_installed = _PATCHES.is_installed

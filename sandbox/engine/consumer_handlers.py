@@ -309,38 +309,6 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def _lambda_read(ctx: AwsContext, operation: str, key: str, **kwargs: Any) -> dict[str, Any]:
-    """A Lambda GET call; moto 5.2.5 fails their signature check under IAM enforcement.
-
-    Then the answer is read from moto's Lambda backend in this process (as
-    sandbox.lambda_mapping does), in the same shape; outside this process the error stands.
-    """
-    try:
-        return dict(getattr(ctx.client("lambda"), operation)(**kwargs))
-    except ClientError as exc:
-        if _code(exc) != "403" and "SignatureDoesNotMatch" not in str(exc):
-            raise
-        from moto.awslambda.models import lambda_backends
-        from moto.core import DEFAULT_ACCOUNT_ID
-
-        account = ctx.client("sts").get_caller_identity().get("Account", DEFAULT_ACCOUNT_ID)
-        backend = lambda_backends[account][ctx.region]
-        if operation == "get_function":
-            try:
-                return dict(backend.get_function(key).get_code())
-            except Exception as missing:  # moto raises its own UnknownFunctionException
-                raise ClientError(
-                    {"Error": {"Code": "ResourceNotFoundException", "Message": str(missing)}},
-                    operation,
-                ) from missing
-        mapping = backend.get_event_source_mapping(key)
-        if mapping is None:
-            raise ClientError(
-                {"Error": {"Code": "ResourceNotFoundException", "Message": key}}, operation
-            ) from exc
-        return dict(mapping.get_configuration())
-
-
 def _unsupported(type_: str, resource_id: str, keys: set[str]) -> ApplyError:
     return ApplyError(
         f"{type_} {resource_id!r}: {', '.join(sorted(keys))} change in place in the provider, but "
@@ -419,7 +387,7 @@ def _read_role_policy(ctx: AwsContext, resource_id: str, outputs: State) -> Stat
 
 
 def _read_function(ctx: AwsContext, resource_id: str, outputs: State) -> State:
-    found = _lambda_read(ctx, "get_function", resource_id, FunctionName=resource_id)
+    found = ctx.client("lambda").get_function(FunctionName=resource_id)
     config = found["Configuration"]
     read: State = {
         "memorySize": config.get("MemorySize"),
@@ -441,7 +409,7 @@ def _read_function(ctx: AwsContext, resource_id: str, outputs: State) -> State:
 
 
 def _read_mapping(ctx: AwsContext, resource_id: str, outputs: State) -> State:
-    found = _lambda_read(ctx, "get_event_source_mapping", resource_id, UUID=resource_id)
+    found = ctx.client("lambda").get_event_source_mapping(UUID=resource_id)
     on_failure = ((found.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     return {
         "batchSize": found.get("BatchSize"),
