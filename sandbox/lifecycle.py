@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioning import constants as c
 from sandbox.engine import deploy
+from sandbox.engine.lock import stack_locked
 from sandbox.engine.registry import AwsContext
 from sandbox.engine.stack import StackConfig, program_args
 from sandbox.engine.state import StackState, load_state, save_state, state_path
@@ -55,6 +56,15 @@ class StackPlace:
         """Record the state (a no-op in memory)."""
         if self.path is not None:
             save_state(self.path, state)
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """The stack's lock for a command that changes it (none needed in memory)."""
+        if self.path is None:
+            yield
+            return
+        with stack_locked(self.path, command):
+            yield
 
     def describe(self) -> str:
         """One line for the output."""
@@ -140,7 +150,24 @@ def up(
     yes: bool,
     on_plan: Callable[[deploy.Outcome], None],
 ) -> deploy.Outcome:
-    """Preview, refuse what must not happen, then apply and record the new state."""
+    """Preview, refuse what must not happen, then apply and record the new state (locked)."""
+    with place.locked(_command("up", config)):
+        return _up(config, ctx, place, yes=yes, on_plan=on_plan)
+
+
+def _command(verb: str, config: StackConfig) -> str:
+    # What the lock file names as its holder; never the --config values (they may be secrets).
+    return f"cohort-sync local {verb} --stack {config.stack}"
+
+
+def _up(
+    config: StackConfig,
+    ctx: AwsContext,
+    place: StackPlace,
+    *,
+    yes: bool,
+    on_plan: Callable[[deploy.Outcome], None],
+) -> deploy.Outcome:
     planned = preview(config, ctx, place)
     on_plan(planned)
     doomed = planned.destroys_stream()
@@ -166,23 +193,25 @@ def up(
 
 
 def destroy(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
-    """Delete everything the state records; a protected stream refuses it all."""
-    state = place.load(config)
-    _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
-    if refusals:
-        raise RefusedPlan("\n".join(refusals))
-    outcome, _ = deploy.destroy(ctx=ctx, state=state, execute=True)
-    place.save(outcome.state)
-    return outcome
+    """Delete everything the state records; a protected stream refuses it all (locked)."""
+    with place.locked(_command("destroy", config)):
+        state = place.load(config)
+        _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
+        if refusals:
+            raise RefusedPlan("\n".join(refusals))
+        outcome, _ = deploy.destroy(ctx=ctx, state=state, execute=True)
+        place.save(outcome.state)
+        return outcome
 
 
 def refresh(
     config: StackConfig, ctx: AwsContext, place: StackPlace
 ) -> tuple[list[deploy.Drift], StackState]:
-    """Read every recorded resource back; report drift and record what AWS holds."""
-    drifts, refreshed = deploy.refresh(ctx, place.load(config))
-    place.save(refreshed)
-    return drifts, refreshed
+    """Read every recorded resource back; report drift and record what AWS holds (locked)."""
+    with place.locked(_command("refresh", config)):
+        drifts, refreshed = deploy.refresh(ctx, place.load(config))
+        place.save(refreshed)
+        return drifts, refreshed
 
 
 def render_drift(drifts: list[deploy.Drift]) -> list[str]:

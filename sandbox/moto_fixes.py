@@ -20,6 +20,11 @@ Lambda GET and DELETE: GetFunction, GetFunctionConfiguration, GetEventSourceMapp
 ListEventSourceMappings, DeleteFunction...) is signed by botocore over an empty payload, so under
 IAM enforcement in a moto server moto computes another hash and answers 403 SignatureDoesNotMatch.
 While installed, a request without a body is checked over an empty payload, as AWS checks it.
+
+And moto's UpdateRole (`moto.iam.responses.IamResponse.update_role`) sets the description to None
+when the call has no Description and the maximum session duration to 3600 when it has no
+MaxSessionDuration; AWS changes only what the call names (terraform-provider-aws's role.go sends
+UpdateRole with MaxSessionDuration alone). While installed, an omitted parameter keeps its value.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from typing import Any
 
 from botocore.awsrequest import AWSRequest
 from moto.awslambda.models import LambdaBackend
+from moto.core.responses import ActionResult, EmptyResult
 from moto.iam.access_control import IAMRequestBase
+from moto.iam.responses import IamResponse
 from moto.kinesis.models import Shard
 
 from sandbox.patching import PatchSet
@@ -60,6 +67,19 @@ def _signed_over_the_body(self: IAMRequestBase) -> AWSRequest:
     return request
 
 
+def _update_role_named_only(self: IamResponse) -> ActionResult:
+    """UpdateRole changing only the parameters the call names, as AWS does."""
+    role = self.backend.get_role(self._get_param("RoleName"))
+    description = self._get_param("Description")
+    max_session = self._get_param("MaxSessionDuration")
+    kept: tuple[Any, Any] = (
+        role.description if description is None else description,
+        role.max_session_duration if max_session is None else max_session,
+    )
+    self.backend.update_role(role.name, *kept)
+    return EmptyResult()
+
+
 # Methods whose botocore requests carry no body; a form POST's body may reach moto only parsed.
 _BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
@@ -71,6 +91,7 @@ _PATCHES = PatchSet(
         ),
         (LambdaBackend, "send_kinesis_message", _no_push_invoke),
         (IAMRequestBase, "_create_aws_request", _signed_over_the_body),
+        (IamResponse, "update_role", _update_role_named_only),
     ]
 )
 is_installed = _PATCHES.is_installed

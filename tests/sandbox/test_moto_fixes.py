@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.kinesis.models import Shard
@@ -130,3 +131,41 @@ def test_without_the_fix_moto_refuses_body_less_calls_of_a_served_world() -> Non
             assert _lambda_get_calls(served) == []
         finally:
             moto_fixes.install()
+
+
+def _role_after_update(**update: Any) -> dict[str, Any]:
+    with mock_aws():
+        iam = boto3.client(
+            "iam", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        iam.create_role(
+            RoleName="r",
+            AssumeRolePolicyDocument="{}",
+            Description="kept",
+            MaxSessionDuration=7200,
+        )
+        iam.update_role(RoleName="r", **update)
+        role: dict[str, Any] = iam.get_role(RoleName="r")["Role"]
+        return role
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        ({"MaxSessionDuration": 10800}, ("kept", 10800)),
+        ({"Description": "new"}, ("new", 7200)),
+    ],
+)
+def test_update_role_changes_only_what_it_names(
+    update: dict[str, Any], expected: tuple[str, int]
+) -> None:
+    with moto_fixes.moto_fixes_installed():
+        role = _role_after_update(**update)
+
+    assert (role.get("Description"), role["MaxSessionDuration"]) == expected
+
+
+def test_without_the_fix_update_role_forgets_what_it_does_not_name() -> None:
+    role = _role_after_update(MaxSessionDuration=10800)
+
+    assert role.get("Description") is None
