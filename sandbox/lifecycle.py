@@ -40,6 +40,10 @@ class RefusedPlan(SandboxError):
     """`local up` will not apply this plan as asked (protection, a name in use, the stream)."""
 
 
+class MissingState(SandboxError):
+    """No state file, yet the program's resources exist: acting would forget or duplicate them."""
+
+
 @dataclass(frozen=True)
 class StackPlace:
     """Where a stack's state lives: a file, or (embedded moto) memory only."""
@@ -53,9 +57,40 @@ class StackPlace:
         return load_state(self.path, project=c.PROJECT_NAME, stack=config.stack)
 
     def save(self, state: StackState) -> None:
-        """Record the state (a no-op in memory)."""
-        if self.path is not None:
+        """Record the state (a no-op in memory; no empty file where there was none)."""
+        if self.path is None:
+            return
+        if self.path.exists() or state.resources or state.pending_deletes:
             save_state(self.path, state)
+
+    def is_missing(self) -> bool:
+        """A file place whose file does not exist (yet, or any more)."""
+        return self.path is not None and not self.path.exists()
+
+    def require_state(self, config: StackConfig, ctx: AwsContext, verb: str) -> None:
+        """Refuse `verb` when the state file is missing but the program's resources exist."""
+        if self.is_missing():
+            planned, _ = deploy.plan(
+                program_args(config),
+                ctx=ctx,
+                state=self.load(config),
+                account=account_of(ctx),
+                execute=False,
+            )
+            self.refuse_lost_state(planned, verb)
+
+    def refuse_lost_state(self, planned: deploy.Outcome, verb: str) -> None:
+        """MissingState when there is no state file but `planned` found declared resources."""
+        if self.is_missing() and planned.existing:
+            assert self.path is not None
+            raise MissingState(
+                f"stack state {self.path}: not found, but resources this stack declares already "
+                f"exist ({'; '.join(planned.existing)}), so `local {verb}` would "
+                f"{_WITHOUT_STATE[verb]}. Nothing was changed or written. Fix: pass --state-dir "
+                f"for the directory holding {self.path.name} (or restore it there from a "
+                "backup); or adopt the resources with the importStream, importRole and "
+                "importPolicy config keys and run `local up`"
+            )
 
     @contextmanager
     def locked(self, command: str) -> Iterator[None]:
@@ -71,6 +106,14 @@ class StackPlace:
         if self.path is None:
             return "state: in memory only (embedded moto: the world and the stack start empty)"
         return f"state: {self.path}"
+
+
+_WITHOUT_STATE = {
+    "preview": "plan to create them again",
+    "up": "try to create them again",
+    "destroy": "delete nothing and record an empty stack",
+    "refresh": "find no drift and record an empty stack",
+}
 
 
 def place_for(endpoint_url: str | None, state_dir: Path, stack: str) -> StackPlace:
@@ -131,12 +174,15 @@ def account_of(ctx: AwsContext) -> str:
     return str(identity["Account"])
 
 
-def preview(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
+def preview(
+    config: StackConfig, ctx: AwsContext, place: StackPlace, verb: str = "preview"
+) -> deploy.Outcome:
     """Plan against the recorded state; nothing in AWS or the state file changes."""
     state = place.load(config)
     outcome, refusals = deploy.plan(
         program_args(config), ctx=ctx, state=state, account=account_of(ctx), execute=False
     )
+    place.refuse_lost_state(outcome, verb)
     if refusals:
         raise RefusedPlan("\n".join(refusals))
     return outcome
@@ -168,7 +214,7 @@ def _up(
     yes: bool,
     on_plan: Callable[[deploy.Outcome], None],
 ) -> deploy.Outcome:
-    planned = preview(config, ctx, place)
+    planned = preview(config, ctx, place, verb="up")
     on_plan(planned)
     doomed = planned.destroys_stream()
     if doomed and not yes:
@@ -195,6 +241,7 @@ def _up(
 def destroy(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
     """Delete everything the state records; a protected stream refuses it all (locked)."""
     with place.locked(_command("destroy", config)):
+        place.require_state(config, ctx, "destroy")
         state = place.load(config)
         _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
         if refusals:
@@ -209,6 +256,7 @@ def refresh(
 ) -> tuple[list[deploy.Drift], StackState]:
     """Read every recorded resource back; report drift and record what AWS holds (locked)."""
     with place.locked(_command("refresh", config)):
+        place.require_state(config, ctx, "refresh")
         drifts, refreshed = deploy.refresh(ctx, place.load(config))
         place.save(refreshed)
         return drifts, refreshed

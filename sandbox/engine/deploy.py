@@ -102,6 +102,8 @@ class Outcome:
     notices: list[FormNotice] = field(default_factory=list)
     run: ProgramRun | None = None
     vanished: list[str] = field(default_factory=list)  # recorded, but gone from AWS
+    # Declared, not recorded, yet already in AWS (a lost state file, or a hand-made resource).
+    existing: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -210,6 +212,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         self._lock = threading.Lock()
         self.steps: list[Step] = []
         self.refusals: list[str] = []
+        self.existing: list[str] = []
         self.current: dict[str, ResourceState] = dict(state.resources)
         self.registered: set[str] = set()
         self.pending_deletes: list[ResourceState] = list(state.pending_deletes)
@@ -325,6 +328,7 @@ class DeployEngine(pulumi.runtime.Mocks):
                 f"checking {args.typ} {args.name!r}", lambda: handler.exists(self._ctx, plain)
             )
             if collision and opts.urn not in self._replaced_early:
+                self.existing.append(f"{args.typ} {collision}")
                 self.refusals.append(
                     f"{opts.urn}: {collision} already exists, but the stack state does not "
                     "record it; creating it would fail (or take over a resource this stack "
@@ -580,6 +584,7 @@ def plan(
         notices=form_notices(state.outputs, run.outputs, state),
         run=run,
         vanished=[r.urn for r in vanished],
+        existing=engine.existing,
     )
     return outcome, engine.refusals
 

@@ -241,19 +241,41 @@ def test_a_stream_deleted_outside_is_reported_then_recreated(cli: Cli) -> None:
     assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
 
 
-def test_a_missing_state_file_never_creates_over_existing_resources(cli: Cli) -> None:
+@pytest.mark.parametrize(
+    ("verb", "consequence"),
+    [
+        ("up", "try to create them again"),
+        ("preview", "plan to create them again"),
+        ("destroy", "delete nothing and record an empty stack"),
+        ("refresh", "find no drift and record an empty stack"),
+    ],
+)
+def test_a_missing_state_file_while_the_resources_exist_is_refused(
+    cli: Cli, verb: str, consequence: str
+) -> None:
+    # GIVEN an applied stack whose state file is lost
     cli("up")
     cli.state_file.unlink()
 
-    status, _, err = cli("up")
+    # WHEN any command runs against it
+    status, _, err = cli(verb)
 
+    # THEN it is refused with the file, what it found, the rule and the fix; nothing written
     assert status == 2
-    assert (
-        "Kinesis stream 'amplitude-cohorts' already exists, but the stack state does not record it"
-        in err
-    )
-    assert "importStream, importRole, importPolicy" in err
+    assert f"stack state {cli.state_file}: not found, but resources this stack declares " in err
+    assert "aws:kinesis/stream:Stream Kinesis stream 'amplitude-cohorts'" in err
+    assert f"so `local {verb}` would {consequence}. Nothing was changed or written." in err
+    assert "Fix: pass --state-dir for the directory holding dev.json" in err
+    assert "importStream, importRole and importPolicy config keys" in err
     assert "Traceback" not in err
+    assert not cli.state_file.exists()
+    assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
+
+
+def test_commands_on_a_stack_never_applied_write_no_state(cli: Cli) -> None:
+    for verb in ("destroy", "refresh"):
+        status, _, err = cli(verb)
+        assert status == 0, err
     assert not cli.state_file.exists()
 
 
