@@ -320,9 +320,26 @@ def local_up(args: argparse.Namespace) -> int:
                     _print(_heading("Previewing", args.stack, session), "")
                     _print(*lifecycle.render_steps(outcome), "")
 
-            applied = lifecycle.up(
-                session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
-            )
+            try:
+                applied = lifecycle.up(
+                    session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
+                )
+            except lifecycle.Interrupted as exc:
+                lines = lifecycle.render_interrupted(exc, session.place)
+                if args.json:
+                    _json_out(
+                        {
+                            "steps": [],
+                            "changeSummary": {},
+                            "notices": [],
+                            "error": lines[0],
+                            "left": [{"op": op, "urn": urn} for op, _, urn in exc.left],
+                            "fix": lines[-1],
+                        }
+                    )
+                else:
+                    print(*lines, sep="\n", file=sys.stderr, flush=True)
+                return 130
             assert applied.run is not None
             outputs = applied.run.outputs
             steps = prove_destination(session.world, outputs)

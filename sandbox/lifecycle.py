@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioning import constants as c
 from sandbox.engine import deploy
+from sandbox.engine.interrupts import Interrupted, Interruption, interrupts_deferred
 from sandbox.engine.lock import stack_locked
 from sandbox.engine.registry import AwsContext
 from sandbox.engine.stack import StackConfig, program_args
@@ -197,8 +198,8 @@ def up(
     on_plan: Callable[[deploy.Outcome], None],
 ) -> deploy.Outcome:
     """Preview, refuse what must not happen, then apply and record the new state (locked)."""
-    with place.locked(_command("up", config)):
-        return _up(config, ctx, place, yes=yes, on_plan=on_plan)
+    with place.locked(_command("up", config)), interrupts_deferred() as interruption:
+        return _up(config, ctx, place, yes=yes, on_plan=on_plan, interruption=interruption)
 
 
 def _command(verb: str, config: StackConfig) -> str:
@@ -213,6 +214,7 @@ def _up(
     *,
     yes: bool,
     on_plan: Callable[[deploy.Outcome], None],
+    interruption: Interruption,
 ) -> deploy.Outcome:
     planned = preview(config, ctx, place, verb="up")
     on_plan(planned)
@@ -225,14 +227,24 @@ def _up(
             "to proceed"
         )
     state = place.load(config)
-    applied, refusals = deploy.plan(
-        program_args(config),
-        ctx=ctx,
-        state=state,
-        account=account_of(ctx),
-        execute=True,
-        save=place.save,
-    )
+    try:
+        applied, refusals = deploy.plan(
+            program_args(config),
+            ctx=ctx,
+            state=state,
+            account=account_of(ctx),
+            execute=True,
+            save=place.save,
+            interruption=interruption,
+        )
+    except Interrupted as exc:
+        done = set(exc.done)
+        exc.left = [
+            (s.op, s.type, s.urn)
+            for s in planned.steps
+            if s.op != deploy.SAME and (s.op, s.urn) not in done
+        ]
+        raise
     if refusals:  # the world changed between preview and apply
         raise RefusedPlan("\n".join(refusals))
     return applied
@@ -260,6 +272,21 @@ def refresh(
         drifts, refreshed = deploy.refresh(ctx, place.load(config))
         place.save(refreshed)
         return drifts, refreshed
+
+
+def render_interrupted(exc: Interrupted, place: StackPlace) -> list[str]:
+    """What an interrupted `up` did not do, and how to finish it."""
+    where = f"in {place.path}" if place.path is not None else "in memory (embedded moto)"
+    lines = [
+        f"Interrupted ({exc.signal_name}): stopped after the steps under way; what was done is "
+        f"recorded {where}.",
+    ]
+    if exc.left:
+        lines.append("Left undone:")
+        for op, type_, urn in exc.left:
+            lines.append(f"  {_SYMBOLS[op]} {type_}  {urn.rsplit('::', 1)[-1]}  {op}")
+    lines.append("Run `cohort-sync local up` again to finish.")
+    return lines
 
 
 def render_drift(drifts: list[deploy.Drift]) -> list[str]:

@@ -21,6 +21,7 @@ import pulumi
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioning import constants as c
+from sandbox.engine.interrupts import Interrupted, Interruption
 from sandbox.engine.registry import AwsContext, Live, ResourceHandler, handler_for
 from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
 from sandbox.engine.schema import STREAM, delete_before_replace, diff_inputs, schema_for
@@ -204,8 +205,17 @@ class DeployEngine(pulumi.runtime.Mocks):
     calls are made as the provider makes them.
     """
 
-    def __init__(self, ctx: AwsContext, state: StackState, *, account: str, execute: bool) -> None:
+    def __init__(
+        self,
+        ctx: AwsContext,
+        state: StackState,
+        *,
+        account: str,
+        execute: bool,
+        interruption: Interruption | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._interruption = interruption
         self._old = state
         self._account = account
         self._execute = execute
@@ -217,6 +227,11 @@ class DeployEngine(pulumi.runtime.Mocks):
         self.registered: set[str] = set()
         self.pending_deletes: list[ResourceState] = list(state.pending_deletes)
         self._replaced_early: set[str] = set()
+
+    def _stop_if_interrupted(self) -> None:
+        # Before a step that would change AWS; steps already under way finish and are recorded.
+        if self._execute and self._interruption is not None:
+            self._interruption.check()
 
     def _step(self, step: Step) -> None:
         with self._lock:
@@ -274,6 +289,7 @@ class DeployEngine(pulumi.runtime.Mocks):
                 )
             )
 
+        self._stop_if_interrupted()
         if not args.custom:
             self._step(Step(SAME if old else CREATE, opts.urn, args.typ))
             keep(args.name, {})
@@ -466,6 +482,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         # Dependents first: AWS refuses to delete a policy still attached to a role.
         replaced = {r.urn: r for r in self.pending_deletes}
         for old in reversed(_depth_order(replaced)):
+            self._stop_if_interrupted()
             self._step(Step(DELETE_REPLACED, old.urn, old.type))
             if self._execute:
                 self._delete(old)
@@ -474,6 +491,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         for resource in reversed(_depth_order(gone)):
             if resource.protect:
                 self.refusals.append(protection_error(resource.urn, "delete"))
+            self._stop_if_interrupted()
             self._step(Step(DELETE, resource.urn, resource.type))
             if self._execute:
                 self._delete(resource)
@@ -561,6 +579,7 @@ def plan(
     account: str,
     execute: bool,
     save: Callable[[StackState], None] | None = None,
+    interruption: Interruption | None = None,
 ) -> tuple[Outcome, list[str]]:
     """Run the program against the state; the outcome and any refusals (nothing refused yet).
 
@@ -569,11 +588,20 @@ def plan(
     """
     vanished = vanished_resources(ctx, state)
     current = _forget(state, {r.urn for r in vanished})
-    engine = DeployEngine(ctx, current, account=account, execute=execute)
+    engine = DeployEngine(ctx, current, account=account, execute=execute, interruption=interruption)
     run = ProgramRun(outputs=dict(state.outputs))
     try:
-        run = run_program(engine, **program_args, preview=not execute)
+        try:
+            run = run_program(engine, **program_args, preview=not execute)
+        finally:
+            if interruption is not None:
+                # A registration refused to start: whatever the run raised for it, or if it
+                # ended anyway, the program was not applied completely.
+                interruption.check()
         engine.finish()
+    except Interrupted as exc:
+        exc.done = [(step.op, step.urn) for step in engine.steps]
+        raise
     finally:
         new_state = engine.new_state(run)
         if save is not None:

@@ -1,13 +1,16 @@
 """`cohort-sync local preview|up|destroy|refresh` end to end against a served world."""
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from provisioning import constants as c
+from sandbox.engine import deploy
 from sandbox.server import ServedWorld, start_server
 from sync.cli import main
 
@@ -413,3 +416,52 @@ def test_an_import_id_that_matches_nothing_is_refused_before_any_change(cli: Cli
     )
     assert cli.client("iam").list_roles()["Roles"] == []
     assert not cli.state_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("after_creates", "signum"),
+    [(1, signal.SIGINT), (2, signal.SIGTERM), (3, signal.SIGINT), (4, signal.SIGTERM)],
+)
+def test_an_interrupted_up_records_what_it_did_and_the_next_up_finishes(
+    cli: Cli, after_creates: int, signum: signal.Signals
+) -> None:
+    # GIVEN an `up` that gets a signal once its n-th resource is created (others may be under
+    # way in parallel, as in Pulumi; the main thread handles the signal when it next runs)
+    creates = 0
+    create = deploy.aws_call
+
+    def create_then_signal(what: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal creates
+        result = create(what, *args, **kwargs)
+        if what.startswith("creating "):
+            creates += 1
+            if creates == after_creates:
+                signal.raise_signal(signum)
+        return result
+
+    with mock.patch.object(deploy, "aws_call", create_then_signal):
+        status, out, err = cli("up")
+
+    # THEN it stops with 130, the state records what was created, the rest is listed as left
+    assert status == 130, out + err
+    assert f"Interrupted ({signum.name}): stopped after the steps under way" in err
+    assert f"recorded in {cli.state_file}" in err
+    assert "Run `cohort-sync local up` again to finish." in err
+    assert "Traceback" not in err and "Applied" not in out
+    recorded = {r["name"] for r in json.loads(cli.state_file.read_text())["resources"]}
+    left = {line.split()[2] for line in err.splitlines() if line.startswith("  + ")}
+    custom = {"cohort-stream", "cohort-role", "cohort-write", "cohort-attach"}
+    assert len(recorded & custom) >= after_creates, (recorded, err)
+    assert left == custom - recorded, (recorded, left)
+    if after_creates <= 2:
+        # the policy and its attachment wait for the stream and the role: never started
+        assert left == {"cohort-write", "cohort-attach"}
+    assert not (cli.state_file.parent / "dev.lock").exists()
+
+    # WHEN `up` runs again, it finishes the job; a third changes nothing
+    status, out, err = cli("up")
+    assert status == 0, err
+    finished = f"{len(left)} created" if left else "no changes"
+    assert f"Applied: {finished} (5 resources in the stack)." in out
+    status, out, _ = cli("up")
+    assert status == 0 and "Applied: no changes (5 resources in the stack)." in out
