@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -236,3 +237,36 @@ def test_concurrent_ups_on_one_stack_one_applies_the_others_are_refused(
     drift = cohort_sync("local", "refresh", *target)
     assert drift.returncode == 0, drift.stderr
     assert "No drift" in drift.stdout
+
+
+def test_sigint_during_local_up_stops_cleanly_and_the_next_up_finishes(
+    served: tuple[str, Path],
+) -> None:
+    # GIVEN `local up` of a new stack in a served world, interrupted as the apply starts
+    url, world_file = served
+    target = ["--endpoint-url", url, "--world-file", str(world_file)]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sync", "local", "up", *target],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stdout is not None
+    for line in run.stdout:
+        if line.startswith("Plan:"):
+            run.send_signal(signal.SIGINT)
+            break
+    out, err = run.communicate(timeout=120)
+
+    # THEN it exits 130 saying what is left, with no traceback and no "Applied"
+    assert run.returncode == 130, out + err
+    assert "Interrupted (SIGINT): stopped after the steps under way" in err
+    assert "Exception ignored" not in err and "Traceback" not in err
+    assert "Applied" not in out
+    # and the next `local up` finishes the job, a third changes nothing
+    finished = cohort_sync("local", "up", *target)
+    assert finished.returncode == 0, finished.stderr
+    assert "(5 resources in the stack)" in finished.stdout
+    _, _, again = cohort_sync("local", "up", *target).stdout.partition("Applied: ")
+    assert again.startswith("no changes (5 resources in the stack).")
