@@ -17,9 +17,9 @@ from typing import Any
 
 from provisioning import constants as c
 from sandbox.engine import deploy
+from sandbox.engine.handler import AwsContext
 from sandbox.engine.interrupts import Interrupted, Interruption, interrupts_deferred
 from sandbox.engine.lock import stack_locked
-from sandbox.engine.registry import AwsContext
 from sandbox.engine.stack import StackConfig, program_args
 from sandbox.engine.state import StackState, load_state, save_state, state_path
 from sandbox.errors import SandboxError

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sandbox.engine import consumer_resources as cr
-from sandbox.engine.registry import AwsContext, Live, register, tags_change
+from sandbox.engine.handler import AwsContext, Live, is_not_found, tags_change
 from sandbox.engine.schema import TypeSchema, diff_inputs, register_schema
 from sandbox.errors import ApplyError
 
@@ -272,12 +272,6 @@ register_schema(
 
 # --- helpers ----------------------------------------------------------------------------------
 
-_GONE = {
-    "ResourceNotFoundException",
-    "NoSuchEntity",
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueDoesNotExist",
-}
 # Outputs the create calls add to the inputs they echo.
 _OUTPUT_ONLY = {
     "arn",
@@ -295,10 +289,6 @@ _OUTPUT_ONLY = {
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code"))
-
-
-def _gone(exc: ClientError) -> bool:
-    return _code(exc) in _GONE
 
 
 def _int(value: Any) -> int | None:
@@ -732,7 +722,7 @@ def _delete(ctx: AwsContext, type_: str, resource_id: str) -> None:
         elif type_ == cr.ALARM:
             ctx.client("cloudwatch").delete_alarms(AlarmNames=[resource_id])
     except ClientError as exc:
-        if not _gone(exc):
+        if not is_not_found(exc):
             raise
 
 
@@ -754,7 +744,7 @@ class ConsumerHandler:
         try:
             actual = _KINDS[self.type_].read(ctx, resource_id, outputs)
         except ClientError as exc:
-            if _gone(exc):
+            if is_not_found(exc):
                 return None
             raise
         except ValueError:  # a log group or alarm no longer listed
@@ -773,9 +763,7 @@ class ConsumerHandler:
     ) -> State:
         """The provider's in-place calls for what changed; refused whole if any is not ours."""
         kind = _KINDS[self.type_]
-        from sandbox.engine.deploy import archive_input  # deploy loads the handlers lazily
-
-        compared = {k: archive_input(v) for k, v in new.items()}
+        compared = {k: cr.archive_input(v) for k, v in new.items()}
         keys = frozenset(diff_inputs(self.type_, old, compared).diff_reasons)
         missing = set(keys - kind.performs - {"skipDestroy"})
         if missing:
@@ -797,7 +785,3 @@ class ConsumerHandler:
     def predict(self, account: str, region: str, logical_name: str, inputs: State) -> State:
         """Placeholders a preview shows."""
         return {**inputs, **cr.plan_state(self.type_, inputs, region, account)}
-
-
-for _token, _create in cr.CREATORS.items():
-    register(_token, ConsumerHandler(_token, _create))

@@ -1,12 +1,14 @@
-"""The local apply engine's handlers for the Lambda consumer's resources (`consumer: lambda`).
+"""The local engine's create calls for the Lambda consumer's resources (`consumer: lambda`).
 
 Each creates one resource with the AWS calls the AWS provider would make and returns its ID and
-state, as `LocalApply`'s own creators do; `CREATORS` maps each type token to its handler and
-`plan_state` gives the placeholders a preview shows.
+state, as the destination's handlers in `resources.py` do; `CREATORS` maps each type token to
+its create call and `plan_state` gives the placeholders a preview shows.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,8 +16,7 @@ from typing import Any
 
 import pulumi
 
-# apply imports this module for its creators; the module object is resolved at call time.
-from sandbox.engine import apply as engine
+from sandbox.engine.resources import autoname
 
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
@@ -35,6 +36,22 @@ def _tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
 
 
+def archive_input(value: Any) -> Any:
+    """An archive input as the state records it: its path and the SHA-256 of its bytes.
+
+    Pulumi diffs an archive by its content hash; recorded this way (base64, as Lambda's
+    CodeSha256) a rebuilt archive is a change and the same one is not.
+    """
+    if not isinstance(value, pulumi.FileArchive):
+        return value
+    path = Path(value.path)
+    try:
+        digest: str | None = base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+    except OSError:
+        digest = None
+    return {"path": str(path), "sha256": digest}
+
+
 def archive_path(code: Any) -> Path:
     """The file behind a function's `code` input (a FileArchive, however it arrives)."""
     if isinstance(code, pulumi.FileArchive):
@@ -45,7 +62,7 @@ def archive_path(code: Any) -> Path:
 
 
 def _name(inputs: State, logical_name: str) -> str:
-    return str(inputs.get("name") or engine.autoname(logical_name))
+    return str(inputs.get("name") or autoname(logical_name))
 
 
 def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:

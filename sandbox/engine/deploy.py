@@ -9,20 +9,20 @@ provider's schema (sandbox/engine/schema.py); the AWS calls are the handlers' (r
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioning import constants as c
+from sandbox.engine.consumer_resources import archive_input
+from sandbox.engine.handler import AwsContext, Live, ResourceHandler
 from sandbox.engine.interrupts import Interrupted, Interruption
-from sandbox.engine.registry import AwsContext, Live, ResourceHandler, handler_for
+from sandbox.engine.invokes import answer_invoke
+from sandbox.engine.registry import handler_for
 from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
 from sandbox.engine.schema import STREAM, delete_before_replace, diff_inputs, schema_for
 from sandbox.engine.secrets import unwrap_secrets
@@ -163,22 +163,6 @@ def _unseal(state: StackState, old: Mapping[str, Any], new: Mapping[str, Any]) -
     return result
 
 
-def archive_input(value: Any) -> Any:
-    """An archive input as the state records it: its path and the SHA-256 of its bytes.
-
-    Pulumi diffs an archive by its content hash; recorded this way (base64, as Lambda's
-    CodeSha256) a rebuilt archive is a change and the same one is not.
-    """
-    if not isinstance(value, pulumi.FileArchive):
-        return value
-    path = Path(value.path)
-    try:
-        digest: str | None = base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
-    except OSError:
-        digest = None
-    return {"path": str(path), "sha256": digest}
-
-
 def _masked(value: Any) -> Any:
     return "[secret]" if is_sealed(value) else value
 
@@ -249,14 +233,10 @@ class DeployEngine(pulumi.runtime.Mocks):
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Provider functions: the region, the account and the partition."""
-        if args.token == "aws:index/getRegion:getRegion":
-            region = args.args.get("region") or self._ctx.region
-            return {"id": region, "name": region, "region": region}, []
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"id": self._account, "accountId": self._account}, []
-        if args.token == "aws:index/getPartition:getPartition":
-            return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com"}, []
-        raise ApplyError(f"invoke {args.token!r}: the local engine does not answer it")
+        answer = answer_invoke(
+            args.token, dict(args.args), region=self._ctx.region, account=self._account
+        )
+        return answer, []
 
     def new_resource_with_options(
         self, args: pulumi.runtime.MockResourceArgs, opts: RegistrationOptions

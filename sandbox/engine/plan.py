@@ -7,8 +7,8 @@ from typing import Any
 
 import pulumi
 
-from sandbox.engine import apply as local
-from sandbox.engine import consumer_resources
+from sandbox.engine.invokes import answer_invoke
+from sandbox.engine.registry import handler_for
 from sandbox.engine.runner import ProgramRun, Registration
 from sandbox.engine.secrets import unwrap_secrets
 
@@ -17,41 +17,33 @@ SECRET_PLACEHOLDER = "[secret]"
 
 
 class PlanMocks(pulumi.runtime.Mocks):
-    """Answers every registration with placeholders, as a preview shows values known after apply."""
+    """Answers every registration with placeholders, as a preview shows values known after apply.
+
+    The placeholders are the stateful engine's own (each handler's `predict`), in account
+    `<account>`: one place for what a resource's name and ARN will be.
+    """
 
     def __init__(self, region: str) -> None:
         self._region = region
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        """Echo the inputs and fill in the ARN the resource would get."""
+        """Echo the inputs and fill in the name and ARN the resource would get."""
         inputs = dict(args.inputs)
-        name = inputs.get("name") or f"{args.name}-<random>"
-        arns = {
-            local.STREAM: f"arn:aws:kinesis:{self._region}:{ACCOUNT_PLACEHOLDER}:stream/{name}",
-            local.ROLE: f"arn:aws:iam::{ACCOUNT_PLACEHOLDER}:role{_path(inputs)}{name}",
-            local.POLICY: f"arn:aws:iam::{ACCOUNT_PLACEHOLDER}:policy{_path(inputs)}{name}",
-        }
-        state = {**inputs, "name": name}
-        if args.typ in arns:
-            state["arn"] = arns[args.typ]
-        state.update(
-            consumer_resources.plan_state(args.typ, inputs, self._region, ACCOUNT_PLACEHOLDER)
+        if not args.custom:
+            return f"{args.name}-id", inputs
+        handler = handler_for(args.typ, args.name)
+        return f"{args.name}-id", handler.predict(
+            ACCOUNT_PLACEHOLDER, self._region, args.name, inputs
         )
-        return f"{args.name}-id", state
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Provider functions answer from the configured region."""
-        if args.token == local.GET_REGION:
-            return {"id": self._region, "name": self._region, "region": self._region}, []
-        if args.token == local.GET_CALLER_IDENTITY:
-            return {"id": ACCOUNT_PLACEHOLDER, "accountId": ACCOUNT_PLACEHOLDER}, []
-        return {}, []
-
-
-def _path(inputs: dict[str, Any]) -> str:
-    return str(inputs.get("path") or "/")
+        answer = answer_invoke(
+            args.token, dict(args.args), region=self._region, account=ACCOUNT_PLACEHOLDER
+        )
+        return answer, []
 
 
 def _render_value(value: Any, indent: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from provisioning import constants as c
 from sandbox.engine import deploy
-from sandbox.engine.registry import AwsContext
+from sandbox.engine.handler import AwsContext
 from sandbox.engine.stack import load_stack_config
 from sandbox.engine.state import ResourceState, load_state, save_state
 from sandbox.lifecycle import RefusedPlan, StackPlace, preview, up
