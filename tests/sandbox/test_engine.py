@@ -11,6 +11,7 @@ from provisioning.errors import ConfigError
 from sandbox.engine.runner import PROGRAM_DIR
 from sandbox.engine.stack import StackConfig, apply, load_stack_config, parse_overrides
 from sandbox.errors import ApplyError, UnsupportedResourceError
+from sandbox.streams import read_records
 from sandbox.world import MotoWorld
 
 pytestmark = pytest.mark.integration
@@ -274,3 +275,25 @@ def test_a_renamed_project_namespaces_its_keys_by_its_own_name(
 
     assert (config.project, config.values["streamName"]) == ("acme-cohorts", "acme-stream")
     assert run.outputs["streamName"] == "acme-stream"
+
+
+def test_apply_honours_import_as_local_up_does(moto_world: MotoWorld) -> None:
+    # GIVEN a stream made by hand, holding a record
+    kinesis = moto_world.client("kinesis", moto_world.customer_admin)
+    kinesis.create_stream(StreamName="cohorts", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    kinesis.put_record(StreamName="cohorts", Data=b"kept", PartitionKey="k")
+    arn = kinesis.describe_stream_summary(StreamName="cohorts")["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    config = StackConfig(
+        stack="dev",
+        values={"streamName": "cohorts", "encryption": "NONE", "importStream": "cohorts"},
+    )
+
+    # WHEN the fixtures' apply runs with importStream (the create-only engine failed here)
+    run = apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+
+    # THEN the stream is adopted, not re-created: same ARN, the record still in it
+    assert run.outputs["streamArn"] == arn
+    records = list(read_records(kinesis, arn))
+    assert [r["Data"] for r in records] == [b"kept"]
