@@ -28,13 +28,6 @@ from sync.errors import ReportedError, SyncError
 DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 
 Handler = Callable[[argparse.Namespace], int]
-_PAST = {
-    "create": "created",
-    "update": "updated",
-    "replace": "replaced",
-    "delete": "deleted",
-    "import": "imported",
-}
 
 
 def _refusals(handler: Handler) -> Handler:
@@ -352,13 +345,7 @@ def local_up(args: argparse.Namespace) -> int:
                 ]
                 _json_out(document)
                 return 0 if all(step.passed for step in steps) else 1
-            done = ", ".join(
-                f"{n} {_PAST.get(op, op)}" for op, n in applied.summary.items() if op != "same"
-            )
-            _print(
-                f"Applied: {done or 'no changes'} "
-                f"({len(applied.state.resources)} resources in the stack)."
-            )
+            _print(lifecycle.render_applied(applied))
             _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
             if args.out:
                 _print(
@@ -398,7 +385,7 @@ def local_destroy(args: argparse.Namespace) -> int:
                 _json_out(outcome.to_json())
             else:
                 _print(_heading("Destroying", args.stack, session), "")
-                _print(*lifecycle.render_steps(outcome))
+                _print(*lifecycle.render_steps(outcome), "", lifecycle.render_destroyed(outcome))
         return 0
 
     return _guarded(args, body)

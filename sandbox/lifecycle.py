@@ -274,6 +274,36 @@ def refresh(
         return drifts, refreshed
 
 
+_PAST = {
+    deploy.CREATE: "created",
+    deploy.UPDATE: "updated",
+    deploy.REPLACE: "replaced",
+    deploy.DELETE: "deleted",
+    deploy.IMPORT: "imported",
+}
+
+
+def render_applied(outcome: deploy.Outcome) -> str:
+    """`Applied: …` after an up: what changed in AWS, and protection changed in the state."""
+    done = [f"{n} {_PAST.get(op, op)}" for op, n in outcome.summary.items() if op != deploy.SAME]
+    for urn, protected in outcome.protect_changes:
+        name = urn.rsplit("::", 1)[-1]
+        done.append(f"{name} {'protected' if protected else 'unprotected'} (in the state)")
+    return (
+        f"Applied: {', '.join(done) or 'no changes'} "
+        f"({len(outcome.state.resources)} resources in the stack)."
+    )
+
+
+def render_destroyed(outcome: deploy.Outcome) -> str:
+    """`Destroyed: …` after a destroy: how many were deleted, how many the state still holds."""
+    deleted = outcome.summary.get(deploy.DELETE, 0)
+    return (
+        f"Destroyed: {deleted} deleted ({len(outcome.state.resources)} resources left in "
+        "the stack)."
+    )
+
+
 def render_interrupted(exc: Interrupted, place: StackPlace) -> list[str]:
     """What an interrupted `up` did not do, and how to finish it."""
     where = f"in {place.path}" if place.path is not None else "in memory (embedded moto)"

@@ -105,6 +105,9 @@ class Outcome:
     vanished: list[str] = field(default_factory=list)  # recorded, but gone from AWS
     # Declared, not recorded, yet already in AWS (a lost state file, or a hand-made resource).
     existing: list[str] = field(default_factory=list)
+    # (urn, protected now) for each recorded resource whose `protect` flag this run changes: a
+    # change to the state only, which no step shows.
+    protect_changes: list[tuple[str, bool]] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -593,6 +596,11 @@ def plan(
         run=run,
         vanished=[r.urn for r in vanished],
         existing=engine.existing,
+        protect_changes=[
+            (urn, resource.protect)
+            for urn, resource in new_state.resources.items()
+            if urn in state.resources and state.resources[urn].protect != resource.protect
+        ],
     )
     return outcome, engine.refusals
 

@@ -145,7 +145,11 @@ def test_destroy_refuses_a_protected_stream_then_deletes_everything(cli: Cli) ->
     assert "unable to delete resource" in err and "protectStream false" in err
     assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
 
-    assert cli("up", "--config", "protectStream=false")[0] == 0
+    # lifting the protection changes the state only, and `up` says so
+    status, out, _ = cli("up", "--config", "protectStream=false")
+    assert status == 0
+    assert "Plan: 5 unchanged." in out
+    assert "Applied: cohort-stream unprotected (in the state) (5 resources in the stack)." in out
     status, gone = cli.json("destroy", "--config", "protectStream=false")
     assert status == 0
     assert {s["op"] for s in gone["steps"]} == {"delete"}
@@ -153,6 +157,15 @@ def test_destroy_refuses_a_protected_stream_then_deletes_everything(cli: Cli) ->
     assert cli.client("kinesis").list_streams()["StreamNames"] == []
     iam = cli.client("iam")
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == []
+
+
+def test_destroy_ends_with_a_completion_line(cli: Cli) -> None:
+    cli("up", "--config", "protectStream=false")
+
+    status, out, _ = cli("destroy", "--config", "protectStream=false")
+
+    assert status == 0
+    assert out.rstrip().endswith("Destroyed: 5 deleted (0 resources left in the stack).")
 
 
 def _widen_trust(cli: Cli) -> None:
