@@ -302,6 +302,7 @@ def local_preview(args: argparse.Namespace) -> int:
 def local_up(args: argparse.Namespace) -> int:
     """`local up`: plan, apply to moto, record the state, write outputs, show the form, prove."""
     from sandbox import lifecycle
+    from sandbox.engine.interrupts import Interrupted
     from sandbox.engine.plan import render_outputs
     from sandbox.proof import prove_destination
 
@@ -317,7 +318,7 @@ def local_up(args: argparse.Namespace) -> int:
                 applied = lifecycle.up(
                     session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
                 )
-            except lifecycle.Interrupted as exc:
+            except Interrupted as exc:
                 lines = lifecycle.render_interrupted(exc, session.place)
                 if args.json:
                     _json_out(

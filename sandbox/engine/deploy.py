@@ -525,13 +525,14 @@ def form_notices(
 def _read_live(ctx: AwsContext, resource: ResourceState) -> Live | None:
     """Read one recorded resource back from AWS (None: it no longer exists)."""
     handler = handler_for(resource.type, resource.name)
-    return aws_call(
+    live: Live | None = aws_call(
         f"reading {resource.type} {resource.name!r}",
         handler.read,
         ctx,
         resource.id or "",
         resource.outputs,
     )
+    return live
 
 
 def vanished_resources(ctx: AwsContext, state: StackState) -> list[ResourceState]:
