@@ -27,7 +27,7 @@ from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
 from sandbox.engine.schema import STREAM, delete_before_replace, diff_inputs, schema_for
 from sandbox.engine.secrets import unwrap_secrets
 from sandbox.engine.state import ResourceState, StackState, is_sealed, seal_paths
-from sandbox.errors import ApplyError, SandboxError
+from sandbox.errors import ApplyError
 
 SAME, CREATE, UPDATE, REPLACE, IMPORT, DELETE = (
     "same",
@@ -38,13 +38,8 @@ SAME, CREATE, UPDATE, REPLACE, IMPORT, DELETE = (
     "delete",
 )
 CREATE_REPLACEMENT, DELETE_REPLACED = "create-replacement", "delete-replaced"
-OPS = (SAME, CREATE, UPDATE, REPLACE, CREATE_REPLACEMENT, DELETE_REPLACED, DELETE, IMPORT)
-# The ops that change AWS (for the change summary and the stream's --yes gate).
+# The ops that destroy a resource's data (the stream's --yes gate).
 DESTRUCTIVE = (REPLACE, DELETE)
-
-
-class PlanRefused(SandboxError):
-    """The plan would break a rule (a protected resource replaced or deleted, a name collision)."""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ import yaml
 
 from provisioning import constants as c
 from provisioning.errors import ConfigError
+from sandbox.engine import deploy
+from sandbox.engine.handler import AwsContext
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
+from sandbox.engine.state import StackState
 from sandbox.errors import ApplyError
 
 REGION_KEY = "aws:region"
@@ -229,10 +232,6 @@ def apply(
     endpoint_url: str | None = None,
 ) -> ProgramRun:
     """A first `up` of the stack: create (or import) what it declares; the program's run."""
-    from sandbox.engine import deploy
-    from sandbox.engine.handler import AwsContext
-    from sandbox.engine.state import StackState
-
     ctx = AwsContext(session, region, endpoint_url)
     account = deploy.aws_call(
         "reading the caller's account (sts:GetCallerIdentity)",
