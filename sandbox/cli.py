@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -263,6 +264,15 @@ def _stack_session(args: argparse.Namespace) -> Iterator[_Session]:
             yield _Session(config, region, embedded, context_for(embedded, region, None), place)
 
 
+def _digest(outcome: Any, session: _Session, started_ns: int) -> dict[str, Any]:
+    """`pulumi preview --json`'s document for the outcome, timed from `started_ns`."""
+    from sandbox.engine.digest import preview_digest
+
+    return preview_digest(
+        outcome, config=session.config, duration_ns=time.perf_counter_ns() - started_ns
+    )
+
+
 def _heading(verb: str, stack: str, session: _Session) -> str:
     return f"{verb} stack {stack!r} in {session.region} ({session.place.describe()}):"
 
@@ -287,10 +297,11 @@ def local_preview(args: argparse.Namespace) -> int:
     from sandbox import lifecycle
 
     def body() -> int:
+        started = time.perf_counter_ns()
         with _stack_session(args) as session:
             outcome = lifecycle.preview(session.config, session.ctx, session.place)
             if args.json:
-                _json_out(outcome.to_json())
+                _json_out(_digest(outcome, session, started))
             else:
                 _print(_heading("Previewing", args.stack, session), "")
                 _print(*lifecycle.render_steps(outcome))
@@ -307,6 +318,7 @@ def local_up(args: argparse.Namespace) -> int:
     from sandbox.proof import prove_destination
 
     def body() -> int:
+        started = time.perf_counter_ns()
         with _stack_session(args) as session:
 
             def show_plan(outcome: Any) -> None:
@@ -340,7 +352,7 @@ def local_up(args: argparse.Namespace) -> int:
             if args.out:
                 _write_private(args.out, outputs)
             if args.json:
-                document = applied.to_json()
+                document = _digest(applied, session, started)
                 document["proof"] = [
                     {"name": s.name, "passed": s.passed, "detail": s.detail} for s in steps
                 ]
@@ -380,10 +392,11 @@ def local_destroy(args: argparse.Namespace) -> int:
     from sandbox import lifecycle
 
     def body() -> int:
+        started = time.perf_counter_ns()
         with _stack_session(args) as session:
             outcome = lifecycle.destroy(session.config, session.ctx, session.place)
             if args.json:
-                _json_out(outcome.to_json())
+                _json_out(_digest(outcome, session, started))
             else:
                 _print(_heading("Destroying", args.stack, session), "")
                 _print(*lifecycle.render_steps(outcome), "", lifecycle.render_destroyed(outcome))

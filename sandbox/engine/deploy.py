@@ -53,16 +53,6 @@ class Step:
     replace_reasons: tuple[str, ...] = ()
     changes: tuple[tuple[str, Any, Any], ...] = ()  # (input, old, new), secrets masked
 
-    def to_json(self) -> dict[str, Any]:
-        """The step as `pulumi preview --json` prints it."""
-        return {
-            "op": self.op,
-            "urn": self.urn,
-            "type": self.type,
-            "diffReasons": list(self.diff_reasons),
-            "replaceReasons": list(self.replace_reasons),
-        }
-
 
 @dataclass(frozen=True)
 class FormNotice:
@@ -103,6 +93,7 @@ class Outcome:
     # (urn, protected now) for each recorded resource whose `protect` flag this run changes: a
     # change to the state only, which no step shows.
     protect_changes: list[tuple[str, bool]] = field(default_factory=list)
+    old: StackState | None = None  # the recorded state the plan started from
 
     @property
     def summary(self) -> dict[str, int]:
@@ -113,14 +104,6 @@ class Outcome:
                 continue  # counted once, as the replace
             counts[step.op] = counts.get(step.op, 0) + 1
         return counts
-
-    def to_json(self) -> dict[str, Any]:
-        """`pulumi preview --json`'s shape, plus the form notices."""
-        return {
-            "steps": [s.to_json() for s in self.steps],
-            "changeSummary": self.summary,
-            "notices": [n.to_json() for n in self.notices],
-        }
 
     def destroys_stream(self) -> list[Step]:
         """Steps that replace or delete a Kinesis stream (its records go with it)."""
@@ -592,6 +575,7 @@ def plan(
         run=run,
         vanished=[r.urn for r in vanished],
         existing=engine.existing,
+        old=state,
         protect_changes=[
             (urn, resource.protect)
             for urn, resource in new_state.resources.items()
@@ -622,7 +606,7 @@ def destroy(*, ctx: AwsContext, state: StackState, execute: bool) -> tuple[Outco
     left = StackState(state.project, state.stack, state.salt)
     left.resources = remaining
     left.outputs = {} if not remaining else dict(state.outputs)
-    return Outcome(steps=steps, state=left), refusals
+    return Outcome(steps=steps, state=left, old=state), refusals
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def test_up_records_state_beside_the_world_file_and_a_second_up_is_all_same(cli:
     assert status == 0
     assert again["changeSummary"] == {"same": 5}
     assert {s["op"] for s in again["steps"]} == {"same"}
-    assert set(again["steps"][0]) == {"op", "urn", "type", "diffReasons", "replaceReasons"}
+    assert set(again["steps"][0]) == {"op", "urn", "oldState", "newState", "detailedDiff"}
 
 
 def test_up_proves_many_stacks_in_one_world(cli: Cli) -> None:
@@ -109,8 +109,11 @@ def test_preview_json_of_a_change_changes_nothing(cli: Cli) -> None:
 
     assert status == 0
     assert _ops(plan)["cohort-stream"] == ["update"]
-    stream = next(s for s in plan["steps"] if s["type"] == "aws:kinesis/stream:Stream")
-    assert stream["diffReasons"] == ["retentionPeriod"] and stream["replaceReasons"] == []
+    stream = next(s for s in plan["steps"] if s["urn"].endswith("::cohort-stream"))
+    assert stream["diffReasons"] == ["retentionPeriod"] and "replaceReasons" not in stream
+    assert stream["detailedDiff"] == {"retentionPeriod": {"kind": "update", "inputDiff": True}}
+    assert stream["oldState"]["inputs"]["retentionPeriod"] == 24
+    assert stream["newState"]["inputs"]["retentionPeriod"] == 48
     assert cli.state_file.read_text() == before
     summary = cli.client("kinesis").describe_stream_summary(StreamName=c.DEFAULT_STREAM_NAME)
     assert summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
@@ -390,7 +393,9 @@ def test_adopting_amplitudes_hand_made_destination(cli: Cli) -> None:
     assert ops["cohort-write"] == ["import", "update"]
     assert ops["cohort-attach"] == ["import"]
     write = next(
-        s for s in applied["steps"] if s["op"] == "update" and s["type"] == "aws:iam/policy:Policy"
+        s
+        for s in applied["steps"]
+        if s["op"] == "update" and s["newState"]["type"] == "aws:iam/policy:Policy"
     )
     assert write["diffReasons"] == ["policy"]
     version = iam.get_policy(PolicyArn=policy["Arn"])["Policy"]["DefaultVersionId"]
@@ -478,3 +483,123 @@ def test_an_interrupted_up_records_what_it_did_and_the_next_up_finishes(
     assert f"Applied: {finished} (5 resources in the stack)." in out
     status, out, _ = cli("up")
     assert status == 0 and "Applied: no changes (5 resources in the stack)." in out
+
+
+# pulumi/pulumi sdk/pkg/display/json.go and sdk/go/common/apitype/core.go: every field and its
+# JSON type; `required` are those without omitempty.
+PREVIEW_DIGEST = {
+    "config": dict,
+    "steps": list,
+    "diagnostics": list,
+    "duration": int,
+    "changeSummary": dict,
+    "maybeCorrupt": bool,
+}
+ENGINE_EXTRAS = {"notices": list, "proof": list}  # this engine's own, beside Pulumi's
+PREVIEW_STEP = {
+    "op": str,
+    "urn": str,
+    "provider": str,
+    "oldState": dict,
+    "newState": dict,
+    "diffReasons": list,
+    "replaceReasons": list,
+    "detailedDiff": (dict, type(None)),
+}
+PREVIEW_STEP_REQUIRED = {"op", "urn", "detailedDiff"}
+RESOURCE_V3 = {
+    "urn": str,
+    "custom": bool,
+    "delete": bool,
+    "id": str,
+    "type": str,
+    "inputs": dict,
+    "outputs": dict,
+    "parent": str,
+    "protect": bool,
+    "external": bool,
+    "dependencies": list,
+    "initErrors": list,
+    "provider": str,
+    "propertyDependencies": dict,
+    "pendingReplacement": bool,
+    "additionalSecretOutputs": list,
+    "aliases": list,
+    "customTimeouts": dict,
+}
+RESOURCE_V3_REQUIRED = {"urn", "custom", "type"}
+STEP_OPS = {
+    "same",
+    "create",
+    "update",
+    "delete",
+    "replace",
+    "create-replacement",
+    "delete-replaced",
+    "read",
+    "read-replacement",
+    "refresh",
+    "discard",
+    "discard-replaced",
+    "remove-pending-replace",
+    "import",
+    "import-replacement",
+}
+DIFF_KINDS = {"add", "add-replace", "delete", "delete-replace", "update", "update-replace"}
+
+
+def _typed(document: dict[str, Any], fields: dict[str, Any], required: set[str]) -> None:
+    assert required <= set(document), (required, document)
+    for key, value in document.items():
+        assert key in fields, f"{key!r} is not a field"
+        assert isinstance(value, fields[key]), (key, value)
+
+
+def assert_preview_digest(document: dict[str, Any]) -> None:
+    """`document` fits Pulumi's PreviewDigest, PreviewStep, ResourceV3 and PropertyDiff."""
+    _typed(document, {**PREVIEW_DIGEST, **ENGINE_EXTRAS}, set())
+    assert all(isinstance(v, str) for v in document.get("config", {}).values())
+    assert all(isinstance(n, int) for n in document.get("changeSummary", {}).values())
+    assert document["duration"] > 0
+    for step in document["steps"]:
+        _typed(step, PREVIEW_STEP, PREVIEW_STEP_REQUIRED)
+        assert step["op"] in STEP_OPS
+        for state in ("oldState", "newState"):
+            if state in step:
+                _typed(step[state], RESOURCE_V3, RESOURCE_V3_REQUIRED)
+                assert step[state]["urn"] == step["urn"]
+        for diff in (step["detailedDiff"] or {}).values():
+            assert set(diff) == {"kind", "inputDiff"} and diff["kind"] in DIFF_KINDS
+            assert isinstance(diff["inputDiff"], bool)
+
+
+def test_preview_json_is_pulumis_preview_digest_with_secrets_blinded(cli: Cli) -> None:
+    # GIVEN a stack with an external ID (a secret), applied
+    secret = "ext-never-shown-0042"
+    status, applied = cli.json("up", "--config", f"externalId={secret}")
+    assert status == 0, applied
+
+    # WHEN a change to the stream and to the secret is previewed
+    status, plan = cli.json(
+        "preview", "--config", f"externalId={secret}-2", "--config", "retentionHours=48"
+    )
+
+    # THEN both documents are Pulumi's types, nothing shows the secret, and the steps carry
+    # the states and the provider tools read
+    assert status == 0, plan
+    for document in (applied, plan):
+        assert_preview_digest(document)
+        assert secret not in json.dumps(document)
+    assert plan["config"]["amplitude-kinesis-cohort:externalId"] == "[secret]"
+    role = next(s for s in plan["steps"] if s["urn"].endswith("::cohort-role"))
+    assert role["op"] == "update"
+    assert role["oldState"]["inputs"]["assumeRolePolicy"] == "[secret]"
+    assert role["detailedDiff"] == {"assumeRolePolicy": {"kind": "update", "inputDiff": True}}
+    assert role["provider"].startswith(
+        "urn:pulumi:dev::amplitude-kinesis-cohort::pulumi:providers:aws::default_"
+    )
+    stream = next(s for s in plan["steps"] if s["urn"].endswith("::cohort-stream"))
+    assert stream["newState"]["custom"] is True and stream["newState"]["protect"] is True
+    assert stream["newState"]["parent"].endswith("::cohort")
+    assert stream["oldState"]["id"].endswith(f":stream/{c.DEFAULT_STREAM_NAME}")
+    assert plan["changeSummary"] == {"same": 3, "update": 2}
