@@ -94,8 +94,20 @@ register_schema(
             }
         ),
         policy_documents=frozenset({"policy"}),
-        # queue.go: fifo_queue and content_based_deduplication Default false.
-        defaults={"fifoQueue": False, "contentBasedDeduplication": False},
+        # queue.go queueSchema: fifo_queue and content_based_deduplication Default false;
+        # delay_seconds, max_message_size, message_retention_seconds, receive_wait_time_seconds
+        # and visibility_timeout_seconds Default the constants of sqs/consts.go (0, 262_144,
+        # 345_600, 0, 30), sent on create (queueAttributeMap.ResourceDataToAPIAttributesCreate).
+        # AWS's and moto's own maximum message size, when none is sent, is 1,048,576.
+        defaults={
+            "fifoQueue": False,
+            "contentBasedDeduplication": False,
+            "delaySeconds": 0,
+            "maxMessageSize": 262_144,
+            "messageRetentionSeconds": 345_600,
+            "receiveWaitTimeSeconds": 0,
+            "visibilityTimeoutSeconds": 30,
+        },
     )
 )
 register_schema(

@@ -105,11 +105,22 @@ def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str
     }
 
 
+# queue.go queueAttributeMap: the numeric inputs and the CreateQueue attributes they set.
+_QUEUE_ATTRIBUTES = {
+    "delaySeconds": "DelaySeconds",
+    "maxMessageSize": "MaximumMessageSize",
+    "messageRetentionSeconds": "MessageRetentionPeriod",
+    "receiveWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+    "visibilityTimeoutSeconds": "VisibilityTimeout",
+}
+
+
 def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     sqs = client("sqs")
     attributes = {"SqsManagedSseEnabled": str(bool(inputs.get("sqsManagedSseEnabled"))).lower()}
-    if inputs.get("messageRetentionSeconds"):
-        attributes["MessageRetentionPeriod"] = str(int(inputs["messageRetentionSeconds"]))
+    for key, attribute in _QUEUE_ATTRIBUTES.items():
+        if inputs.get(key) is not None:
+            attributes[attribute] = str(int(inputs[key]))
     name = _name(inputs, logical_name)
     url = sqs.create_queue(
         QueueName=name, Attributes=attributes, tags=dict(inputs.get("tags") or {})

@@ -24,7 +24,13 @@ from sandbox.engine.interrupts import Interrupted, Interruption
 from sandbox.engine.invokes import answer_invoke
 from sandbox.engine.registry import handler_for
 from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
-from sandbox.engine.schema import STREAM, delete_before_replace, diff_inputs, schema_for
+from sandbox.engine.schema import (
+    STREAM,
+    delete_before_replace,
+    diff_inputs,
+    schema_for,
+    with_provider_defaults,
+)
 from sandbox.engine.secrets import unwrap_secrets
 from sandbox.engine.state import ResourceState, StackState, is_sealed, seal_paths
 from sandbox.errors import ApplyError
@@ -317,7 +323,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         resource_id, outputs = aws_call(
             f"creating {args.typ} {args.name!r}",
-            lambda: handler.create(self._ctx, args.name, plain),
+            lambda: handler.create(self._ctx, args.name, with_provider_defaults(args.typ, plain)),
         )
         keep(resource_id, outputs)
         return resource_id, outputs
@@ -404,7 +410,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         resource_id, outputs = aws_call(
             f"creating the replacement {args.typ} {args.name!r}",
-            lambda: handler.create(self._ctx, args.name, plain),
+            lambda: handler.create(self._ctx, args.name, with_provider_defaults(args.typ, plain)),
         )
         keep(resource_id, outputs)
         return resource_id, outputs
