@@ -392,7 +392,7 @@ def test_renaming_the_role_gives_a_form_notice(moto_world: MotoWorld, tmp_path: 
     )
     assert any("external ID changes from (not set) to (set" in line for line in rendered)
     assert all("ext-1" not in line for line in rendered)
-    assert planned.to_json()["notices"][0]["field"] == "Role ARN"
+    assert planned.notices[0].to_json()["field"] == "Role ARN"
 
 
 def test_a_resource_the_program_dropped_is_deleted_unless_retained(
