@@ -292,22 +292,31 @@ def _guarded(args: argparse.Namespace, body: Callable[[], int]) -> int:
         raise ReportedError(str(exc)) from exc
 
 
-def local_preview(args: argparse.Namespace) -> int:
-    """`local preview`: the plan against the recorded state; nothing changes."""
-    from sandbox import lifecycle
+def _stack_command(args: argparse.Namespace, act: Callable[[_Session, int], int]) -> int:
+    """The skeleton of the four stack commands: session, timing, refusals printed (as JSON)."""
 
     def body() -> int:
         started = time.perf_counter_ns()
         with _stack_session(args) as session:
-            outcome = lifecycle.preview(session.config, session.ctx, session.place)
-            if args.json:
-                _json_out(_digest(outcome, session, started))
-            else:
-                _print(_heading("Previewing", args.stack, session), "")
-                _print(*lifecycle.render_steps(outcome))
-        return 0
+            return act(session, started)
 
     return _guarded(args, body)
+
+
+def local_preview(args: argparse.Namespace) -> int:
+    """`local preview`: the plan against the recorded state; nothing changes."""
+    from sandbox import lifecycle
+
+    def act(session: _Session, started: int) -> int:
+        outcome = lifecycle.preview(session.config, session.ctx, session.place)
+        if args.json:
+            _json_out(_digest(outcome, session, started))
+        else:
+            _print(_heading("Previewing", args.stack, session), "")
+            _print(*lifecycle.render_steps(outcome))
+        return 0
+
+    return _stack_command(args, act)
 
 
 def local_up(args: argparse.Namespace) -> int:
@@ -317,115 +326,92 @@ def local_up(args: argparse.Namespace) -> int:
     from sandbox.engine.plan import render_outputs
     from sandbox.proof import prove_destination
 
-    def body() -> int:
-        started = time.perf_counter_ns()
-        with _stack_session(args) as session:
+    def act(session: _Session, started: int) -> int:
 
-            def show_plan(outcome: Any) -> None:
-                if not args.json:
-                    _print(_heading("Previewing", args.stack, session), "")
-                    _print(*lifecycle.render_steps(outcome), "")
+        def show_plan(outcome: Any) -> None:
+            if not args.json:
+                _print(_heading("Previewing", args.stack, session), "")
+                _print(*lifecycle.render_steps(outcome), "")
 
-            try:
-                applied = lifecycle.up(
-                    session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
-                )
-            except Interrupted as exc:
-                lines = lifecycle.render_interrupted(exc, session.place)
-                if args.json:
-                    _json_out(
-                        {
-                            "steps": [],
-                            "changeSummary": {},
-                            "notices": [],
-                            "error": lines[0],
-                            "left": [{"op": op, "urn": urn} for op, _, urn in exc.left],
-                            "fix": lines[-1],
-                        }
-                    )
-                else:
-                    print(*lines, sep="\n", file=sys.stderr, flush=True)
-                return 130
-            assert applied.run is not None
-            outputs = applied.run.outputs
-            steps = prove_destination(session.world, outputs)
-            if args.out:
-                _write_private(args.out, outputs)
+        try:
+            applied = lifecycle.up(
+                session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
+            )
+        except Interrupted as exc:
             if args.json:
-                document = _digest(applied, session, started)
-                document["proof"] = [
-                    {"name": s.name, "passed": s.passed, "detail": s.detail} for s in steps
-                ]
-                _json_out(document)
-                return 0 if all(step.passed for step in steps) else 1
-            _print(lifecycle.render_applied(applied))
-            _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
-            if args.out:
-                _print(
-                    f"Outputs written to {args.out} "
-                    "(as `pulumi stack output --json --show-secrets`)."
-                )
-            _print("", "Amplitude destination form:")
-            _print(*_form_lines(outputs), "")
-            _print("Proving the role:")
-            _print(*(f"  {step.render()}" for step in steps))
-            if args.endpoint_url:
-                _print("", "To act as Amplitude against this server:")
-                _print(*_env_lines(session.world, session.region, "amplitude", args.world_file))
-                _print("", "To act as the customer (consume, inspect):")
-                _print(
-                    *_env_lines(session.world, session.region, "customer_admin", args.world_file)
-                )
+                _json_out(lifecycle.interrupted_json(exc, session.place))
             else:
-                _print(
-                    "",
-                    "(embedded moto: everything above is gone now; use `local serve` and "
-                    "--endpoint-url to keep it)",
-                )
+                lines = lifecycle.render_interrupted(exc, session.place)
+                print(*lines, sep="\n", file=sys.stderr, flush=True)
+            return 130
+        assert applied.run is not None
+        outputs = applied.run.outputs
+        steps = prove_destination(session.world, outputs)
+        if args.out:
+            _write_private(args.out, outputs)
+        if args.json:
+            document = _digest(applied, session, started)
+            document["proof"] = [
+                {"name": s.name, "passed": s.passed, "detail": s.detail} for s in steps
+            ]
+            _json_out(document)
+            return 0 if all(step.passed for step in steps) else 1
+        _print(lifecycle.render_applied(applied))
+        _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
+        if args.out:
+            _print(
+                f"Outputs written to {args.out} (as `pulumi stack output --json --show-secrets`)."
+            )
+        _print("", "Amplitude destination form:")
+        _print(*_form_lines(outputs), "")
+        _print("Proving the role:")
+        _print(*(f"  {step.render()}" for step in steps))
+        if args.endpoint_url:
+            _print("", "To act as Amplitude against this server:")
+            _print(*_env_lines(session.world, session.region, "amplitude", args.world_file))
+            _print("", "To act as the customer (consume, inspect):")
+            _print(*_env_lines(session.world, session.region, "customer_admin", args.world_file))
+        else:
+            _print(
+                "",
+                "(embedded moto: everything above is gone now; use `local serve` and "
+                "--endpoint-url to keep it)",
+            )
         return 0 if all(step.passed for step in steps) else 1
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def local_destroy(args: argparse.Namespace) -> int:
     """`local destroy`: delete what the state records, dependents first."""
     from sandbox import lifecycle
 
-    def body() -> int:
-        started = time.perf_counter_ns()
-        with _stack_session(args) as session:
-            outcome = lifecycle.destroy(session.config, session.ctx, session.place)
-            if args.json:
-                _json_out(_digest(outcome, session, started))
-            else:
-                _print(_heading("Destroying", args.stack, session), "")
-                _print(*lifecycle.render_steps(outcome), "", lifecycle.render_destroyed(outcome))
+    def act(session: _Session, started: int) -> int:
+        outcome = lifecycle.destroy(session.config, session.ctx, session.place)
+        if args.json:
+            _json_out(_digest(outcome, session, started))
+        else:
+            _print(_heading("Destroying", args.stack, session), "")
+            _print(*lifecycle.render_steps(outcome), "", lifecycle.render_destroyed(outcome))
         return 0
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def local_refresh(args: argparse.Namespace) -> int:
     """`local refresh`: read the resources back and report drift field by field."""
     from sandbox import lifecycle
 
-    def body() -> int:
-        with _stack_session(args) as session:
-            drifts, _ = lifecycle.refresh(session.config, session.ctx, session.place)
-            if args.json:
-                _json_out(
-                    {
-                        "steps": [],
-                        "changeSummary": {},
-                        "drift": [d.to_json() for d in drifts],
-                    }
-                )
-            else:
-                _print(_heading("Refreshing", args.stack, session), "")
-                _print(*lifecycle.render_drift(drifts))
+    def act(session: _Session, started: int) -> int:
+        drifts, _ = lifecycle.refresh(session.config, session.ctx, session.place)
+        if args.json:
+            _json_out({"steps": [], "changeSummary": {}, "drift": [d.to_json() for d in drifts]})
+        else:
+            _print(_heading("Refreshing", args.stack, session), "")
+            _print(*lifecycle.render_drift(drifts))
         return 0
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def _served_world(world_file: Path, endpoint_url: str, region: str) -> Any:

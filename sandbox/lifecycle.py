@@ -319,6 +319,19 @@ def render_interrupted(exc: Interrupted, place: StackPlace) -> list[str]:
     return lines
 
 
+def interrupted_json(exc: Interrupted, place: StackPlace) -> dict[str, Any]:
+    """An interrupted `up` with --json: the error, what is left, and the fix."""
+    lines = render_interrupted(exc, place)
+    return {
+        "steps": [],
+        "changeSummary": {},
+        "notices": [],
+        "error": lines[0],
+        "left": [{"op": op, "urn": urn} for op, _, urn in exc.left],
+        "fix": lines[-1],
+    }
+
+
 def render_drift(drifts: list[deploy.Drift]) -> list[str]:
     """Field by field: what the state recorded and what AWS holds now."""
     if not drifts:
