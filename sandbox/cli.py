@@ -303,17 +303,31 @@ def _stack_command(args: argparse.Namespace, act: Callable[[_Session, int], int]
     return _guarded(args, body)
 
 
+def _report(
+    args: argparse.Namespace,
+    session: _Session,
+    started: int,
+    outcome: Any,
+    verb: str,
+    *after: str,
+) -> None:
+    """An outcome as `pulumi preview --json`'s document, or as the plan's lines (and `after`)."""
+    from sandbox import lifecycle
+
+    if args.json:
+        _json_out(_digest(outcome, session, started))
+        return
+    _print(_heading(verb, args.stack, session), "")
+    _print(*lifecycle.render_steps(outcome), *(("", *after) if after else ()))
+
+
 def local_preview(args: argparse.Namespace) -> int:
     """`local preview`: the plan against the recorded state; nothing changes."""
     from sandbox import lifecycle
 
     def act(session: _Session, started: int) -> int:
         outcome = lifecycle.preview(session.config, session.ctx, session.place)
-        if args.json:
-            _json_out(_digest(outcome, session, started))
-        else:
-            _print(_heading("Previewing", args.stack, session), "")
-            _print(*lifecycle.render_steps(outcome))
+        _report(args, session, started, outcome, "Previewing")
         return 0
 
     return _stack_command(args, act)
@@ -388,11 +402,7 @@ def local_destroy(args: argparse.Namespace) -> int:
 
     def act(session: _Session, started: int) -> int:
         outcome = lifecycle.destroy(session.config, session.ctx, session.place)
-        if args.json:
-            _json_out(_digest(outcome, session, started))
-        else:
-            _print(_heading("Destroying", args.stack, session), "")
-            _print(*lifecycle.render_steps(outcome), "", lifecycle.render_destroyed(outcome))
+        _report(args, session, started, outcome, "Destroying", lifecycle.render_destroyed(outcome))
         return 0
 
     return _stack_command(args, act)
