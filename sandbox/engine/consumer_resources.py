@@ -1,8 +1,8 @@
 """The local engine's create calls for the Lambda consumer's resources (`consumer: lambda`).
 
 Each creates one resource with the AWS calls the AWS provider would make and returns its ID and
-state, as the destination's handlers in `resources.py` do; `CREATORS` maps each type token to
-its create call and `plan_state` gives the placeholders a preview shows.
+state, as the destination's handlers in `resources.py` do; each handler class in
+`consumer_handlers.py` names its own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 State = dict[str, Any]
 Client = Callable[[str], Any]
-Creator = Callable[[Client, str, State], tuple[str, State]]
 _FUNCTION_WAIT_SECONDS = 60.0
 
 
@@ -65,7 +64,7 @@ def _name(inputs: State, logical_name: str) -> str:
     return str(inputs.get("name") or autoname(logical_name))
 
 
-def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     dynamodb = client("dynamodb")
     name = _name(inputs, logical_name)
     keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
@@ -115,7 +114,7 @@ _QUEUE_ATTRIBUTES = {
 }
 
 
-def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     sqs = client("sqs")
     attributes = {"SqsManagedSseEnabled": str(bool(inputs.get("sqsManagedSseEnabled"))).lower()}
     for key, attribute in _QUEUE_ATTRIBUTES.items():
@@ -137,7 +136,7 @@ def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str
     }
 
 
-def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_log_group(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     logs = client("logs")
     name = _name(inputs, logical_name)
     logs.create_log_group(logGroupName=name, tags=dict(inputs.get("tags") or {}))
@@ -152,7 +151,7 @@ def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple
     return name, {**inputs, "name": name, "arn": arn, "tagsAll": dict(inputs.get("tags") or {})}
 
 
-def _put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     name = _name(inputs, logical_name)
     client("iam").put_role_policy(
         RoleName=inputs["role"], PolicyName=name, PolicyDocument=inputs["policy"]
@@ -160,7 +159,7 @@ def _put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[
     return f"{inputs['role']}:{name}", {**inputs, "name": name}
 
 
-def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_function(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     lambda_ = client("lambda")
     name = _name(inputs, logical_name)
     request: dict[str, Any] = {
@@ -201,7 +200,7 @@ def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[
     return name, state
 
 
-def _create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     request: dict[str, Any] = {
         "EventSourceArn": inputs["eventSourceArn"],
         "FunctionName": inputs["functionName"],
@@ -253,7 +252,7 @@ def alarm_request(inputs: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     cloudwatch = client("cloudwatch")
     name = _name(inputs, logical_name)
     request = alarm_request({**inputs, "name": name})
@@ -261,33 +260,3 @@ def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, S
     cloudwatch.put_metric_alarm(**request)
     (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
     return name, {**inputs, "name": name, "arn": alarm["AlarmArn"]}
-
-
-CREATORS: dict[str, Creator] = {
-    TABLE: _create_table,
-    QUEUE: _create_queue,
-    LOG_GROUP: _create_log_group,
-    ROLE_POLICY: _put_role_policy,
-    FUNCTION: _create_function,
-    MAPPING: _create_mapping,
-    ALARM: _put_alarm,
-}
-
-
-def plan_state(type_: str, inputs: Mapping[str, Any], region: str, account: str) -> State:
-    """What a preview shows for a consumer resource: its ARN (and URL) as placeholders."""
-    name = inputs.get("name") or "<random>"
-    if type_ == TABLE:
-        return {"arn": f"arn:aws:dynamodb:{region}:{account}:table/{name}"}
-    if type_ == QUEUE:
-        return {
-            "arn": f"arn:aws:sqs:{region}:{account}:{name}",
-            "url": f"https://sqs.{region}.amazonaws.com/{account}/{name}",
-        }
-    if type_ == LOG_GROUP:
-        return {"arn": f"arn:aws:logs:{region}:{account}:log-group:{name}"}
-    if type_ == FUNCTION:
-        return {"arn": f"arn:aws:lambda:{region}:{account}:function:{name}"}
-    if type_ == ALARM:
-        return {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"}
-    return {}

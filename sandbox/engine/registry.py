@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sandbox.engine import consumer_resources as cr
-from sandbox.engine.consumer_handlers import ConsumerHandler
+from sandbox.engine.consumer_handlers import (
+    AlarmHandler,
+    FunctionHandler,
+    LogGroupHandler,
+    MappingHandler,
+    QueueHandler,
+    RolePolicyHandler,
+    TableHandler,
+)
 from sandbox.engine.handler import ResourceHandler
 from sandbox.engine.resources import (
     AttachmentHandler,
@@ -26,13 +34,13 @@ HANDLERS: Mapping[str, ResourceHandler] = {
     ROLE: RoleHandler(),
     POLICY: PolicyHandler(),
     ATTACHMENT: AttachmentHandler(),
-    cr.TABLE: ConsumerHandler(cr.TABLE, cr.CREATORS[cr.TABLE]),
-    cr.QUEUE: ConsumerHandler(cr.QUEUE, cr.CREATORS[cr.QUEUE]),
-    cr.LOG_GROUP: ConsumerHandler(cr.LOG_GROUP, cr.CREATORS[cr.LOG_GROUP]),
-    cr.ROLE_POLICY: ConsumerHandler(cr.ROLE_POLICY, cr.CREATORS[cr.ROLE_POLICY]),
-    cr.FUNCTION: ConsumerHandler(cr.FUNCTION, cr.CREATORS[cr.FUNCTION]),
-    cr.MAPPING: ConsumerHandler(cr.MAPPING, cr.CREATORS[cr.MAPPING]),
-    cr.ALARM: ConsumerHandler(cr.ALARM, cr.CREATORS[cr.ALARM]),
+    cr.TABLE: TableHandler(),
+    cr.QUEUE: QueueHandler(),
+    cr.LOG_GROUP: LogGroupHandler(),
+    cr.ROLE_POLICY: RolePolicyHandler(),
+    cr.FUNCTION: FunctionHandler(),
+    cr.MAPPING: MappingHandler(),
+    cr.ALARM: AlarmHandler(),
 }
 
 
