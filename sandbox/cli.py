@@ -312,13 +312,13 @@ def _report(
     *after: str,
 ) -> None:
     """An outcome as `pulumi preview --json`'s document, or as the plan's lines (and `after`)."""
-    from sandbox import lifecycle
+    from sandbox.engine import render
 
     if args.json:
         _json_out(_digest(outcome, session, started))
         return
     _print(_heading(verb, args.stack, session), "")
-    _print(*lifecycle.render_steps(outcome), *(("", *after) if after else ()))
+    _print(*render.render_steps(outcome), *(("", *after) if after else ()))
 
 
 def local_preview(args: argparse.Namespace) -> int:
@@ -336,8 +336,8 @@ def local_preview(args: argparse.Namespace) -> int:
 def local_up(args: argparse.Namespace) -> int:
     """`local up`: plan, apply to moto, record the state, write outputs, show the form, prove."""
     from sandbox import lifecycle
+    from sandbox.engine import render
     from sandbox.engine.interrupts import Interrupted
-    from sandbox.engine.plan import render_outputs
     from sandbox.proof import prove_destination
 
     def act(session: _Session, started: int) -> int:
@@ -345,7 +345,7 @@ def local_up(args: argparse.Namespace) -> int:
         def show_plan(outcome: Any) -> None:
             if not args.json:
                 _print(_heading("Previewing", args.stack, session), "")
-                _print(*lifecycle.render_steps(outcome), "")
+                _print(*render.render_steps(outcome), "")
 
         try:
             applied = lifecycle.up(
@@ -353,9 +353,9 @@ def local_up(args: argparse.Namespace) -> int:
             )
         except Interrupted as exc:
             if args.json:
-                _json_out(lifecycle.interrupted_json(exc, session.place))
+                _json_out(render.interrupted_json(exc, session.place.path))
             else:
-                lines = lifecycle.render_interrupted(exc, session.place)
+                lines = render.render_interrupted(exc, session.place.path)
                 print(*lines, sep="\n", file=sys.stderr, flush=True)
             return 130
         assert applied.run is not None
@@ -370,8 +370,8 @@ def local_up(args: argparse.Namespace) -> int:
             ]
             _json_out(document)
             return 0 if all(step.passed for step in steps) else 1
-        _print(lifecycle.render_applied(applied))
-        _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
+        _print(render.render_applied(applied))
+        _print("", "Outputs:", render.render_outputs(outputs, applied.run.secret_outputs), "")
         if args.out:
             _print(
                 f"Outputs written to {args.out} (as `pulumi stack output --json --show-secrets`)."
@@ -399,10 +399,11 @@ def local_up(args: argparse.Namespace) -> int:
 def local_destroy(args: argparse.Namespace) -> int:
     """`local destroy`: delete what the state records, dependents first."""
     from sandbox import lifecycle
+    from sandbox.engine import render
 
     def act(session: _Session, started: int) -> int:
         outcome = lifecycle.destroy(session.config, session.ctx, session.place)
-        _report(args, session, started, outcome, "Destroying", lifecycle.render_destroyed(outcome))
+        _report(args, session, started, outcome, "Destroying", render.render_destroyed(outcome))
         return 0
 
     return _stack_command(args, act)
@@ -411,6 +412,7 @@ def local_destroy(args: argparse.Namespace) -> int:
 def local_refresh(args: argparse.Namespace) -> int:
     """`local refresh`: read the resources back and report drift field by field."""
     from sandbox import lifecycle
+    from sandbox.engine import render
 
     def act(session: _Session, started: int) -> int:
         drifts, _ = lifecycle.refresh(session.config, session.ctx, session.place)
@@ -418,7 +420,7 @@ def local_refresh(args: argparse.Namespace) -> int:
             _json_out({"steps": [], "changeSummary": {}, "drift": [d.to_json() for d in drifts]})
         else:
             _print(_heading("Refreshing", args.stack, session), "")
-            _print(*lifecycle.render_drift(drifts))
+            _print(*render.render_drift(drifts))
         return 0
 
     return _stack_command(args, act)

@@ -13,7 +13,7 @@ import sync
 from provisioning import constants as c
 from provisioning.archive import project_entries, write_archive
 from sandbox.engine import consumer_resources
-from sandbox.engine.plan import render_plan
+from sandbox.engine.render import render_plan
 from sandbox.engine.runner import PROGRAM_DIR
 from sandbox.engine.stack import StackConfig, apply, preview
 from sandbox.lambda_mapping import MappingSimulator

@@ -1,4 +1,4 @@
-"""`local preview|up|destroy|refresh`: a stack's state file, its plan, the gates, and rendering.
+"""`local preview|up|destroy|refresh`: a stack's state file, its lock, its plan and the gates.
 
 The state file lives at `<state dir>/<stack>.json`; the state dir defaults to `stacks/` next to
 the world file. Against the embedded moto (no --endpoint-url) the world is new on every run, so a
@@ -8,7 +8,6 @@ every run starts from an empty stack.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,17 +23,6 @@ from sandbox.engine.stack import StackConfig, program_args
 from sandbox.engine.state import StackState, load_state, save_state, state_path
 from sandbox.errors import SandboxError
 from sandbox.world import MotoWorld
-
-_SYMBOLS = {
-    deploy.SAME: " ",
-    deploy.CREATE: "+",
-    deploy.UPDATE: "~",
-    deploy.REPLACE: "+-",
-    deploy.CREATE_REPLACEMENT: "++",
-    deploy.DELETE_REPLACED: "--",
-    deploy.DELETE: "-",
-    deploy.IMPORT: "=",
-}
 
 
 class RefusedPlan(SandboxError):
@@ -125,45 +113,6 @@ def place_for(endpoint_url: str | None, state_dir: Path, stack: str) -> StackPla
 def context_for(world: MotoWorld, region: str, endpoint_url: str | None) -> AwsContext:
     """The customer admin's session in the world."""
     return AwsContext(world.customer_admin.session(region), region, endpoint_url)
-
-
-def render_steps(outcome: deploy.Outcome) -> list[str]:
-    """One line per step (`~ type name  update [diff: …]`), what changes beneath, and a count."""
-    from sandbox.engine.plan import render_resource
-
-    created = {r.name: r for r in (outcome.run.resources if outcome.run else [])}
-    lines = []
-    for step in outcome.steps:
-        name = step.urn.rsplit("::", 1)[-1]
-        reasons = ""
-        if step.replace_reasons:
-            reasons = f"  [replace: {', '.join(step.replace_reasons)}]"
-        elif step.diff_reasons:
-            reasons = f"  [diff: {', '.join(step.diff_reasons)}]"
-        lines.append(f"  {_SYMBOLS[step.op]} {step.type}  {name}  {step.op}{reasons}")
-        if step.op == deploy.CREATE and name in created:
-            # A new resource's inputs in full, secrets masked, as the first preview showed them.
-            lines.extend(render_resource(created[name])[1:])
-        for key, old, new in step.changes:
-            lines.append(f"        {key}: {_short(old)} => {_short(new)}")
-    counts = ", ".join(
-        f"{n} unchanged" if op == deploy.SAME else f"{n} to {op}"
-        for op, n in outcome.summary.items()
-    )
-    lines.append(f"Plan: {counts or 'nothing to do'}.")
-    lines.extend(notice.render() for notice in outcome.notices)
-    return lines
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return str(value)
-    return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
 
 
 def account_of(ctx: AwsContext) -> str:
@@ -272,84 +221,6 @@ def refresh(
         drifts, refreshed = deploy.refresh(ctx, place.load(config))
         place.save(refreshed)
         return drifts, refreshed
-
-
-_PAST = {
-    deploy.CREATE: "created",
-    deploy.UPDATE: "updated",
-    deploy.REPLACE: "replaced",
-    deploy.DELETE: "deleted",
-    deploy.IMPORT: "imported",
-}
-
-
-def render_applied(outcome: deploy.Outcome) -> str:
-    """`Applied: …` after an up: what changed in AWS, and protection changed in the state."""
-    done = [f"{n} {_PAST.get(op, op)}" for op, n in outcome.summary.items() if op != deploy.SAME]
-    for urn, protected in outcome.protect_changes:
-        name = urn.rsplit("::", 1)[-1]
-        done.append(f"{name} {'protected' if protected else 'unprotected'} (in the state)")
-    return (
-        f"Applied: {', '.join(done) or 'no changes'} "
-        f"({len(outcome.state.resources)} resources in the stack)."
-    )
-
-
-def render_destroyed(outcome: deploy.Outcome) -> str:
-    """`Destroyed: …` after a destroy: how many were deleted, how many the state still holds."""
-    deleted = outcome.summary.get(deploy.DELETE, 0)
-    return (
-        f"Destroyed: {deleted} deleted ({len(outcome.state.resources)} resources left in "
-        "the stack)."
-    )
-
-
-def render_interrupted(exc: Interrupted, place: StackPlace) -> list[str]:
-    """What an interrupted `up` did not do, and how to finish it."""
-    where = f"in {place.path}" if place.path is not None else "in memory (embedded moto)"
-    lines = [
-        f"Interrupted ({exc.signal_name}): stopped after the steps under way; what was done is "
-        f"recorded {where}.",
-    ]
-    if exc.left:
-        lines.append("Left undone:")
-        for op, type_, urn in exc.left:
-            lines.append(f"  {_SYMBOLS[op]} {type_}  {urn.rsplit('::', 1)[-1]}  {op}")
-    lines.append("Run `cohort-sync local up` again to finish.")
-    return lines
-
-
-def interrupted_json(exc: Interrupted, place: StackPlace) -> dict[str, Any]:
-    """An interrupted `up` with --json: the error, what is left, and the fix."""
-    lines = render_interrupted(exc, place)
-    return {
-        "steps": [],
-        "changeSummary": {},
-        "notices": [],
-        "error": lines[0],
-        "left": [{"op": op, "urn": urn} for op, _, urn in exc.left],
-        "fix": lines[-1],
-    }
-
-
-def render_drift(drifts: list[deploy.Drift]) -> list[str]:
-    """Field by field: what the state recorded and what AWS holds now."""
-    if not drifts:
-        return ["No drift: every resource matches the recorded state."]
-    lines = []
-    for drift in drifts:
-        name = drift.urn.rsplit("::", 1)[-1]
-        if drift.gone:
-            lines.append(f"  ! {drift.type}  {name}: deleted outside the engine (up re-creates it)")
-            continue
-        lines.append(f"  ~ {drift.type}  {name}: changed outside the engine")
-        for key, old, new in drift.changes:
-            lines.append(f"        {key}: recorded {_short(old)}")
-            lines.append(f"        {' ' * len(key)}  actual   {_short(new)}")
-    lines.append(
-        "The state now records what AWS holds; `local up` puts back what the program declares."
-    )
-    return lines
 
 
 @contextmanager

@@ -20,10 +20,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from sandbox.engine import deploy
+from sandbox.engine.render import SECRET_PLACEHOLDER as SECRET
 from sandbox.engine.stack import StackConfig
 from sandbox.engine.state import ResourceState, StackState, is_sealed
 
-SECRET = "[secret]"
 # Which states a step of each op carries, as Pulumi's engine fills them in.
 _OLD_STATE = {
     deploy.SAME,
