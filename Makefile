@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean lambda-archive
+.PHONY: demo test check lint typecheck bench clean lambda-archive
 ARCH ?= x86_64
 
 $(STAMP): pyproject.toml constraints.txt
@@ -24,6 +24,14 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 -q
+
+# The inner loop (under a minute): lint, types and the unit tests that are not slow. Levels and
+# `slow` are set in tests/conftest.py (by directory, and tests/slow.txt, measured).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 -q -m "unit and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,23 +1,20 @@
-"""The Pulumi program: read stack config, declare the cohort destination, export its config."""
+"""The Pulumi program: read stack config once, declare the cohort destination, export its config."""
 
 from pathlib import Path
 
 import pulumi
 
 from provisioning import constants as c
-from provisioning.component import CohortDestination, args_from_config
-from provisioning.config import parse_config
-from provisioning.consumer import CohortConsumer, CohortConsumerArgs
+from provisioning.component import CohortDestination
+from provisioning.consumer import CohortConsumer, ConsumerInputs
+from provisioning.stack_config import read_stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
-stack_config = pulumi.Config()
-# Every key checked at once, the consumer's included, before any resource is declared.
-raw = {key: stack_config.get(key) for key in c.PROGRAM_CONFIG_KEYS if key != c.CONFIG_TAGS}
-raw[c.CONFIG_TAGS] = stack_config.get_object(c.CONFIG_TAGS)
-config = parse_config(raw, stack=pulumi.get_stack(), project_dir=PROJECT_DIR)
+# Every key of the stack checked at once (unknown ones included) before any resource is declared.
+config = read_stack_config(PROJECT_DIR)
 
-destination = CohortDestination("cohort", args_from_config(stack_config))
+destination = CohortDestination.from_config("cohort", config)
 
 pulumi.export(c.OUTPUT_STREAM_NAME, destination.stream.name)
 pulumi.export(c.OUTPUT_STREAM_ARN, destination.stream.arn)
@@ -30,17 +27,8 @@ if config.external_id is not None:
     pulumi.export(c.OUTPUT_EXTERNAL_ID, pulumi.Output.secret(config.external_id))
 
 if config.consumer is not None:
-    consumer = CohortConsumer(
-        "consumer",
-        CohortConsumerArgs(
-            stream_arn=destination.stream.arn,
-            stream_name=config.stream_name,
-            kms_key_arn=config.kms_key_arn if config.uses_customer_key else None,
-            encrypted=config.encryption != "NONE",
-            config=config.consumer,
-            project_dir=PROJECT_DIR,
-            tags=config.tags,
-        ),
+    consumer = CohortConsumer.from_inputs(
+        "consumer", ConsumerInputs.of(config, destination.stream.arn, PROJECT_DIR)
     )
     pulumi.export(c.OUTPUT_MEMBERSHIP_TABLE, consumer.membership_table.name)
     pulumi.export(c.OUTPUT_IDEMPOTENCY_TABLE, consumer.idempotency_table.name)

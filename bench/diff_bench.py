@@ -78,7 +78,7 @@ def run(users: int, churn: float, memory_limit: str, threads: int | None) -> Non
                         AS user_json
                     FROM range({moved}, {users + moved}) AS t(i)"""
             )
-            store.use_snapshot(relation)
+            store.staging.use_snapshot(relation)
             generated = time.perf_counter() - started
             rss_before = _peak_rss_mb()
 
@@ -100,7 +100,7 @@ def run(users: int, churn: float, memory_limit: str, threads: int | None) -> Non
             con.execute("DROP TABLE _raw_exit")
 
             started = time.perf_counter()
-            plan = store.plan(COHORT)
+            plan = store.staging.plan(COHORT)
             planned = time.perf_counter() - started
 
             def build(
@@ -117,7 +117,7 @@ def run(users: int, churn: float, memory_limit: str, threads: int | None) -> Non
                 )
 
             started = time.perf_counter()
-            staged = store.stage(
+            staged = store.staging.stage(
                 cohort_id=COHORT,
                 cohort_name="Bench",
                 computed_time="1700000000",

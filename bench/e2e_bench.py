@@ -292,7 +292,7 @@ def child_second_day(csv1: Path, csv2: Path, shards: int, senders: int) -> dict[
         day2 = time.perf_counter() - started
         started = time.perf_counter()
         with StateStore(Path(tmp) / "alone.duckdb") as alone:
-            alone.load_snapshot(csv2)
+            alone.staging.load_snapshot(csv2)
         validate = time.perf_counter() - started
     return {"seconds": day2, "validate": validate, "entered": report.entered, "ok": report.ok}
 

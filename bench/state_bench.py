@@ -45,7 +45,7 @@ def day(path: Path, users: int, index: int) -> tuple[int, float]:
     with StateStore(path) as store:
         store.bind(COHORT, "Bench", STREAM)
         first = index * churn
-        store.use_snapshot(
+        store.staging.use_snapshot(
             store.connection.sql(
                 f"""SELECT 'user-' || lpad(i::VARCHAR, 10, '0') AS user_id,
                            '{{"user_id":"user-' || lpad(i::VARCHAR, 10, '0')
@@ -54,16 +54,16 @@ def day(path: Path, users: int, index: int) -> tuple[int, float]:
                     FROM range({first}, {first + users}) AS t(i)"""
             )
         )
-        store.stage(
+        store.staging.stage(
             cohort_id=COHORT,
             cohort_name="Bench",
             computed_time=computed_time,
             sync_id=sync_id,
             build=build,
         )
-        pending = [r.message_id for r in store.pending()]
+        pending = [r.message_id for r in store.outbox.pending()]
         for i in range(0, len(pending), 500):  # one ack per PutRecords call, as delivered
-            store.ack(pending[i : i + 500])
+            store.outbox.ack(pending[i : i + 500])
         store.compact()
     wal = Path(str(path) + ".wal")
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0), (

@@ -7,6 +7,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from provisioning import constants as c
+
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 _SKIPPED_PARTS = {"__pycache__"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
@@ -45,3 +47,40 @@ def write_archive(entries: Iterable[tuple[str, Path]], out: Path) -> str:
             info.create_system = 3  # Unix, so the mode above is honoured everywhere
             archive.writestr(info, unique[name].read_bytes(), compresslevel=9)
     return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+# The console command (pyproject's [project.scripts]) that builds the archive from the installed
+# package; a checkout's `make lambda-archive` runs the same code.
+ARCHIVE_COMMAND = "cohort-lambda-archive"
+
+
+def archive_command(architecture: str) -> str:
+    """The documented command that builds the function's code archive for an architecture."""
+    return f"{ARCHIVE_COMMAND} --arch {architecture}"
+
+
+def default_archive(architecture: str) -> str:
+    """Where the command writes the archive, relative to the project (`consumerArchive` "")."""
+    return c.DEFAULT_CONSUMER_ARCHIVE.format(architecture=architecture)
+
+
+def archive_problem(path: Path, architecture: str) -> str | None:
+    """Why the function's code archive at `path` cannot be deployed, or None when it can."""
+    if not path.is_file():
+        return (
+            f"no code archive at {path}; build it with `{archive_command(architecture)}` "
+            "(the function is never deployed without its code)"
+        )
+    if not _holds_handler(path):
+        return (
+            f"{path} is not a zip holding {c.LAMBDA_HANDLER_FILE}; rebuild it with "
+            f"`{archive_command(architecture)}`"
+        )
+    return None
+
+
+def _holds_handler(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return c.LAMBDA_HANDLER_FILE in archive.namelist()

@@ -1,13 +1,13 @@
 """The CohortDestination component: stream, trusted role, write policy and its attachment.
 
 Also a Pulumi component package (component/PulumiPlugin.yaml): Pulumi's analyzer reads the
-schema from the annotations and docstrings below, so they stay evaluated (no postponed
-annotations) and every input is documented where it is declared.
+schema from the annotations below, so they stay evaluated (no postponed annotations); each
+input's description and default come from the key table (`provisioning/package.py`).
 """
 
 import json
 from collections.abc import Mapping
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -15,56 +15,38 @@ import pulumi_aws as aws
 from provisioning import constants as c
 from provisioning.config import DestinationConfig, parse_config
 from provisioning.errors import ConfigError
+from provisioning.kms import check_key_placement
 from provisioning.policies import trust_policy, write_policy
 
 
 class CohortDestinationArgs(TypedDict, total=False):
-    """Inputs of CohortDestination: the stack config keys, validated by the component itself.
+    """Inputs of CohortDestination: the destination's config keys, validated by the component.
 
-    Each key is a DestinationConfig field; its camelCase form is the config key and the schema
-    input. Adding a key is one line here (and its docstring, as Pulumi.yaml words it). Values are
-    plain, since every key is checked before any resource is declared; only the external ID may
-    be an Output, so a secret can be passed.
+    Each field's camelCase form is a key of `provisioning.keys.KEYS`, which gives the schema its
+    description and default. Values are plain, since every key is checked before any resource
+    is declared; only the external ID may be an Output, so a secret can be passed.
     """
 
     stream_name: str
-    """Kinesis stream name; 1-128 of [a-zA-Z0-9_.-]."""
     stream_mode: str
-    """ON_DEMAND or PROVISIONED."""
     shard_count: int
-    """Shards for a PROVISIONED stream, 1-10000; 0 (the default) means 1 for PROVISIONED and none for ON_DEMAND; any other value is an error with ON_DEMAND."""  # noqa: E501
     retention_hours: int
-    """Record retention, 24-8760 hours."""
     encryption: str
-    """NONE, AWS_MANAGED (alias/aws/kinesis) or KMS (customer-managed key, needs kmsKeyArn)."""
     kms_key_arn: str
-    """ARN of the customer-managed KMS key; required with encryption KMS, an error otherwise."""
+    kms_key_cross_account: bool
     role_name: str
-    r"""Name of the IAM role Amplitude assumes; 1-64 of [\w+=,.@-]."""
     role_path: str
-    """IAM path of the role and policy; "/" or /segments/ ending in "/"."""
     max_session_seconds: int
-    """Role maximum session duration, 3600-43200 seconds."""
     permissions_boundary_arn: str
-    """Optional managed-policy ARN set as the role's permissions boundary."""
     trusted_account_id: str
-    """The AWS account allowed to assume the role (Amplitude's exporting account)."""
     external_id: pulumi.Input[str]
-    r"""Optional sts:ExternalId the trust policy requires (set it as a secret); 2-1224 of [\w+=,.@:/-]. Must be matched on the Amplitude side."""  # noqa: E501
     display_name: str
-    """Display name for the destination in Amplitude; defaults to "Kinesis cohorts (<stack>)"."""
     tags: dict[str, str]
-    """Tags applied to every resource, an object of string keys and values (default none)."""
     protect_stream: bool
-    """Sets Pulumi's protect on the stream, so no up or destroy can replace or delete it (and its data) until this is false."""  # noqa: E501
     policy_name: str
-    r"""Fixed name of the write policy (1-128 of [\w+=,.@-]); empty (the default) lets Pulumi auto-name it. Required with importPolicy."""  # noqa: E501
     import_stream: str
-    """Name of an existing stream to adopt (Pulumi's import option); must equal streamName."""
     import_role: str
-    """Name of an existing role to adopt (Pulumi's import option); must equal roleName."""
     import_policy: str
-    """ARN of an existing managed policy to adopt (Pulumi's import option); needs policyName set to its name."""  # noqa: E501
 
 
 def config_key(field: str) -> str:
@@ -73,31 +55,30 @@ def config_key(field: str) -> str:
     return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-def args_from_config(config: pulumi.Config) -> CohortDestinationArgs:
-    """The component's inputs read from stack config, one per Args field."""
-    read: dict[str, Any] = {}
-    for field in CohortDestinationArgs.__annotations__:
-        key = config_key(field)
-        read[field] = config.get_object(key) if key == c.CONFIG_TAGS else config.get(key)
-    present = {field: value for field, value in read.items() if value is not None}
-    return cast(CohortDestinationArgs, present)
-
-
-def read_config(args: Mapping[str, Any], stack: str) -> DestinationConfig:
-    """Validate the inputs with the program's own rules, whatever language passed them."""
-    raw = {config_key(field): _whole(field, value) for field, value in args.items()}
-    secret = raw.pop(c.CONFIG_EXTERNAL_ID, None)
-    outputs = sorted(key for key, value in raw.items() if isinstance(value, pulumi.Output))
+def plain_inputs(args: Mapping[str, Any], output_allowed: str) -> dict[str, Any]:
+    """Inputs under their config keys; an Output is refused but for `output_allowed`'s."""
+    raw = {config_key(field): value for field, value in args.items()}
+    outputs = sorted(
+        key
+        for key, value in raw.items()
+        if isinstance(value, pulumi.Output) and key != output_allowed
+    )
     if outputs:
         raise ConfigError(
             [
                 f"{key}: must be a plain value, not an Output (every key is validated before "
-                "any resource is declared); only externalId may be an Output"
+                f"any resource is declared); only {output_allowed} may be an Output"
                 for key in outputs
             ]
         )
-    if not isinstance(secret, pulumi.Output):
-        raw[c.CONFIG_EXTERNAL_ID] = secret
+    return raw
+
+
+def read_config(args: Mapping[str, Any], stack: str) -> DestinationConfig:
+    """Validate the inputs with the program's own rules, whatever language passed them."""
+    raw = plain_inputs(args, output_allowed=c.CONFIG_EXTERNAL_ID)
+    if isinstance(raw.get(c.CONFIG_EXTERNAL_ID), pulumi.Output):
+        del raw[c.CONFIG_EXTERNAL_ID]  # checked once known, in _external_id
     return parse_config(raw, stack=stack)
 
 
@@ -121,7 +102,25 @@ class CohortDestination(pulumi.ComponentResource):
         self, name: str, args: CohortDestinationArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         # Validated before anything is registered: an invalid input declares nothing.
-        cfg = read_config(args, stack=pulumi.get_stack())
+        self._declare(name, read_config(args, stack=pulumi.get_stack()), opts, args)
+
+    @classmethod
+    def from_config(
+        cls, name: str, config: DestinationConfig, opts: pulumi.ResourceOptions | None = None
+    ) -> "CohortDestination":
+        """The component from config the program has already parsed (parsed once, not twice)."""
+        component = cls.__new__(cls)
+        component._declare(name, config, opts, {})
+        return component
+
+    def _declare(
+        self,
+        name: str,
+        cfg: DestinationConfig,
+        opts: pulumi.ResourceOptions | None,
+        args: Mapping[str, Any],
+    ) -> None:
+        check_key_placement(cfg)  # asks the provider, so before anything is registered
         self.config = cfg
         super().__init__(c.COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -136,7 +135,7 @@ class CohortDestination(pulumi.ComponentResource):
             shard_count=cfg.shard_count,
             retention_period=cfg.retention_hours,
             encryption_type="NONE" if cfg.encryption == "NONE" else "KMS",
-            kms_key_id=_stream_key(cfg),
+            kms_key_id=cfg.stream_key_id,
             tags=tags,
             # protect: no up or destroy may replace or delete the stream (and its data) until
             # protectStream is false. No retain_on_delete: the stream's name is fixed, so a
@@ -170,7 +169,7 @@ class CohortDestination(pulumi.ComponentResource):
         )
 
         document = pulumi.Output.all(self.stream.arn, self.role.arn).apply(
-            lambda arns: json.dumps(write_policy(arns[0], arns[1], _customer_key(cfg)))
+            lambda arns: json.dumps(write_policy(arns[0], arns[1], cfg.customer_key_arn))
         )
         self.policy = aws.iam.Policy(
             f"{name}-write",
@@ -215,14 +214,6 @@ class CohortDestination(pulumi.ComponentResource):
         )
 
 
-def _whole(field: str, value: Any) -> Any:
-    """Numbers cross the wire as floats (and the SDK's host passes them on): 3.0 is 3."""
-    integer = CohortDestinationArgs.__annotations__.get(field) is int
-    if integer and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def _external_id(args: Mapping[str, Any], cfg: DestinationConfig) -> pulumi.Input[str] | None:
     """The validated external ID; one passed as an Output (a secret) is validated once known."""
     given = args.get("external_id")
@@ -237,13 +228,3 @@ def _external_id(args: Mapping[str, Any], cfg: DestinationConfig) -> pulumi.Inpu
         return checked_id
 
     return given.apply(checked)
-
-
-def _stream_key(cfg: DestinationConfig) -> str | None:
-    if cfg.encryption == "AWS_MANAGED":
-        return c.AWS_MANAGED_KINESIS_KEY
-    return cfg.kms_key_arn if cfg.encryption == "KMS" else None
-
-
-def _customer_key(cfg: DestinationConfig) -> str | None:
-    return cfg.kms_key_arn if cfg.uses_customer_key else None

@@ -33,13 +33,14 @@ FORM_STREAM_NAME: Final = "stream_name"
 FORM_AWS_REGION: Final = "aws_region"
 FORM_ROLE_ARN: Final = "role_arn"
 
-# Stack config keys (project namespace).
+# Stack config keys (project namespace); provisioning/keys.py holds each one's type and rule.
 CONFIG_STREAM_NAME: Final = "streamName"
 CONFIG_STREAM_MODE: Final = "streamMode"
 CONFIG_SHARD_COUNT: Final = "shardCount"
 CONFIG_RETENTION_HOURS: Final = "retentionHours"
 CONFIG_ENCRYPTION: Final = "encryption"
 CONFIG_KMS_KEY_ARN: Final = "kmsKeyArn"
+CONFIG_KMS_KEY_CROSS_ACCOUNT: Final = "kmsKeyCrossAccount"
 CONFIG_ROLE_NAME: Final = "roleName"
 CONFIG_ROLE_PATH: Final = "rolePath"
 CONFIG_MAX_SESSION_SECONDS: Final = "maxSessionSeconds"
@@ -54,27 +55,6 @@ CONFIG_POLICY_NAME: Final = "policyName"
 CONFIG_IMPORT_STREAM: Final = "importStream"
 CONFIG_IMPORT_ROLE: Final = "importRole"
 CONFIG_IMPORT_POLICY: Final = "importPolicy"
-CONFIG_KEYS: Final = (
-    CONFIG_STREAM_NAME,
-    CONFIG_STREAM_MODE,
-    CONFIG_SHARD_COUNT,
-    CONFIG_RETENTION_HOURS,
-    CONFIG_ENCRYPTION,
-    CONFIG_KMS_KEY_ARN,
-    CONFIG_ROLE_NAME,
-    CONFIG_ROLE_PATH,
-    CONFIG_MAX_SESSION_SECONDS,
-    CONFIG_PERMISSIONS_BOUNDARY_ARN,
-    CONFIG_TRUSTED_ACCOUNT_ID,
-    CONFIG_EXTERNAL_ID,
-    CONFIG_DISPLAY_NAME,
-    CONFIG_TAGS,
-    CONFIG_PROTECT_STREAM,
-    CONFIG_POLICY_NAME,
-    CONFIG_IMPORT_STREAM,
-    CONFIG_IMPORT_ROLE,
-    CONFIG_IMPORT_POLICY,
-)
 
 STREAM_MODES: Final = ("ON_DEMAND", "PROVISIONED")
 ENCRYPTIONS: Final = ("NONE", "AWS_MANAGED", "KMS")
@@ -124,21 +104,6 @@ CONFIG_CONSUMER_LOG_RETENTION_DAYS: Final = "consumerLogRetentionDays"
 CONFIG_CONSUMER_ARCHITECTURE: Final = "consumerArchitecture"
 CONFIG_CONSUMER_ALARMS: Final = "consumerAlarms"
 CONFIG_CONSUMER_ARCHIVE: Final = "consumerArchive"
-# Every consumer key but `consumer` itself: each is an error while `consumer` is none.
-CONSUMER_CONFIG_KEYS: Final = (
-    CONFIG_CONSUMER_MEMORY_MB,
-    CONFIG_CONSUMER_TIMEOUT_SECONDS,
-    CONFIG_CONSUMER_RESERVED_CONCURRENCY,
-    CONFIG_CONSUMER_BATCH_SIZE,
-    CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS,
-    CONFIG_CONSUMER_PARALLELIZATION_FACTOR,
-    CONFIG_CONSUMER_MAX_RETRIES,
-    CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS,
-    CONFIG_CONSUMER_LOG_RETENTION_DAYS,
-    CONFIG_CONSUMER_ARCHITECTURE,
-    CONFIG_CONSUMER_ALARMS,
-    CONFIG_CONSUMER_ARCHIVE,
-)
 
 # Defaults, and AWS's limits for each (Lambda CreateFunction / CreateEventSourceMapping).
 DEFAULT_CONSUMER_MEMORY_MB: Final = 512
@@ -208,6 +173,3 @@ OUTPUT_MEMBERSHIP_TABLE: Final = "membershipTable"
 OUTPUT_IDEMPOTENCY_TABLE: Final = "idempotencyTable"
 OUTPUT_FUNCTION_ARN: Final = "consumerFunctionArn"
 OUTPUT_FAILURE_QUEUE_URL: Final = "failureQueueUrl"
-
-# Every key the program reads: the destination's and the consumer's.
-PROGRAM_CONFIG_KEYS: Final = (*CONFIG_KEYS, CONFIG_CONSUMER, *CONSUMER_CONFIG_KEYS)

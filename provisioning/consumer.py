@@ -1,18 +1,24 @@
-"""The CohortConsumer component: the Lambda consumer, its tables, its logs and its failure path."""
+"""The CohortConsumer component: the Lambda consumer, its tables, its logs and its failure path.
 
-from __future__ import annotations
+Also served by the component package: Pulumi's analyzer reads its schema from the annotations
+below, so they stay evaluated (no postponed annotations).
+"""
 
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 from provisioning import constants as c
-from provisioning.config import ConsumerConfig
+from provisioning.component import plain_inputs
+from provisioning.config import ConsumerConfig, DestinationConfig, parse_config
+from provisioning.errors import ConfigError
+from provisioning.kms import check_key_placement
 from provisioning.policies import consumer_policy, lambda_trust_policy
 
 # Keeps "<base>-consumer-role" within IAM's and Lambda's 64 characters, SQS's 80.
@@ -31,9 +37,47 @@ def log_group_name(function_name: str) -> str:
     return f"/aws/lambda/{function_name}"
 
 
+class CohortConsumerArgs(TypedDict, total=False):
+    """Inputs of CohortConsumer from another language: the stream it reads and the consumer keys.
+
+    The `consumer…` fields are the config keys of `provisioning.keys` (descriptions and defaults
+    in the schema come from there) and are validated by the program's rules before anything is
+    declared; only `stream_arn` may be an Output (the stream's, from CohortDestination).
+    """
+
+    stream_arn: pulumi.Input[str]
+    stream_name: str
+    kms_key_arn: str
+    encrypted: bool
+    tags: dict[str, str]
+    consumer_memory_mb: int
+    consumer_timeout_seconds: int
+    consumer_reserved_concurrency: int
+    consumer_batch_size: int
+    consumer_batching_window_seconds: int
+    consumer_parallelization_factor: int
+    consumer_max_retries: int
+    consumer_max_record_age_seconds: int
+    consumer_log_retention_days: int
+    consumer_architecture: str
+    consumer_alarms: bool
+    consumer_archive: str
+
+
+# What the stream-side inputs mean, for the schema (the consumer keys are described by the table).
+STREAM_INPUTS = {
+    "streamArn": "ARN of the cohort stream to read (CohortDestination's stream.arn).",
+    "streamName": "Name of that stream; the consumer's resources are named after it.",
+    "kmsKeyArn": "The stream's customer-managed KMS key (the tables use it too); empty for none.",
+    "encrypted": "Whether the stream is encrypted (true by default, as CohortDestination's is).",
+    "tags": "Tags applied to every consumer resource, an object of string keys and values.",
+}
+REQUIRED_INPUTS = ("streamArn", "streamName")
+
+
 @dataclass(frozen=True)
-class CohortConsumerArgs:
-    """Inputs of CohortConsumer: the stream it reads and the validated consumer config."""
+class ConsumerInputs:
+    """What the program hands CohortConsumer: the stream it reads and the parsed consumer config."""
 
     stream_arn: pulumi.Input[str]
     stream_name: str
@@ -44,22 +88,98 @@ class CohortConsumerArgs:
     project_dir: Path
     tags: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls, config: DestinationConfig, stream_arn: pulumi.Input[str], project_dir: Path
+    ) -> "ConsumerInputs":
+        """The inputs for a destination's parsed config (which must have `consumer: lambda`)."""
+        assert config.consumer is not None
+        return cls(
+            stream_arn=stream_arn,
+            stream_name=config.stream_name,
+            kms_key_arn=config.customer_key_arn,
+            encrypted=config.encrypted,
+            config=config.consumer,
+            project_dir=project_dir,
+            tags=config.tags,
+        )
+
+
+def read_inputs(args: Mapping[str, Any], stack: str, project_dir: Path) -> ConsumerInputs:
+    """Validate another language's inputs with the program's own rules (one ConfigError)."""
+    raw = plain_inputs(args, output_allowed="streamArn")
+    given = raw.pop("streamArn", None)
+    if given is None:
+        raise ConfigError(["streamArn: required (the stream the consumer reads)"])
+    kms = raw.pop("kmsKeyArn", None) or None
+    encrypted = raw.pop("encrypted", True)
+    raw[c.CONFIG_CONSUMER] = c.CONSUMER_LAMBDA
+    if kms:
+        raw.update({c.CONFIG_ENCRYPTION: "KMS", c.CONFIG_KMS_KEY_ARN: kms})
+    elif not encrypted:
+        raw[c.CONFIG_ENCRYPTION] = "NONE"
+    config = parse_config(raw, stack=stack, project_dir=project_dir)
+    check_key_placement(config)
+    # An Output is checked once known; the role policy that names it waits for it.
+    stream_arn = pulumi.Output.from_input(given).apply(
+        lambda arn: checked_stream_arn(arn, config.stream_name)
+    )
+    return ConsumerInputs.of(config, stream_arn, project_dir)
+
+
+def checked_stream_arn(arn: str, stream_name: str) -> str:
+    """The stream's ARN, refused unless it names exactly the stream (a Resource of the policy)."""
+    shape = re.fullmatch(r"arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[^:]+:stream/(.+)", arn or "")
+    if shape is None or shape.group(1) != stream_name or any(ch in arn for ch in "*?$"):
+        raise ConfigError(
+            [
+                f"streamArn {arn!r}: must be the ARN of stream {stream_name!r}, "
+                f"arn:aws:kinesis:<region>:<account>:stream/{stream_name}, without wildcards "
+                "(the consumer's role is granted reads on exactly this ARN)"
+            ]
+        )
+    return arn
+
 
 class CohortConsumer(pulumi.ComponentResource):
     """Reads the cohort stream with Lambda into DynamoDB membership; failures kept in SQS."""
 
     membership_table: aws.dynamodb.Table
+    """One item per (cohort, user): pk cohort_id, sk user_id, in_cohort."""
     idempotency_table: aws.dynamodb.Table
+    """Powertools' idempotency records: each message_id applied once."""
     failure_queue: aws.sqs.Queue
+    """Poison records and the mapping's on-failure messages."""
     log_group: aws.cloudwatch.LogGroup
+    """The function's JSON logs."""
     role: aws.iam.Role
+    """The role Lambda assumes to run the function."""
     role_policy: aws.iam.RolePolicy
+    """The function's least-privilege grants."""
     function: aws.lambda_.Function
+    """The Lambda function applying cohort messages to the membership table."""
     mapping: aws.lambda_.EventSourceMapping
+    """The Kinesis event source mapping feeding the function."""
     alarms: list[aws.cloudwatch.MetricAlarm]
+    """Iterator-age and failure-queue alarms (none with consumerAlarms false)."""
 
     def __init__(
         self, name: str, args: CohortConsumerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        # Validated before anything is registered; a relative archive is the program's directory's.
+        self._declare(name, read_inputs(args, pulumi.get_stack(), Path.cwd()), opts)
+
+    @classmethod
+    def from_inputs(
+        cls, name: str, inputs: ConsumerInputs, opts: pulumi.ResourceOptions | None = None
+    ) -> "CohortConsumer":
+        """The component from config the program has already parsed."""
+        component = cls.__new__(cls)
+        component._declare(name, inputs, opts)
+        return component
+
+    def _declare(
+        self, name: str, args: ConsumerInputs, opts: pulumi.ResourceOptions | None
     ) -> None:
         super().__init__(c.CONSUMER_COMPONENT_TYPE, name, None, opts)
         cfg = args.config
@@ -240,12 +360,12 @@ class CohortConsumer(pulumi.ComponentResource):
         )
 
 
-def _archive(args: CohortConsumerArgs) -> Path:
+def _archive(args: ConsumerInputs) -> Path:
     path = Path(args.config.archive_path)
     return path if path.is_absolute() else args.project_dir / path
 
 
-def _table_encryption(args: CohortConsumerArgs) -> aws.dynamodb.TableServerSideEncryptionArgs:
+def _table_encryption(args: ConsumerInputs) -> aws.dynamodb.TableServerSideEncryptionArgs:
     # Like the stream: the customer's key when it has one, else AWS-managed (alias/aws/dynamodb)
     # when the stream is encrypted; DynamoDB's AWS-owned key (always on) when it is not.
     if args.kms_key_arn is not None:

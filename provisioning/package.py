@@ -1,34 +1,57 @@
-"""CohortDestination as a Pulumi component package: the SDK's component provider, schema inferred.
+"""The program as a Pulumi component package: the SDK's component provider, schema inferred.
 
 `component/__main__.py` serves it; `pulumi package add` then generates an SDK for TypeScript, Go,
-C#, Java or YAML from the schema below. The SDK's `component_provider_host` has no way to mark an
-input secret, so this builds the same ComponentProvider and serves it with the same `main`, after
-marking `externalId` secret in the schema.
+C#, Java or YAML from the schema below: CohortDestination and CohortConsumer, the two components
+`__main__.py` declares. The SDK's analyzer reads types from the annotations; each input's
+description, default and secrecy come from the key table (`provisioning/keys.py`), so the schema
+says what Pulumi.yaml and the README say.
 """
 
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pulumi.provider import main
 from pulumi.provider.experimental.component import ComponentProvider
 
 from provisioning import constants as c
 from provisioning.component import CohortDestination
+from provisioning.consumer import REQUIRED_INPUTS, STREAM_INPUTS, CohortConsumer
+from provisioning.keys import BY_NAME
 
 # The package's version: what `pulumi package add` records, and the generated SDKs carry.
 VERSION = "0.1.0"
-SECRET_INPUTS = (c.CONFIG_EXTERNAL_ID,)
+
+
+# The metaschema allows a `default` of a primitive type only (propertySpec's "default").
+_PRIMITIVE_TYPES = ("boolean", "integer", "number", "string")
+
+
+def _describe(inputs: dict[str, Any], described: dict[str, str]) -> None:
+    """Each input's description, default and secrecy: the component's words, else the table's."""
+    for name, spec in inputs.items():
+        if name in described:
+            spec["description"] = described[name]
+            continue
+        key = BY_NAME[name]
+        spec["description"] = key.description
+        if key.type in _PRIMITIVE_TYPES:
+            spec["default"] = key.default
+        if key.secret:
+            spec["secret"] = True
 
 
 def provider() -> ComponentProvider:
-    """The component provider for CohortDestination, its schema's secret inputs marked."""
-    hosted = ComponentProvider([CohortDestination], c.PROJECT_NAME, version=VERSION)
+    """The component provider for both components, inputs described by the key table."""
+    hosted = ComponentProvider([CohortDestination, CohortConsumer], c.PROJECT_NAME, version=VERSION)
     assert hosted.schema is not None
     schema = json.loads(hosted.schema)
-    inputs = schema["resources"][c.COMPONENT_TYPE]["inputProperties"]
-    for key in SECRET_INPUTS:
-        inputs[key]["secret"] = True
+    resources = schema["resources"]
+    _describe(resources[c.COMPONENT_TYPE]["inputProperties"], {})
+    consumer = resources[c.CONSUMER_COMPONENT_TYPE]
+    _describe(consumer["inputProperties"], STREAM_INPUTS)
+    consumer["requiredInputs"] = list(REQUIRED_INPUTS)
     hosted.schema = json.dumps(schema)
     return hosted
 

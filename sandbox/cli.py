@@ -68,7 +68,12 @@ def _requires_sandbox(handler: Handler) -> Handler:
 
 def register(sub: Any) -> None:
     """Add `local serve|up|preview|destroy|refresh` and `demo` to cohort-sync's subcommands."""
-    local = sub.add_parser("local", help="run the stack on a local moto (no AWS account)")
+    local = sub.add_parser(
+        "local",
+        help="run the stack on a local moto (no AWS account)",
+        description="Serve a moto world and run this project's Pulumi program against it: "
+        "serve, up, preview, destroy, refresh.",
+    )
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     serve = local_sub.add_parser(
         "serve",
@@ -147,6 +152,9 @@ def register(sub: Any) -> None:
     demo_parser = sub.add_parser(
         "demo",
         help="the whole product on an embedded moto: provision, push two days, consume",
+        description="On an embedded moto (no AWS account): provision the stack, push the "
+        "example cohort's day 1 and day 2, consume the stream, and compare the members with day "
+        "2; exits 0 when they match. Writes its files under --workdir.",
     )
     demo_parser.add_argument(
         "--workdir",

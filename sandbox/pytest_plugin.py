@@ -25,7 +25,7 @@ import pytest
 from provisioning import constants as c
 from sandbox.engine import DEFAULT_STACK
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun
-from sandbox.engine.stack import apply, load_stack_config
+from sandbox.engine.stack import StackConfig, apply, load_stack_config
 from sandbox.world import Credentials, MotoWorld
 from sandbox.world import moto_world as _moto_world
 from sync.destination import Destination, load_destination
@@ -67,6 +67,26 @@ class AppliedDestination:
         )
 
 
+def apply_destination(
+    world: MotoWorld,
+    config: StackConfig,
+    directory: Path,
+    *,
+    endpoint_url: str | None = None,
+) -> AppliedDestination:
+    """Apply the program to `world` as the customer's admin; write and load destination.json.
+
+    What `pulumi up` and `pulumi stack output --json > destination.json` leave a customer with,
+    in `directory`; `cohort_destination` is this on the test's own world.
+    """
+    region = config.region or world.region
+    session = world.customer_admin.session(region)
+    run = apply(config, session=session, region=region, endpoint_url=endpoint_url)
+    outputs_file = directory / "destination.json"
+    outputs_file.write_text(json.dumps(run.outputs))
+    return AppliedDestination(world, run, run.outputs, load_destination(outputs_file))
+
+
 @pytest.fixture
 def moto_world() -> Iterator[MotoWorld]:
     """The customer's account and Amplitude's, in-process, IAM enforced, restored afterwards."""
@@ -106,11 +126,7 @@ def cohort_destination(
     for marker in reversed(list(request.node.iter_markers(MARKER))):
         overrides.update({key: _text(value) for key, value in marker.kwargs.items()})
     config = load_stack_config(cohort_stack, project_dir=cohort_project_dir, overrides=overrides)
-    region = config.region or moto_world.region
-    run = apply(config, session=moto_world.customer_admin.session(region), region=region)
-    outputs_file = tmp_path / "destination.json"
-    outputs_file.write_text(json.dumps(run.outputs))
-    return AppliedDestination(moto_world, run, run.outputs, load_destination(outputs_file))
+    return apply_destination(moto_world, config, tmp_path)
 
 
 @pytest.fixture

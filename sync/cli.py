@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -26,9 +27,7 @@ from sync.limits import (
     TICKS_RANGE,
     USERS_PER_MESSAGE_RANGE,
 )
-
-DEFAULT_STATE = Path(".cohort-sync/state.duckdb")
-DEFAULT_CONSUMER_STATE = Path(".cohort-sync/consumer.sqlite")
+from sync.state_files import DEFAULT_CONSUMER_STATE, DEFAULT_PUBLISHER_STATE
 
 PLUGIN_GROUP = "cohort_sync.commands"
 
@@ -41,6 +40,32 @@ def endpoint_argument(parser: argparse.ArgumentParser, otherwise: str = "AWS its
         "--endpoint-url",
         help="AWS endpoint for every call (a moto server, say); default: boto3's AWS_ENDPOINT_URL, "
         f"else {otherwise}",
+    )
+
+
+# The two local state files, each flag saying which it means (`--state` is either's short name).
+_STATE_FILES = {
+    "publisher": (
+        DEFAULT_PUBLISHER_STATE,
+        "the DuckDB file of membership, syncs and outbox that `push` creates",
+    ),
+    "consumer": (
+        DEFAULT_CONSUMER_STATE,
+        "the SQLite file of checkpoints and membership that `consume` creates",
+    ),
+}
+
+
+def state_argument(parser: argparse.ArgumentParser, kind: str) -> None:
+    """`--state` (or `--publisher-state` / `--consumer-state`): that kind's local file."""
+    default, what = _STATE_FILES[kind]
+    parser.add_argument(
+        "--state",
+        f"--{kind}-state",
+        dest="state",
+        type=Path,
+        default=default,
+        help=f"the {kind} state: {what} (default {default})",
     )
 
 
@@ -63,7 +88,7 @@ def _external_id(parser: argparse.ArgumentParser) -> None:
 def _delivery(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shards",
-        type=whole_number("--shards", SHARDS_RANGE),
+        type=whole_number("--shards"),
         default=None,
         metavar="N",
         help=f"the stream's shard count, {_span(SHARDS_RANGE)}, to pace sends from the start "
@@ -71,14 +96,14 @@ def _delivery(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--senders",
-        type=whole_number("--senders", SENDERS_RANGE),
+        type=whole_number("--senders"),
         default=DEFAULT_SENDERS,
         metavar="N",
         help=f"concurrent PutRecords calls, {_span(SENDERS_RANGE)} (default {DEFAULT_SENDERS})",
     )
     parser.add_argument(
         "--max-tries",
-        type=whole_number("--max-tries", MAX_TRIES_RANGE),
+        type=whole_number("--max-tries"),
         default=DEFAULT_MAX_TRIES,
         metavar="N",
         help=f"tries per record before it is left in the outbox, {_span(MAX_TRIES_RANGE)} "
@@ -108,15 +133,10 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "snapshot", type=Path, help="the cohort's full membership: .csv, .jsonl or .parquet"
     )
-    parser.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_STATE,
-        help=f"state store (membership and outbox), default {DEFAULT_STATE}",
-    )
+    state_argument(parser, "publisher")
     parser.add_argument(
         "--max-users-per-message",
-        type=whole_number("--max-users-per-message", USERS_PER_MESSAGE_RANGE),
+        type=whole_number("--max-users-per-message"),
         default=DEFAULT_USERS_PER_MESSAGE,
         metavar="N",
         help=f"users per message at most, {_span(USERS_PER_MESSAGE_RANGE)} (default "
@@ -164,9 +184,7 @@ def _state_command(sub: Any) -> None:
         "each cohort with its stream, stored members and last sync, and what the outbox still "
         "holds (acknowledged records are deleted, so that is what `replay` would send).",
     )
-    state.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
-    )
+    state_argument(state, "publisher")
     state.add_argument("--json", action="store_true", help="print the summary as JSON")
     state.set_defaults(handler=commands.state)
 
@@ -198,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     preflight = sub.add_parser(
         "preflight",
         help="assume the role and check it as Amplitude does (SimulatePrincipalPolicy)",
+        description="Assume the destination's role with your base credentials, confirm the "
+        "session acts as that role, and simulate kinesis:PutRecord, kinesis:PutRecords and "
+        "iam:SimulatePrincipalPolicy on the stream and the role, as Amplitude does before it "
+        "delivers. Prints one PASS or FAIL line per check, each FAIL with its fix; exits 1 when "
+        "any check fails. Sends nothing.",
     )
     _destination(preflight)
     _external_id(preflight)
@@ -260,11 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.set_defaults(handler=commands.watch)
 
-    replay = sub.add_parser("replay", help="re-send what the outbox still holds")
-    _destination(replay)
-    replay.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE, help=f"state store (default {DEFAULT_STATE})"
+    replay = sub.add_parser(
+        "replay",
+        help="re-send what the outbox still holds",
+        description="Deliver the records a push left in the publisher state's outbox (they "
+        "exhausted their tries, or the push was killed), under their original message ids, then "
+        "compact the file. Reads no snapshot and stages nothing; exits 1 while records remain.",
     )
+    _destination(replay)
+    state_argument(replay, "publisher")
     _external_id(replay)
     endpoint_argument(replay)
     _delivery(replay)
@@ -278,12 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the state file so a restart continues where it stopped.",
     )
     _destination(consume)
-    consume.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_CONSUMER_STATE,
-        help=f"consumer state (default {DEFAULT_CONSUMER_STATE})",
-    )
+    state_argument(consume, "consumer")
     consume.add_argument(
         "--from-start", action="store_true", help="read from the oldest record the stream retains"
     )
@@ -300,13 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_argument(consume)
     consume.set_defaults(handler=commands.consume)
 
-    members = sub.add_parser("members", help="print a cohort's current members")
-    members.add_argument(
-        "--state",
-        type=Path,
-        default=DEFAULT_CONSUMER_STATE,
-        help=f"consumer state (default {DEFAULT_CONSUMER_STATE})",
+    members = sub.add_parser(
+        "members",
+        help="print a cohort's current members",
+        description="Print, from the consumer state `consume` wrote, the users a cohort holds "
+        "now (the latest computed_time per user wins) as CSV (one column per property) or "
+        "JSONL, ordered by user_id. Reads no stream.",
     )
+    state_argument(members, "consumer")
     members.add_argument("--cohort-id", required=True, help="cohort to print")
     members.add_argument(
         "--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)"
@@ -327,10 +350,12 @@ class _Parser(argparse.ArgumentParser):
     json_errors = False  # set by main() for the whole tree of parsers
 
     def error(self, message: str) -> NoReturn:
-        """Exit 2 as argparse does; with --json, print {"error", "fix"} instead of usage."""
+        """Exit 2 as argparse does, naming the fix; with --json, {"error", "fix"} instead."""
+        fix = f"see `{self.prog} --help`"
         if not _Parser.json_errors:
-            super().error(message)
-        commands.print_error(f"{self.prog}: {message}", f"see `{self.prog} --help`", as_json=True)
+            self.print_usage(sys.stderr)
+            self.exit(2, f"{self.prog}: error: {message}\n{self.prog}: fix: {fix}\n")
+        commands.print_error(f"{self.prog}: {message}", fix, as_json=True)
         raise SystemExit(2)
 
 
@@ -346,11 +371,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): done, as Unix tools are, quietly.
+        _silence_stdout()
+        return 0
     except ReportedError:
         return 2
     except SyncError as exc:
         commands.print_error(str(exc), exc.fix, as_json=bool(getattr(args, "json", False)))
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         if getattr(args, "json", False):
             commands.print_error(
@@ -361,3 +390,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("cohort-sync: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush finds no broken pipe.
+
+    As the Python documentation's note on SIGPIPE advises; the pipe's unread bytes are dropped.
+    """
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return  # not a file descriptor (a test's capture): nothing will flush into a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)

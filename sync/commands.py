@@ -9,13 +9,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from sync.errors import InputError, MassExitError, PreflightError, SyncError
+from sync.errors import InputError, MassExitError, PreflightError, StateError
 from sync.limits import REAL_TIME_MAX_COHORT_USERS
+from sync.state_files import DEFAULT_CONSUMER_STATE, DEFAULT_PUBLISHER_STATE
 
 CADENCE_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 SESSION_NAME = "amplitude-cohort-sync"
@@ -33,7 +35,7 @@ def print_error(message: str, fix: str, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message, "fix": fix}), flush=True)
     else:
-        print(f"cohort-sync: error: {message}", file=sys.stderr)
+        print(f"cohort-sync: error: {message}\ncohort-sync: fix: {fix}", file=sys.stderr)
 
 
 def write_private(path: Path, document: Any) -> None:
@@ -78,7 +80,10 @@ def run_preflight(session: boto3.Session, dest: Any, endpoint_url: str | None) -
 
     report = simulate(session, dest, endpoint_url=endpoint_url)
     if not report.ok:
-        raise PreflightError("preflight failed:\n" + report.render())
+        raise PreflightError(
+            "preflight failed:\n" + report.render(),
+            fix="do what each FAIL line's fix says, then run again",
+        )
     return report.render()
 
 
@@ -90,20 +95,16 @@ def preflight(args: argparse.Namespace) -> int:
     dest = load_destination(args.destination)
     session = _assumed(args, dest)
     report = simulate(session, dest, endpoint_url=args.endpoint_url)
-    print_lines(report.render())
+    print_lines(report.render(), report.conclusion())
     return 0 if report.ok else EXIT_UNDELIVERED
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from sync.push import DeliveryOptions
+    """The delivery options the command's arguments set; the rest keep their defaults."""
+    from sync.options import DeliveryOptions
 
-    return DeliveryOptions(
-        max_users_per_message=getattr(args, "max_users_per_message", 1000),
-        partition_key=getattr(args, "partition_key", "message_id"),
-        senders=args.senders,
-        max_tries=args.max_tries,
-        shards=args.shards,
-    )
+    given = vars(args).items()
+    return DeliveryOptions(**{k: v for k, v in given if k in DeliveryOptions.field_names()})
 
 
 @contextmanager
@@ -192,8 +193,17 @@ def watch(args: argparse.Namespace) -> int:
         tick += 1
         if args.ticks is not None and tick >= args.ticks:
             break
-        time.sleep(max(0.0, every - (time.monotonic() - started)))
+        wait = max(0.0, every - (time.monotonic() - started))
+        _say_next_tick(wait, as_json=args.json)
+        time.sleep(wait)
     return status
+
+
+def _say_next_tick(wait_seconds: float, *, as_json: bool) -> None:
+    """One line between ticks, so a watch is never silent; on stderr under --json."""
+    at = datetime.now(UTC) + timedelta(seconds=wait_seconds)
+    line = f"watch: next push at {at:%H:%M:%S} UTC (in {wait_seconds:.0f} s); Ctrl-C stops"
+    print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -220,17 +230,13 @@ def state(args: argparse.Namespace) -> int:
     """`state`: the publisher state's size, cohorts, last syncs and pending outbox."""
     from sync.state import StateStore
 
-    try:
-        if not args.state.exists():
-            raise SyncError(f"--state {args.state}: no such state file; `push` creates it")
-        with StateStore(args.state, read_only=True) as store:
-            summary = store.summary()
-    except SyncError as exc:
-        if not args.json:
-            raise
-        fix = "pass the --state file a push wrote (default .cohort-sync/state.duckdb)"
-        print_lines(json.dumps({"error": str(exc), "fix": fix}))
-        return 2
+    if not args.state.exists():
+        raise StateError(
+            f"--state {args.state}: no such publisher state file; `push` creates it",
+            fix=f"pass the --state file a push wrote (default {DEFAULT_PUBLISHER_STATE})",
+        )
+    with StateStore(args.state, read_only=True) as store:
+        summary = store.summary()
     print_lines(json.dumps(summary.to_json()) if args.json else summary.render())
     return 0
 
@@ -264,7 +270,11 @@ def members(args: argparse.Namespace) -> int:
     from sync.membership_store import members as members_of
 
     if not args.state.exists():
-        raise SyncError(f"--state {args.state}: no such consumer state file; run `consume` first")
+        raise StateError(
+            f"--state {args.state}: no such consumer state file; run `consume` first",
+            fix=f"run `consume` first, or pass the --state file it wrote (default "
+            f"{DEFAULT_CONSUMER_STATE})",
+        )
     with MembershipStore(args.state) as store:
         if not store.knows_cohort(args.cohort_id):
             raise InputError(

@@ -10,7 +10,12 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 
 from sync.errors import PreflightError
 
@@ -72,7 +77,7 @@ def assume_role_session(
         except ClientError as exc:
             refused = _without_external_id(exc, external_id)
         except BotoCoreError as exc:
-            raise PreflightError(f"cannot assume role {role_arn}: {exc}") from exc
+            raise _unreachable(role_arn, endpoint_url, exc) from exc
         if refused is not None:
             # Raised outside the handler: STS validation errors quote the external ID, and the
             # original error would otherwise ride along as the context.
@@ -130,14 +135,36 @@ def _assume_failed(
         return PreflightError(
             f"AccessDenied: {caller} cannot assume role {role_arn} ({sent}): the role's trust "
             "policy must allow this caller sts:AssumeRole, and its sts:ExternalId condition "
-            "must match the external ID passed; re-run `pulumi up` or fix --external-id"
+            "must match the external ID passed",
+            fix="run as the account the trust policy names (re-run `pulumi up` if it changed), "
+            "or pass the destination's --external-id",
         )
     if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"}:
         return PreflightError(
-            f"{code}: the base credentials cannot call sts:AssumeRole for {role_arn}: "
-            "refresh or replace the base profile's credentials"
+            f"{code}: the base credentials cannot call sts:AssumeRole for {role_arn}",
+            fix="refresh or replace the base profile's credentials, then run again",
         )
     return PreflightError(f"{code or 'error'} assuming role {role_arn}: {exc}")
+
+
+def _unreachable(role_arn: str, endpoint_url: str | None, exc: BotoCoreError) -> PreflightError:
+    """AssumeRole never answered: no base credentials, or nothing listening at the endpoint."""
+    if isinstance(exc, NoCredentialsError):
+        return PreflightError(
+            f"cannot assume role {role_arn}: no AWS credentials found to call sts:AssumeRole with",
+            fix="give boto3 the base credentials of the account Amplitude acts from "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), then run again",
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return PreflightError(
+            f"cannot assume role {role_arn}: nothing answers at {exc.kwargs.get('endpoint_url')}",
+            fix="check the network and --endpoint-url (or AWS_ENDPOINT_URL); for a local world "
+            "start `cohort-sync local serve` first and pass the --endpoint-url it prints",
+        )
+    return PreflightError(
+        f"cannot assume role {role_arn}: {exc}",
+        fix="check the network, the region and the base credentials, then run again",
+    )
 
 
 def _without_external_id(exc: ClientError, external_id: str | None) -> ClientError:

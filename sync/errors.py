@@ -6,11 +6,17 @@ class SyncError(Exception):
 
     # What to do about it, for `--json`'s {"error", "fix"}; subclasses and raisers refine it.
     fix = "correct the input the message names, then run the command again"
+    # 2: refused, nothing changed; 1: something was staged and is left for a later run.
+    exit_code = 2
 
-    def __init__(self, message: str = "", *, fix: str | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, fix: str | None = None, exit_code: int | None = None
+    ) -> None:
         super().__init__(message)
         if fix is not None:
             self.fix = fix
+        if exit_code is not None:
+            self.exit_code = exit_code
 
 
 class DestinationError(SyncError):
@@ -57,6 +63,10 @@ class DeliveryError(SyncError):
 
 class StateError(SyncError):
     """The local state store is unreadable, or belongs to another destination or cohort."""
+
+
+class StorageError(StateError):
+    """The disk refused a write to the state (full, over quota or a size limit, I/O error)."""
 
 
 class ConsumerError(SyncError):

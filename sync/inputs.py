@@ -71,21 +71,24 @@ def range_problem(option: str, value: int, bounds: tuple[int, int]) -> str | Non
     return f"{option} {value}: must be a whole number from {low:,} to {high:,}"
 
 
-def whole_number(option: str, bounds: tuple[int, int]) -> Callable[[str], int]:
-    """An argparse type: a whole number within `bounds` (argparse names the option)."""
-    low, high = bounds
+def whole_number(option: str, bounds: tuple[int, int] | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number, within `bounds` if given (argparse names the option).
+
+    Delivery options pass no bounds: the options object checks its own ranges (sync/options.py).
+    """
+    need = (
+        "a whole number"
+        if bounds is None
+        else f"a whole number from {bounds[0]:,} to {bounds[1]:,}"
+    )
 
     def parse(text: str) -> int:
         try:
             value = int(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: need a whole number from {low:,} to {high:,}"
-            ) from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: need a whole number from {low:,} to {high:,}"
-            )
+            raise argparse.ArgumentTypeError(f"{text!r}: need {need}") from None
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise argparse.ArgumentTypeError(f"{text!r}: need {need}")
         return value
 
     parse.__name__ = option  # argparse shows a type's name when it cannot call it

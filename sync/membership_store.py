@@ -6,21 +6,35 @@ exactly after the last committed record: nothing applied twice, nothing skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
 from sync.contract import CohortMessage, decode
-from sync.errors import ContractError, StateError
+from sync.errors import ContractError, StateError, StorageError
 from sync.membership import DEFAULT_DEDUPE_RETENTION_HOURS, Member, MemberState, Version
 from sync.membership import tiebreak_of as _tiebreak_of
 from sync.raw_records import ON_NEWER_VERSION, Verdict, apply_record, read_record
+from sync.state_files import (
+    CONSUMER_APPLICATION_ID,
+    CONSUMER_FORMAT_VERSION,
+    FileKind,
+    existing,
+    foreign_tables,
+    newer_format,
+    not_consumer_state,
+)
 
+# SQLite's words for a write the disk refused: SQLITE_FULL, SQLITE_IOERR.
+_DISK_REFUSED: Final = re.compile(r"database or disk is full|disk I/O error")
 # Enough raw bytes to recognise a poison record without storing megabytes of it.
 QUARANTINE_PREFIX_BYTES: Final = 1024
 PAGE_SIZE_BYTES: Final = 16384
@@ -126,6 +140,9 @@ class MembershipStore:
         self.path = os.fspath(path)
         self.retention_hours = retention_hours
         self._clock = clock
+        if self.path not in ("", ":memory:"):
+            # Before any write: a file that is not ours is refused, never written into.
+            _check_consumer_file(self.path)
         try:
             # Autocommit mode: transactions are opened explicitly, one per page.
             self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -137,6 +154,8 @@ class MembershipStore:
             # their checkpoints with them, so they are simply read again.
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA application_id = {CONSUMER_APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version = {CONSUMER_FORMAT_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"state file {self.path!r}: not a usable SQLite database ({exc})"
@@ -294,7 +313,7 @@ class MembershipStore:
             yield Member(user_id, _props(props))
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self.path)
 
 
 def members(store: MembershipStore, cohort_id: str) -> Iterator[Member]:
@@ -303,10 +322,16 @@ def members(store: MembershipStore, cohort_id: str) -> Iterator[Member]:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (the exception propagates)."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (the exception propagates).
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    A write the disk refused (full, over a quota or a size limit, an I/O error) becomes
+    StorageError: the page and its checkpoint were rolled back together, so nothing is lost
+    and the next `consume` reads the page again.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
         self._db = db
+        self._path = path
 
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -317,7 +342,25 @@ class _Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as failed:
+                exc = failed
+        # SQLite may have rolled back already (SQLITE_FULL does): nothing left to undo then.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError) and _DISK_REFUSED.search(str(exc)):
+            raise StorageError(
+                f"consumer state {self._path}: the disk refused a write ({exc}); nothing is "
+                "lost: the page and its checkpoint were rolled back together",
+                fix=f"free space on the disk holding {self._path} (or move --state to one "
+                "with room), then run `cohort-sync consume` again: it resumes at the checkpoint",
+                exit_code=1,
+            ) from exc
+        if exc_type is None:
+            raise exc
 
 
 def _membership_rows(
@@ -349,3 +392,48 @@ def _decoded(record: RawRecord) -> ValidRecord | InvalidRecord:
 
 def _props(raw: str | None) -> Any:
     return None if raw is None else json.loads(raw)
+
+
+def _check_consumer_file(path: str) -> None:
+    """Refuse, opening it read-only, a file that is not a consumer state (or is a newer one)."""
+    if not existing(path, FileKind.SQLITE, not_consumer_state):
+        return
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            application_id = int(db.execute("PRAGMA application_id").fetchall()[0][0])
+            version = int(db.execute("PRAGMA user_version").fetchall()[0][0])
+            tables = _columns(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise not_consumer_state(path, f"a SQLite database that cannot be read ({exc})") from exc
+    # Files written before the mark carry application id 0 and nothing but our tables, each
+    # with our columns (or fewer: columns added since are created on open).
+    ours = _columns(_schema_only())
+    unmarked_ours = application_id == 0 and all(
+        name in ours and columns <= ours[name] for name, columns in tables.items()
+    )
+    if application_id != CONSUMER_APPLICATION_ID and not unmarked_ours:
+        owner = f"application id {application_id:#x}, " if application_id else ""
+        what = f"a SQLite database of another application ({owner}{foreign_tables(set(tables))})"
+        raise not_consumer_state(path, what)
+    if version > CONSUMER_FORMAT_VERSION:
+        raise newer_format(path, str(version), str(CONSUMER_FORMAT_VERSION))
+
+
+def _schema_only() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    return db
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each table (and view) of the database with its column names."""
+    names = db.execute("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')").fetchall()
+    return {
+        str(name): {
+            str(row[1]) for row in db.execute("SELECT * FROM pragma_table_info(?)", (name,))
+        }
+        for (name,) in names
+    }

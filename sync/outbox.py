@@ -20,6 +20,7 @@ from typing import Final
 import duckdb
 import pyarrow as pa
 
+from sync import database
 from sync.messages import OutgoingRecord
 
 # Keys read per page; the data of those records is then read in slices of at most PAGE_BYTES
@@ -88,6 +89,11 @@ class Outbox:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
+
+    def create(self) -> None:
+        """Create the outbox table, or bring one an older version wrote up to date."""
+        for statement in (SCHEMA, *MIGRATIONS):
+            self._con.execute(statement)
 
     def add(
         self, sync_id: str, first_sequence: int, records: Iterable[OutgoingRecord]
@@ -170,8 +176,7 @@ class Outbox:
         # The ids travel as one list parameter: registering an Arrow table per call cost more
         # than the statements themselves, and a push acks once per PutRecords call.
         ids = {"ids": list(message_ids)}
-        self._con.begin()
-        try:
+        with database.transaction(self._con):
             touched = [
                 row[0]
                 for row in self._con.execute(
@@ -191,10 +196,6 @@ class Outbox:
                                        WHERE o.sync_id = syncs.sync_id)""",
                     {"touched": touched},
                 )
-            self._con.commit()
-        except BaseException:
-            self._con.rollback()
-            raise
 
     def record_failure(self, message_ids: Sequence[str], error: str) -> None:
         """Count one failed try for each record and keep the last error; durable on return."""

@@ -48,6 +48,16 @@ class PreflightReport:
         """One line per check."""
         return "\n".join(check.render() for check in self.checks)
 
+    def conclusion(self) -> str:
+        """The closing line: what the checks add up to."""
+        failed = sum(not check.passed for check in self.checks)
+        if self.ok:
+            return f"preflight: all {len(self.checks)} checks passed; the role can deliver"
+        return (
+            f"preflight: {failed} of {len(self.checks)} check(s) failed; do what each FAIL "
+            "line's fix says, then run again"
+        )
+
 
 def preflight(
     session: boto3.Session, destination: Destination, *, endpoint_url: str | None = None
@@ -157,9 +167,24 @@ def _action_check(action: str, results: list[dict[str, Any]], destination: Desti
             f"an explicit Deny (another policy, a permissions boundary or an SCP) blocks {action}"
             f" for role {destination.role_name}: remove it"
         )
+    elif _account(destination.stream_arn) != _account(destination.role_arn):
+        # No policy of the role can grant this: the destination file names a stream of another
+        # account (the program creates stream and role in one account).
+        fix = (
+            f"the stream is in account {_account(destination.stream_arn)}, role "
+            f"{destination.role_name} in account {_account(destination.role_arn)}: the "
+            "destination file names another account's stream; re-export it from the stack "
+            "that made the role (`pulumi stack output --json --show-secrets` or "
+            "`cohort-sync local up --out`)"
+        )
     else:
         fix = (
             f"role {destination.role_name} lacks {action} on {destination.stream_arn}: attach "
             f"{destination.policy_arn} / re-run `pulumi up`"
         )
     return Check(name, False, decision or "no decision", fix)
+
+
+def _account(arn: str) -> str:
+    """The account an ARN names (its fifth field)."""
+    return arn.split(":")[4]

@@ -22,6 +22,7 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from sync.batching import pack_put_records, take_batch
 from sync.errors import DeliveryRefusedError, PreflightError
+from sync.kinesis_errors import Verdict, fix_for, is_known, record_verdict, request_verdict
 from sync.limits import (
     MAX_PUT_RECORDS_BYTES,
     SHARD_WRITE_BYTES_PER_SECOND,
@@ -31,71 +32,7 @@ from sync.messages import OutgoingRecord
 from sync.options import DeliveryOptions
 from sync.pacing import Pacer, record_cost
 
-# Per-record ErrorCodes Kinesis documents for PutRecords; both are worth another try.
-RETRYABLE_RECORD_CODES = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
-# Whole-request codes that mean "too fast": counted as throttles, retried after backoff.
-THROTTLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "KMSThrottlingException",
-        "LimitExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-    }
-)
-# Whole-request codes for transient service trouble: retried after backoff, not throttles.
-TRANSIENT_CODES = frozenset(
-    {
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalFailureException",
-        "InternalServerError",
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-# Whole-request codes a fresh session fixes, when the caller says how to get one.
-EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
 MAX_UNPROVEN_RENEWALS = 5  # sessions in a row that may expire before carrying any record
-_PUT = "kinesis:PutRecords"
-_ACCESS_FIX = "role lacks {action} on {stream}: re-run `pulumi up` / check the policy attachment"
-_TOKEN_FIX = (
-    "the session's credentials expired and could not be refreshed: build the session with "
-    "sync.credentials.assume_role_session so it refreshes, and check the role can still be assumed"
-)
-_CREDENTIALS_FIX = "the credentials are not valid for this account or endpoint: check the session"
-_INVALID_FIX = "the request was rejected as invalid: check the stream name or ARN and record sizes"
-# Codes no retry can fix, with what the operator should do; {stream} is filled in.
-FATAL_FIXES: Mapping[str, str] = {
-    "AccessDeniedException": _ACCESS_FIX,
-    "AccessDenied": _ACCESS_FIX,
-    "ResourceNotFoundException": (
-        "stream {stream} not found: check the destination's region and stream name, "
-        "or re-run `pulumi up`; a re-created stream is empty, so `replay` what is pending, "
-        "then push with --resend-all so consumers get the whole cohort again"
-    ),
-    "KMSAccessDeniedException": (
-        "role lacks kms:GenerateDataKey on the KMS key of {stream}: grant it in the key policy "
-        "or the role policy (re-run `pulumi up`)"
-    ),
-    "KMSDisabledException": "the KMS key of {stream} is disabled: enable it",
-    "KMSNotFoundException": "the KMS key of {stream} no longer exists: re-encrypt the stream",
-    "KMSInvalidStateException": (
-        "the KMS key of {stream} is not usable (pending deletion?): cancel deletion or re-key"
-    ),
-    "KMSOptInRequired": "the account has not subscribed to KMS: subscribe, then retry",
-    "ExpiredTokenException": _TOKEN_FIX,
-    "ExpiredToken": _TOKEN_FIX,
-    "UnrecognizedClientException": _CREDENTIALS_FIX,
-    "InvalidSignatureException": _CREDENTIALS_FIX,
-    "ValidationException": _INVALID_FIX,
-    "InvalidArgumentException": _INVALID_FIX,
-}
-_UNKNOWN_FIX = "unexpected refusal for {stream}: see the AWS error message"
 
 
 @dataclass(frozen=True)
@@ -199,19 +136,12 @@ class Publisher:
         key = "StreamARN" if stream_name.startswith("arn:") else "StreamName"
         self._target = {key: stream_name}
         self.options = options
-        self._senders = options.senders
-        self._max_tries = options.max_tries
-        self._base = options.backoff_base_seconds
-        self._cap = options.backoff_cap_seconds
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_progress = on_progress
         self._clock = clock
-        self._max_count = options.max_records_per_request
         self._max_bytes = MAX_PUT_RECORDS_BYTES
         self._order = count()
-        self._shards = options.shards
-        self._pacing = options.pacing
         self._reconnect = reconnect
         self._generation = 0
         self._unproven_renewals = 0  # renewals in a row whose session carried no record yet
@@ -219,7 +149,9 @@ class Publisher:
 
     def backoff_seconds(self, tries: int) -> float:
         """Full-jitter delay before a record's next try, after `tries` tries: U(0, base*2^(n-1))."""
-        ceiling = min(self._cap, self._base * 2 ** (tries - 1))
+        ceiling = min(
+            self.options.backoff_cap_seconds, self.options.backoff_base_seconds * 2 ** (tries - 1)
+        )
         return self._rng.uniform(0.0, ceiling)
 
     def send(
@@ -232,13 +164,17 @@ class Publisher:
         every record not acknowledged, the rest of `records` included.
         """
         started = time.perf_counter()
-        pacer = None if self._pacing is None else Pacer(self._shards, self._pacing)
+        pacer = (
+            None if self.options.pacing is None else Pacer(self.options.shards, self.options.pacing)
+        )
         self.pacer = pacer
         run = _Run(
-            fresh=pack_put_records(records, max_count=self._max_count, max_bytes=self._max_bytes)
+            fresh=pack_put_records(
+                records, max_count=self.options.max_records_per_request, max_bytes=self._max_bytes
+            )
         )
         in_flight: set[Future[_Call]] = set()
-        with ThreadPoolExecutor(self._senders, thread_name_prefix="put-records") as pool:
+        with ThreadPoolExecutor(self.options.senders, thread_name_prefix="put-records") as pool:
             while True:
                 self._release_ready(run)
                 paced_until: float | None = None
@@ -294,7 +230,7 @@ class Publisher:
     def _window(self, pacer: Pacer | None) -> int:
         """How many calls may be in flight now: the senders, fewer while the pacer probes."""
         limit = None if pacer is None else pacer.max_in_flight()
-        return self._senders if limit is None else min(self._senders, limit)
+        return self.options.senders if limit is None else min(self.options.senders, limit)
 
     def _wake_at(self, run: _Run, paced_until: float | None) -> float | None:
         """When the loop has something to do besides settling calls: a retry or a paced send."""
@@ -312,7 +248,7 @@ class Publisher:
                 run.fresh_done = True
             else:
                 run.queue.extend(fresh)
-        max_count, max_bytes = self._max_count, self._max_bytes
+        max_count, max_bytes = self.options.max_records_per_request, self._max_bytes
         if pacer is not None and run.queue:
             limit = pacer.batch_limit()
             # Small requests at a steady pace, not one big one per pacing interval: a 5 MiB
@@ -323,7 +259,7 @@ class Publisher:
         return take_batch(run.queue, max_count=max_count, max_bytes=max_bytes)
 
     def _fills_a_batch(self, queue: deque[OutgoingRecord]) -> bool:
-        if len(queue) >= self._max_count:
+        if len(queue) >= self.options.max_records_per_request:
             return True
         total = 0
         for record in queue:
@@ -359,21 +295,23 @@ class Publisher:
                     if code is None:
                         acked.append(record)
                         continue
-                    if code in THROTTLE_CODES:
+                    verdict = record_verdict(code)
+                    if verdict is Verdict.THROTTLED:
                         run.throttles += 1
                         throttled = True
-                    if code in RETRYABLE_RECORD_CODES or code not in FATAL_FIXES:
-                        again.append(record)
-                    else:
+                    if verdict is Verdict.FATAL:
                         self._refuse(run, code, entry.get("ErrorMessage", ""), [record])
+                    else:
+                        again.append(record)
         else:
             code = _code_of(call.error)
-            if code in THROTTLE_CODES:
+            verdict = request_verdict(code)
+            if verdict is Verdict.THROTTLED:
                 run.throttles += len(call.batch)
                 throttled = True
-            if code in THROTTLE_CODES or code in TRANSIENT_CODES:
+            if verdict in (Verdict.THROTTLED, Verdict.TRANSIENT):
                 again = call.batch
-            elif code in EXPIRED_CODES and self._reconnect is not None:
+            elif verdict is Verdict.EXPIRED and self._reconnect is not None:
                 if self._renew_session(run, call, self._reconnect):
                     again = call.batch
             else:
@@ -432,7 +370,7 @@ class Publisher:
         groups: dict[int, list[OutgoingRecord]] = {}
         for record in records:
             tries = run.tries[record.message_id]
-            if tries >= self._max_tries:
+            if tries >= self.options.max_tries:
                 run.failed.append(record.message_id)
                 del run.tries[record.message_id]
             elif run.refusal is not None:
@@ -455,7 +393,7 @@ class Publisher:
         run.refused.extend(records)
         if run.refusal is not None:
             return
-        fix = FATAL_FIXES.get(code, _UNKNOWN_FIX).format(action=_PUT, stream=self.stream)
+        fix = fix_for(code, self.stream)
         refusal = DeliveryRefusedError(
             f"{code} from PutRecords on {self.stream}: {fix} ({detail})",
             code=code,
@@ -499,8 +437,7 @@ def _code_of(error: Exception | None) -> str:
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        known = code in THROTTLE_CODES or code in TRANSIENT_CODES or code in FATAL_FIXES
-        if not known and status >= 500:
+        if not is_known(code) and status >= 500:
             return "InternalFailure"
         return code or f"HTTP{status}"
     if isinstance(error, PreflightError):

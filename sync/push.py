@@ -13,21 +13,19 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from sync import database
 from sync.destination import Destination
 from sync.errors import InputError, MassExitError, SnapshotError, StateError
-from sync.inputs import cohort_id_problems, cohort_name_problems, range_problem
+from sync.inputs import cohort_id_problems, cohort_name_problems
 from sync.limits import (
     COMPUTED_TIME_RANGE,
-    MAX_TRIES_RANGE,
-    SENDERS_RANGE,
-    SHARDS_RANGE,
-    USERS_PER_MESSAGE_RANGE,
 )
 from sync.mass_exit import ExitGuard, mass_exit_refusal
 from sync.messages import OutgoingRecord, build_messages
 from sync.options import DeliveryOptions as DeliveryOptions  # re-exported: callers import it here
 from sync.publisher import DeliveryReport, ProgressEvent, Publisher
-from sync.state import DiffCounts, StagedSync, StateStore
+from sync.staging import DiffCounts, StagedSync
+from sync.state import StateStore
 
 # Acks per durable transaction: about four 5 MiB PutRecords calls of 1000-user messages (14
 # acks took 0.62-2.01 s at 1M users, 4 took 0.53-0.77 s), and never held longer than a second.
@@ -181,25 +179,18 @@ def validate_and_plan(
     max_users_rule: str = "",
 ) -> tuple[int, DiffCounts]:
     """Validate and load the whole snapshot and count the diff; writes nothing to the state."""
-    summary = store.load_snapshot(snapshot)
+    summary = store.staging.load_snapshot(snapshot)
     if max_users is not None and summary.users > max_users:
-        raise SnapshotError(f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}")
-    return summary.users, store.plan(cohort_id)
+        raise SnapshotError(
+            f"snapshot {snapshot}: {summary.users:,} users; {max_users_rule}", fix=max_users_rule
+        )
+    return summary.users, store.staging.plan(cohort_id)
 
 
 def check_request(request: PushRequest) -> None:
-    """Refuse, with every problem at once, a request whose cohort or options break their rules."""
-    options = request.options
+    """Refuse, with every problem at once, a request whose cohort or guard break their rules."""
+    # The delivery options checked themselves when they were made (sync/options.py).
     problems = cohort_id_problems(request.cohort_id) + cohort_name_problems(request.cohort_name)
-    for option, value, bounds in (
-        ("--senders", options.senders, SENDERS_RANGE),
-        ("--max-tries", options.max_tries, MAX_TRIES_RANGE),
-        ("--max-users-per-message", options.max_users_per_message, USERS_PER_MESSAGE_RANGE),
-        ("--shards", 1 if options.shards is None else options.shards, SHARDS_RANGE),
-    ):
-        problem = range_problem(option, value, bounds)
-        if problem is not None:
-            problems.append(problem)
     guard = request.exit_guard
     if not 0.0 <= guard.max_exit_fraction <= 1.0:
         problems.append(f"--max-exit-fraction {guard.max_exit_fraction}: must be from 0 to 1")
@@ -227,22 +218,20 @@ def check_mass_exit(counts: DiffCounts, snapshot_users: int, guard: ExitGuard) -
         raise MassExitError(refusal)
 
 
-def default_computed_time(store: StateStore, cohort_id: str) -> str:
-    """Now in epoch seconds, or one second after the cohort's last sync if that is later."""
-    last = store.last_computed_time(cohort_id)
+def default_computed_time(last: int | None) -> str:
+    """Now in epoch seconds, or one second after the cohort's `last` sync if that is later."""
     now = int(time.time())
     return str(now if last is None else max(now, last + 1))
 
 
 def check_computed_time(
-    store: StateStore, cohort_id: str, computed_time: str, counts: DiffCounts
+    last: int | None, cohort_id: str, computed_time: str, counts: DiffCounts
 ) -> None:
     """Refuse a push that consumers would order before (or level with) what they already have.
 
     Consumers keep, per user, the update with the latest computed_time, so an earlier one is
     ignored and an equal one can lose to the last sync's; a push with nothing to send is fine.
     """
-    last = store.last_computed_time(cohort_id)
     if last is None or int(computed_time) > last:
         return
     if int(computed_time) == last and not (counts.entering or counts.exiting):
@@ -250,7 +239,8 @@ def check_computed_time(
     raise StateError(
         f"computed_time {computed_time}: not after cohort {cohort_id}'s last sync ({last}); "
         "consumers keep each user's latest computed_time, so this push would be ignored or "
-        f"lose ties: use a time after {last} (the default, now, is)"
+        f"lose ties: use a time after {last} (the default, now, is)",
+        fix=f"pass a --computed-time after {last}, or leave it out (now is later)",
     )
 
 
@@ -266,7 +256,7 @@ def stage(
 ) -> StagedSync:
     """Commit the diff's messages and the new membership together (the loaded snapshot's)."""
     sync_id = sync_id or new_sync_id(cohort_id, computed_time)
-    return store.stage(
+    return store.staging.stage(
         cohort_id=cohort_id,
         cohort_name=cohort_name,
         computed_time=computed_time,
@@ -327,14 +317,14 @@ def deliver_pending(
     `reconnect` returns a fresh Kinesis client; without it ExpiredToken stops the delivery.
     """
     publisher = Publisher(kinesis, stream, options, on_progress=on_progress, reconnect=reconnect)
-    acks = GroupedAcks(store.ack)
+    acks = GroupedAcks(store.outbox.ack)
     try:
-        report = publisher.send(store.pending(), on_acked=acks)
+        report = publisher.send(store.outbox.pending(), on_acked=acks)
     finally:
         # What Kinesis took is acked whatever happens next (a refusal, an interrupt).
         acks.flush()
     if report.failed:
-        store.record_failure(list(report.failed), "exhausted tries")
+        store.outbox.record_failure(list(report.failed), "exhausted tries")
     return report
 
 
@@ -386,8 +376,8 @@ def run_push(
     started = time.perf_counter()
     check_request(request)
     state = _FreshState(request.state)
-    with closing(state):
-        store = state.store
+    with database.disk_failures(str(state.path), staged=lambda: state.staged), closing(state):
+        store = state.open()
         # Everything below up to bind() only reads the state: a refusal leaves it as it was.
         users, counts = validate_and_plan(
             store,
@@ -396,22 +386,20 @@ def run_push(
             max_users=request.max_users,
             max_users_rule=request.max_users_rule,
         )
-        check_binding(store, request.cohort_id, request.cohort_name, dest.stream_arn)
+        store.check_binding(request.cohort_id, request.cohort_name, dest.stream_arn)
         check_mass_exit(counts, users, request.exit_guard)
-        computed_time = request.computed_time or default_computed_time(store, request.cohort_id)
-        check_computed_time(store, request.cohort_id, computed_time, counts)
+        last = store.last_computed_time(request.cohort_id)
+        computed_time = request.computed_time or default_computed_time(last)
+        check_computed_time(last, request.cohort_id, computed_time, counts)
         if request.dry_run:
-            planned = store.preview(
+            # A sync id of the push's own shape: message ids are in every record (and are the
+            # partition key), so "dry-run" counted 6 bytes fewer per record than the push sent.
+            sync_id = new_sync_id(request.cohort_id, computed_time)
+            planned = store.staging.preview(
                 cohort_id=request.cohort_id,
-                cohort_name=request.cohort_name,
-                computed_time=computed_time,
-                sync_id="dry-run",
+                sync_id=sync_id,
                 build=_builder(
-                    request.cohort_id,
-                    request.cohort_name,
-                    computed_time,
-                    "dry-run",
-                    request.options,
+                    request.cohort_id, request.cohort_name, computed_time, sync_id, request.options
                 ),
                 resend_all=request.resend_all,
             )
@@ -444,29 +432,16 @@ def run_push(
             options=request.options,
             resend_all=request.resend_all,
         )
-
-        def reconnect(session: boto3.Session | None = None) -> Any:
-            # Kinesis said the keys expired before the session thought so: assume the role anew.
-            return (session or connect()).client(
-                "kinesis",
-                region_name=dest.region,
-                endpoint_url=endpoint_url,
-                config=PUBLISHER_CLIENT_CONFIG,
-            )
-
-        kinesis = reconnect(session)
-
-        with progress(store.outbox_counts().pending) as on_progress:
-            delivery = deliver_pending(
-                store,
-                kinesis,
-                dest.stream_arn,
-                request.options,
-                on_progress=on_progress,
-                reconnect=reconnect,
-            )
-        left = store.outbox_counts().pending
-        store.compact()  # acked records are deleted: the file follows the live data
+        state.staged = True
+        delivery, left = deliver_outbox(
+            store,
+            dest,
+            connect=connect,
+            session=session,
+            options=request.options,
+            endpoint_url=endpoint_url,
+            progress=progress,
+        )
     return PushReport.delivered(
         delivery,
         started=started,
@@ -480,28 +455,66 @@ def run_push(
     )
 
 
-def check_binding(store: StateStore, cohort_id: str, cohort_name: str, stream_arn: str) -> None:
-    """Refuse now, writing nothing, what bind() would refuse when the push stages."""
-    store.connection.begin()
-    try:
-        store.bind(cohort_id, cohort_name, stream_arn)
-    finally:
-        store.connection.rollback()
+def deliver_outbox(
+    store: StateStore,
+    destination: Destination,
+    *,
+    connect: Callable[[], boto3.Session],
+    options: DeliveryOptions,
+    session: boto3.Session | None = None,
+    endpoint_url: str | None = None,
+    progress: ProgressFactory = no_progress,
+) -> tuple[DeliveryReport, int]:
+    """The one delivery path of push and replay: send the outbox, then compact the file.
+
+    Returns the delivery and the records still pending. `session` is the one a push already
+    assumed; without it (a replay) the role is assumed here.
+    """
+
+    def reconnect(session: boto3.Session | None = None) -> Any:
+        # Also when Kinesis says the keys expired before the session thought so.
+        return (session or connect()).client(
+            "kinesis",
+            region_name=destination.region,
+            endpoint_url=endpoint_url,
+            config=PUBLISHER_CLIENT_CONFIG,
+        )
+
+    kinesis = reconnect(session)
+    with progress(store.outbox.counts().pending) as on_progress:
+        delivery = deliver_pending(
+            store,
+            kinesis,
+            destination.stream_arn,
+            options,
+            on_progress=on_progress,
+            reconnect=reconnect,
+        )
+    left = store.outbox.counts().pending
+    store.compact()  # acked records are deleted: the file follows the live data
+    return delivery, left
 
 
 class _FreshState:
-    """The state store of one push, and whether the push has written to it yet."""
+    """The state store of one push, whether the push has written to it yet, and staged."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.created = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.store = StateStore(path)
+        self._store: StateStore | None = None
         self.written = False
+        self.staged = False  # the sync is committed: a later failure leaves it to be delivered
+
+    def open(self) -> StateStore:
+        """Open (or create) the state file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._store = StateStore(self.path)
+        return self._store
 
     def close(self) -> None:
         """Close; a file this run created but never wrote to (a refusal, a dry run) goes."""
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
         if self.created and not self.written:
             for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
                 leftover.unlink(missing_ok=True)
@@ -518,32 +531,24 @@ def run_replay(
 ) -> PushReport:
     """Re-send whatever the outbox still holds."""
     if not state.exists():
-        raise StateError(f"--state {state}: no such state file; nothing to replay")
+        raise StateError(
+            f"--state {state}: no such publisher state file; nothing to replay",
+            fix="pass the --state file the push that left records wrote",
+        )
     started = time.perf_counter()
-    with StateStore(state) as store:
-        waiting = store.outbox_counts().pending
+    # Whatever a replay finds is staged already: a full disk leaves it there (exit 1).
+    with database.disk_failures(str(state), staged=lambda: True), StateStore(state) as store:
+        waiting = store.outbox.counts().pending
         if waiting == 0:
             return PushReport.delivered(
                 DeliveryReport(0, 0, 0, 0, 0, (), 0.0), started=started, pending_left=0, messages=0
             )
-
-        def reconnect() -> Any:
-            return connect().client(
-                "kinesis",
-                region_name=destination.region,
-                endpoint_url=endpoint_url,
-                config=PUBLISHER_CLIENT_CONFIG,
-            )
-
-        with progress(waiting) as on_progress:
-            delivery = deliver_pending(
-                store,
-                reconnect(),
-                destination.stream_arn,
-                options,
-                on_progress=on_progress,
-                reconnect=reconnect,
-            )
-        left = store.outbox_counts().pending
-        store.compact()
+        delivery, left = deliver_outbox(
+            store,
+            destination,
+            connect=connect,
+            options=options,
+            endpoint_url=endpoint_url,
+            progress=progress,
+        )
     return PushReport.delivered(delivery, started=started, pending_left=left, messages=waiting)

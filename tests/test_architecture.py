@@ -22,8 +22,6 @@ PROGRAM = [
 PRODUCT = sorted((ROOT / "sync").glob("*.py"))
 SANDBOX_AND_TEST_ONLY = {"sandbox", "moto", "tests", "bench", "pytest", "hypothesis"}
 
-pytestmark = pytest.mark.unit
-
 
 def imported_modules(path: Path) -> set[str]:
     """Every module a file imports, at any depth (function-level imports included)."""

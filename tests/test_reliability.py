@@ -22,19 +22,20 @@ import boto3
 import pytest
 
 from provisioning import constants as c
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
 from sandbox.fault_plan import FaultKind, FaultPlan, Rate
 from sandbox.faults import FaultController, faults_installed
+from sandbox.pytest_plugin import apply_destination
 from sandbox.streams import read_records
 from sandbox.world import MotoWorld, moto_world
 from sync.consumer import Consumer
 from sync.contract import decode
 from sync.credentials import assume_role_session
-from sync.destination import Destination, load_destination
+from sync.destination import Destination
 from sync.membership_store import MembershipStore, members
 from sync.push import DeliveryOptions, PushReport, PushRequest, run_push
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 COHORT_ID = "rel01"
@@ -138,14 +139,8 @@ def run_loop(tmp_path: Path, plan: FaultPlan, options: DeliveryOptions = OPTIONS
         write_snapshot(tmp_path / "day2.csv", day2()),
     ]
     with moto_world(REGION) as world:
-        applied = apply(
-            StackConfig(stack="reliability"),
-            session=world.customer_admin.session(REGION),
-            region=REGION,
-        )
-        destination_file = tmp_path / "destination.json"
-        destination_file.write_text(json.dumps(applied.outputs))
-        destination: Destination = load_destination(destination_file)
+        applied = apply_destination(world, StackConfig(stack="reliability"), tmp_path)
+        destination: Destination = applied.destination
 
         def connect() -> boto3.Session:
             spy.connects += 1

@@ -12,6 +12,7 @@ silently (the interrupted run may have left work half done; `local refresh` show
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import getpass
 import json
@@ -73,6 +74,7 @@ def lock_path(state_path: Path) -> Path:
 def stack_locked(state_path: Path, command: str) -> Iterator[LockHolder]:
     """Hold the stack's lock for the block; refuse, naming the holder, if another holds it."""
     path = lock_path(state_path)
+    made_directory = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     holder = LockHolder.here(command)
     try:
@@ -87,6 +89,10 @@ def stack_locked(state_path: Path, command: str) -> Iterator[LockHolder]:
         yield holder
     finally:
         path.unlink(missing_ok=True)
+        if made_directory:
+            # A run that wrote no state (refused config, a plan refused) leaves no stacks/ behind.
+            with contextlib.suppress(OSError):  # not empty: the state file is there
+                path.parent.rmdir()
 
 
 def _refusal(path: Path) -> StackLocked:

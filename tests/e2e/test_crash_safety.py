@@ -1,4 +1,4 @@
-"""`cohort-sync push` killed with SIGKILL at 26 points, resumed each time, loses nothing.
+"""`cohort-sync push` killed with SIGKILL at every transaction boundary, resumed, loses nothing.
 
 The moto server runs in this process, so the kill can be pulled from inside the server at exact
 points (the n-th PutRecords, before or after its records land) as well as on timers during
@@ -6,6 +6,10 @@ validation and staging. Each snapshot's push is also killed twice inside the sta
 transaction itself, deterministically: once with outbox rows written, once with membership
 rewritten (the push runs under a wrapper that kills itself there). Resumption is `push` of the
 same snapshot again, or `replay`.
+
+The plan (PLAN) is chosen, not drawn: each kill lands on a different boundary or resumes a
+different way; a second kill at an equivalent point costs a process start and proves nothing
+new. The seed (CRASH_SEED) only places the timers and picks which PutRecords call dies.
 """
 
 from __future__ import annotations
@@ -29,31 +33,32 @@ from unittest import mock
 import pytest
 from moto.core.responses import BaseResponse
 
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
+from sandbox.pytest_plugin import apply_destination
 from sandbox.server import ServedWorld, start_server
 from sandbox.streams import read_records
 from sandbox.world import MotoWorld
 from sync.limits import MAX_PUT_RECORDS_COUNT
 from sync.state import StateStore
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 COHORT_ID = "crash01"
-# CRASH_SEED explores other kill plans: CRASH_SEED=7 pytest tests/e2e/test_crash_safety.py
+# CRASH_SEED moves the timers and the dying PutRecords call:
+#     CRASH_SEED=7 pytest tests/e2e/test_crash_safety.py
 SEED = int(os.environ.get("CRASH_SEED", "2026"))
-KILLS = 20
-# Where the wrapper below kills a push inside StateStore.stage's one transaction.
+# Where the wrapper below kills a push inside Staging.stage's one transaction.
 INSIDE_STAGE = ("outbox rows written", "membership rewritten")
 KILL_INSIDE_STAGE = """
 import os, signal, sys
-from sync import outbox, state
+from sync import outbox, staging
 from sync.cli import main
 
 point = sys.argv.pop(1)
 owner, name = {
     "outbox rows written": (outbox.Outbox, "add"),
-    "membership rewritten": (state.StateStore, "_replace_membership"),
+    "membership rewritten": (staging.Staging, "_replace_membership"),
 }[point]
 original = getattr(owner, name)
 
@@ -74,7 +79,27 @@ SNAPSHOTS: tuple[frozenset[int], ...] = (
     frozenset(range(4_000, 20_000)) | frozenset(range(20_000, 24_000)),
     frozenset(range(8_000, 20_000)) | frozenset(range(21_000, 27_000)),
 )
-KILLS_PER_SNAPSHOT = (7, 7, 6)
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Where one run dies: its phase; for SENDING, whether the records landed, and the command."""
+
+    phase: str
+    landed: bool = False
+    replay: bool = False
+
+
+# Per snapshot, after the two kills inside the staging transaction. Validation: nothing written
+# yet (no state file at all for the first push, a state file for a later one). Staging: between
+# preflight and the first PutRecords, with or without the stage committed. Sending: a PutRecords
+# call dies before its records land (they are re-sent) or after (they are sent twice, same id),
+# resumed by `push` of the same snapshot or by `replay`.
+PLAN: tuple[tuple[Kill, ...], ...] = (
+    (Kill(VALIDATION), Kill(SENDING), Kill(SENDING, landed=True, replay=True)),
+    (Kill(STAGING), Kill(SENDING, landed=True), Kill(SENDING, replay=True)),
+    (Kill(VALIDATION), Kill(STAGING), Kill(SENDING, landed=True)),
+)
 COMPUTED_TIMES = ("1700000000", "1700086400", "1700172800")
 
 
@@ -252,7 +277,7 @@ class Crash:
         if not self.state.exists():
             return 0, set()
         with StateStore(self.state) as store:
-            pending = store.outbox_counts().pending
+            pending = store.outbox.counts().pending
             times = store.connection.execute("SELECT computed_time FROM syncs").fetchall()
         return pending, {str(row[0]) for row in times}
 
@@ -263,15 +288,15 @@ class Crash:
         with StateStore(self.state) as store:
             return set(store.members(COHORT_ID))
 
-    def killed_run(self, index: int, phase: str) -> None:
-        """Start one run, arm the tripwire for `phase`, and insist the run died by SIGKILL."""
+    def killed_run(self, index: int, kill: Kill) -> None:
+        """Start one run, arm the tripwire for `kill`, and insist the run died by SIGKILL."""
         pending, staged_times = self.outbox()
         staged = COMPUTED_TIMES[index] in staged_times
         to_send = pending + (0 if staged else diff_records(index))
-        if phase in (STAGING, SENDING) and to_send == 0:
-            # Nothing to send: the run could end before the tripwire; die validating instead.
-            phase = VALIDATION
-        replay = phase == SENDING and pending > 0 and self.rng.random() < 0.5
+        phase = kill.phase
+        assert phase == VALIDATION or to_send > 0, (index, kill)  # else the run could finish
+        assert not kill.replay or pending > 0, (index, kill)  # replay needs something staged
+        replay = kill.replay
         args = self.replay_args() if replay else self.push_args(index)
         process = subprocess.Popen(
             [sys.executable, "-m", "sync", *args],
@@ -287,7 +312,7 @@ class Crash:
             phase,
             delay=self.rng.uniform(0.0, self.estimates.get(phase, 0.0)),
             put=self.rng.randint(1, max(1, sending_calls)),
-            landed=self.rng.random() < 0.5,
+            landed=kill.landed,
         )
         try:
             _, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
@@ -337,32 +362,25 @@ def read_stream(world: MotoWorld, stream_arn: str) -> list[bytes]:
     return [record["Data"] for record in read_records(kinesis, stream_arn)]
 
 
-def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
+def test_sigkill_at_every_boundary_loses_nothing_and_renumbers_nothing(
     served: tuple[ServedWorld, Tripwire], tmp_path: Path
 ) -> None:
     server, tripwire = served
     world = server.world
-    # GIVEN the stack applied to the server, three snapshots and a seeded kill plan
-    applied = apply(
-        StackConfig(stack="crash"),
-        session=world.customer_admin.session(world.region),
-        region=world.region,
-        endpoint_url=server.url,
+    # GIVEN the stack applied to the server, three snapshots and the kill plan
+    applied = apply_destination(
+        world, StackConfig(stack="crash"), tmp_path, endpoint_url=server.url
     )
     crash = Crash(world, tripwire, tmp_path, random.Random(SEED))
-    crash.destination.write_text(json.dumps(applied.outputs))
     for index, users in enumerate(SNAPSHOTS):
         write_snapshot(tmp_path / f"snapshot-{index}.jsonl", users)
-    phases = [VALIDATION, STAGING, SENDING]
 
     # WHEN every snapshot's push is killed again and again, then allowed to finish
-    for index, kills in enumerate(KILLS_PER_SNAPSHOT):
-        plan = [phases[n % 3] for n in range(kills)]
-        crash.rng.shuffle(plan)
+    for index, kills in enumerate(PLAN):
         for point in INSIDE_STAGE:
             crash.killed_inside_stage(index, point)
-        for phase in plan:
-            crash.killed_run(index, phase)
+        for kill in kills:
+            crash.killed_run(index, kill)
         finished = crash.cli(crash.push_args(index))
         assert finished.returncode == 0, finished.stderr
         assert "NOT DELIVERED" not in finished.stdout
@@ -370,10 +388,18 @@ def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
 
     # THEN the outbox is empty and every kill point was used
     assert (drained.returncode, drained.stdout.strip()) == (0, "outbox empty: nothing to replay")
-    assert len(crash.kills) == KILLS + len(INSIDE_STAGE) * len(SNAPSHOTS)
-    by_phase = Counter(phase for _, phase, _ in crash.kills)
-    assert set(by_phase) == {VALIDATION, STAGING, SENDING}, crash.kills
-    landed_kills = [k for k in crash.kills if k[2].endswith("after landing")]
+    planned = sum(len(kills) for kills in PLAN) + len(INSIDE_STAGE) * len(SNAPSHOTS)
+    assert len(crash.kills) == planned
+    # and each sending kill fired where planned: before or after its records landed, in a push
+    # or in a replay
+    kills = [kill for per_snapshot in PLAN for kill in per_snapshot]
+    fired = [where for _, _, where in crash.kills]
+    landed = sum(where.endswith("after landing") for where in fired)
+    assert landed == sum(k.landed for k in kills), crash.kills
+    before = sum(where.endswith("before landing") for where in fired)
+    assert before == sum(k.phase == SENDING and not k.landed for k in kills), crash.kills
+    replays = sum(command == "replay" for command, _, _ in crash.kills)
+    assert replays == sum(k.replay for k in kills), crash.kills
 
     # AND each message id is one a sync staged (every sync's records numbered once), and carries
     # one payload however often it was sent; acknowledged records left the outbox with their ack
@@ -390,9 +416,8 @@ def test_sigkill_at_20_points_loses_nothing_and_renumbers_nothing(
         sent[message_id] += 1
     assert set(payloads) == staged
     assert all(len(payloads[m]) == 1 for m in staged)
-    if landed_kills:
-        # records that landed before their push died were sent again, under the same id
-        assert max(sent.values()) > 1
+    # records that landed before their push died were sent again, under the same id
+    assert max(sent.values()) > 1
 
     # AND the consumer's membership is exactly the last snapshot
     consumer_state = tmp_path / "consumer.sqlite"

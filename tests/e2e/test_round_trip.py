@@ -48,21 +48,6 @@ def consume(kinesis: Any, destination: Destination, state: Path) -> dict[str, di
         return {m.user_id: dict(m.user_properties or {}) for m in members(store, "gs72ns")}
 
 
-def test_members_equal_day_two(
-    cohort_destination: AppliedDestination, amplitude_session: boto3.Session, tmp_path: Path
-) -> None:
-    push_both_days(cohort_destination, amplitude_session, tmp_path / "state.duckdb")
-    world = cohort_destination.world
-
-    got = consume(
-        world.client("kinesis", world.customer_admin),
-        cohort_destination.destination,
-        tmp_path / "consumer.sqlite",
-    )
-
-    assert got == day2()
-
-
 def test_shuffled_and_duplicated_delivery_gives_the_same_members(
     cohort_destination: AppliedDestination, amplitude_session: boto3.Session, tmp_path: Path
 ) -> None:

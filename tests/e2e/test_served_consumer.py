@@ -28,10 +28,11 @@ from typing import Any
 import pytest
 
 from provisioning import constants as c
+from provisioning.keys import CONSUMER_SETTING_NAMES
 from tests.e2e.test_local_cli import cohort_sync, local_serve
 from tests.sandbox.test_lambda_mapping import build_archive
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 UPDATE, REPLACE, DELETE, CREATE = "update", "replace", "delete", "create"
 # Pulumi reports a replacement as three steps; the plan per resource is one of them.
@@ -184,10 +185,8 @@ def test_consumer_day_two_in_a_served_world(served: Served) -> None:
     assert renamed["consumer-function"][1] >= {"name", "environment"}
 
     # WHEN the consumer is turned off: its resources are deleted, the destination stays
-    destination_only = {
-        key: value for key, value in config.items() if key not in c.CONSUMER_CONFIG_KEYS
-    }
-    del destination_only[c.CONFIG_CONSUMER]
+    consumer_keys = {c.CONFIG_CONSUMER, *CONSUMER_SETTING_NAMES}
+    destination_only = {key: value for key, value in config.items() if key not in consumer_keys}
     consumer_gone = {name: (DELETE, set()) for name in ("consumer", *CONSUMER_RESOURCES)}
     assert served.plan("preview", destination_only) == consumer_gone
     assert served.plan("up", destination_only) == consumer_gone

@@ -20,12 +20,13 @@ import pytest
 
 from provisioning import constants as c
 from provisioning.policies import trust_policy
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
 from sandbox.fault_plan import FaultPlan
 from sandbox.faults import faults_installed
+from sandbox.pytest_plugin import apply_destination
 from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
-from sync.destination import Destination, load_destination
+from sync.destination import Destination
 from sync.membership_store import MembershipStore, members
 from sync.state import StateStore
 
@@ -110,7 +111,7 @@ class Loop:
 
     def pending(self) -> int:
         with StateStore(self.state) as store:
-            return store.outbox_counts().pending
+            return store.outbox.counts().pending
 
     def consumed_members(self) -> dict[str, Any]:
         consumer = self.tmp / "consumer.sqlite"
@@ -154,16 +155,12 @@ class Loop:
 
 
 @pytest.fixture
-def loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Loop]:
+def loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backoff_in_milliseconds: None
+) -> Iterator[Loop]:
     with moto_world(REGION) as world:
-        applied = apply(
-            StackConfig(stack="unrecoverable"),
-            session=world.customer_admin.session(REGION),
-            region=REGION,
-        )
-        destination = tmp_path / "destination.json"
-        destination.write_text(json.dumps(applied.outputs))
-        yield Loop(world, tmp_path, capsys, load_destination(destination))
+        applied = apply_destination(world, StackConfig(stack="unrecoverable"), tmp_path)
+        yield Loop(world, tmp_path, capsys, applied.destination)
 
 
 def expected(users: range) -> dict[str, Any]:
@@ -307,8 +304,9 @@ def trust_fix(loop: Loop) -> str:
     return (
         f"AccessDenied: caller {caller} cannot assume role {loop.dest.role_arn} (without an "
         "external ID): the role's trust policy must allow this caller sts:AssumeRole, and its "
-        "sts:ExternalId condition must match the external ID passed; re-run `pulumi up` or fix "
-        "--external-id"
+        "sts:ExternalId condition must match the external ID passed\ncohort-sync: fix: run as "
+        "the account the trust policy names (re-run `pulumi up` if it changed), or pass the "
+        "destination's --external-id"
     )
 
 

@@ -2,15 +2,24 @@
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from provisioning.archive import FIXED_TIME, project_entries, tree_entries, write_archive
+from provisioning.archive import (
+    ARCHIVE_COMMAND,
+    FIXED_TIME,
+    archive_problem,
+    default_archive,
+    project_entries,
+    tree_entries,
+    write_archive,
+)
+from provisioning.archive_build import runtime_requirements
 from sandbox.engine.runner import PROGRAM_DIR
 
-pytestmark = pytest.mark.unit
 SCRIPT = PROGRAM_DIR / "scripts" / "lambda_archive.py"
 
 
@@ -52,6 +61,7 @@ def test_installed_dependencies_are_packed_without_byte_code(tmp_path: Path) -> 
     ]
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_the_handler_imports_from_the_archive_alone(tmp_path: Path) -> None:
     # GIVEN an archive of this project's code (its dependencies come from the venv here)
     archive = tmp_path / "code.zip"
@@ -71,6 +81,7 @@ def test_the_handler_imports_from_the_archive_alone(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_the_script_packs_given_dependencies_without_network(tmp_path: Path) -> None:
     deps = tmp_path / "deps"
     (deps / "jmespath").mkdir(parents=True)
@@ -88,3 +99,38 @@ def test_the_script_packs_given_dependencies_without_network(tmp_path: Path) -> 
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
     assert "jmespath/__init__.py" in names and "sync/lambda_handler.py" in names
+
+
+def test_the_console_command_writes_the_default_archive_where_the_program_looks(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a customer's project directory (no checkout, no Makefile) and installed dependencies
+    deps = tmp_path / "deps"
+    (deps / "aws_lambda_powertools").mkdir(parents=True)
+    (deps / "aws_lambda_powertools" / "__init__.py").write_text("")
+    project = tmp_path / "project"
+    project.mkdir()
+
+    # WHEN the console command runs there
+    command = Path(sys.executable).with_name(ARCHIVE_COMMAND)
+    done = subprocess.run(
+        [str(command), "--arch", "arm64", "--deps", str(deps)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    # THEN the archive is where `consumerArchive` "" points for that architecture, and it passes
+    # the program's own archive check
+    out = project / default_archive("arm64")
+    assert done.stdout.startswith(f"{out}  sha256 ")
+    assert archive_problem(out, "arm64") is None
+
+
+def test_the_runtime_requirements_are_the_lambda_extras_pins() -> None:
+    pyproject = tomllib.loads((PROGRAM_DIR / "pyproject.toml").read_text())
+
+    assert runtime_requirements() == pyproject["project"]["optional-dependencies"]["lambda"]
+    scripts = pyproject["project"]["scripts"]
+    assert scripts[ARCHIVE_COMMAND] == "provisioning.archive_build:main"

@@ -5,6 +5,7 @@ import pytest
 from provisioning import constants as c
 from provisioning.config import parse_config
 from provisioning.errors import ConfigError
+from provisioning.kms import key_account_problem
 
 CMK = "arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012"
 
@@ -112,13 +113,14 @@ def test_shard_count_zero_is_pulumi_yamls_not_set(mode: str, shards: int | None)
         ),
         ({"trustedAccountId": "35820311596"}, "trustedAccountId '35820311596': must be a 12-digit"),
         ({"trustedAccountId": "*"}, "trustedAccountId '*': must be a 12-digit AWS account ID"),
-        ({"tags": "[1, 2]"}, "tags [1, 2]: must be an object of string keys and values"),
-        (
-            {"tags": '{"aws:owner": "me"}'},
-            "tags key 'aws:owner': 1-128 characters, not 'aws:'-prefixed",
-        ),
-        ({"tags": '{"team": 7}'}, "tags.team 7: keys and values must be strings"),
-        ({"streamArn": "x"}, "streamArn 'x': unknown key"),
+        ({"tags": "[1, 2]"}, "tags '[1, 2]': must be an object of string keys and values"),
+        ({"tags": '{"team": 7}'}, """tags '{"team": 7}': must be an object of string keys"""),
+        ({"tags": {"k" * 129: "v"}}, f"tags key '{'k' * 129}': 1-128 characters"),
+        ({"tags": {"team": "v" * 257}}, f"tags.team '{'v' * 257}': at most 256 characters"),
+        ({"tags": {f"k{i}": "v" for i in range(51)}}, "tags: 51 tags: at most 50 allowed"),
+        ({"streamArn": "x"}, "streamArn: unknown key; did you mean streamName?"),
+        ({"streamNmae": "cohorts-prod"}, "streamNmae: unknown key; did you mean streamName?"),
+        ({"zzz": "1"}, "zzz: unknown key; known keys are streamName, streamMode, shardCount,"),
     ],
 )
 def test_each_rule_names_key_value_and_rule(raw: dict[str, str], expected: str) -> None:
@@ -183,7 +185,8 @@ def test_import_keys_must_match_the_declared_names_and_the_policy_needs_its_name
     assert "importStream 'other-stream': must equal streamName ('amplitude-cohorts')" in message
     assert "importRole 'other-role': must equal roleName ('amplitude-kinesis-cohort')" in message
     assert "policyName 'not valid!': 1-128 characters" in message
-    assert "policyName 'not valid!': must be 'hand-made', the name of importPolicy" in message
+    # (the name's own rule is reported; matching it to the ARN waits for a valid name)
+    assert len(caught.value.problems) == 4
 
 
 def test_adopting_all_three_derives_the_attachments_import_id() -> None:
@@ -201,3 +204,107 @@ def test_adopting_all_three_derives_the_attachments_import_id() -> None:
 
     assert config.attachment_import_id == f"{c.DEFAULT_ROLE_NAME}/{arn}"
     assert parse_config({}, stack="prod").attachment_import_id is None
+
+
+def test_a_misspelt_secret_key_is_refused_with_the_right_key_and_without_its_value() -> None:
+    # GIVEN the issue's typo: the external ID under `externalID` (capital D), a secret
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"externalID": "s3cr3t-value"}, stack="prod")
+
+    # THEN it is refused (not a role trusting Amplitude without the condition), naming the key
+    assert caught.value.problems == ["externalID: unknown key; did you mean externalId?"]
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("tags", "consumer", "expected"),
+    [
+        # The issue's tag: IAM allows only letters, digits, spaces and _.:/=+-@ (API_Tag pattern)
+        (
+            {"cost{center}": "Growth (EU) & ML"},
+            "none",
+            [
+                "tags key 'cost{center}': IAM allows only letters, digits, spaces and _.:/=+-@ "
+                "(not { })",
+                "tags.cost{center} 'Growth (EU) & ML': IAM allows only letters, digits, spaces "
+                "and _.:/=+-@ (not & ( ))",
+            ],
+        ),
+        # '@' is IAM's but not DynamoDB's: refused only when the consumer's tables receive it
+        ({"owner": "data@example.com"}, "none", []),
+        (
+            {"owner": "data@example.com"},
+            "lambda",
+            [
+                "tags.owner 'data@example.com': DynamoDB allows only letters, digits, spaces "
+                "and _.:/=+- (not @)"
+            ],
+        ),
+        # ':' is IAM's but not Kinesis's; the 'aws:' prefix is every service's own
+        (
+            {"aws:owner": "me"},
+            "none",
+            [
+                "tags key 'aws:owner': the 'aws:' prefix is reserved for AWS's own tags",
+                "tags key 'aws:owner': Kinesis allows only letters, digits, spaces and _./=+-%@ "
+                "(not :)",
+            ],
+        ),
+        # letters, numbers and separators of any script are fine
+        ({"équipe": "Données 数据 ٣"}, "lambda", []),
+        # '%' is Kinesis's but not IAM's
+        (
+            {"share": "50%"},
+            "none",
+            ["tags.share '50%': IAM allows only letters, digits, spaces and _.:/=+-@ (not %)"],
+        ),
+    ],
+)
+def test_tags_follow_the_rules_of_each_service_that_receives_them(
+    tags: dict[str, str], consumer: str, expected: list[str]
+) -> None:
+    raw = {c.CONFIG_TAGS: tags, c.CONFIG_CONSUMER: consumer}
+    if not expected:
+        assert dict(parse_config(raw, stack="dev").tags) == tags
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, stack="dev")
+
+    assert caught.value.problems == expected
+
+
+def test_a_kms_key_in_another_region_than_the_stack_is_refused() -> None:
+    # GIVEN a us-east-1 stack and a key in eu-west-1
+    eu_key = CMK.replace("us-east-1", "eu-west-1")
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"encryption": "KMS", "kmsKeyArn": eu_key}, stack="dev", region="us-east-1")
+
+    assert caught.value.problems == [
+        f"kmsKeyArn '{eu_key}': the key is in eu-west-1, the stack in us-east-1; Kinesis and "
+        "DynamoDB need a key in the stream's region (use a key, or a multi-Region replica, in "
+        "us-east-1)"
+    ]
+    # AND the same key is accepted on a stack in its own region
+    assert (
+        parse_config(
+            {"encryption": "KMS", "kmsKeyArn": eu_key}, stack="dev", region="eu-west-1"
+        ).customer_key_arn
+        == eu_key
+    )
+
+
+@pytest.mark.parametrize(("account", "refused"), [("123456789012", False), ("210987654321", True)])
+def test_a_kms_key_of_another_account_is_named_with_the_statement_that_allows_it(
+    account: str, refused: bool
+) -> None:
+    problem = key_account_problem(CMK, account)
+
+    if refused:
+        assert problem == (
+            f"kmsKeyArn '{CMK}': the key belongs to account 123456789012, the stack deploys to "
+            "210987654321; set kmsKeyCrossAccount true if that is intended (the key's policy "
+            "must then grant this account), or use a key of this account"
+        )
+    else:
+        assert problem is None

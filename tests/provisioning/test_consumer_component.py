@@ -342,6 +342,6 @@ def test_a_missing_archive_declares_nothing(tmp_path: Path) -> None:
 
     assert caught.value.problems == [
         f"consumerArchive {str(missing)!r}: no code archive at {missing}; build it with "
-        "`make lambda-archive ARCH=x86_64` (the function is never deployed without its code)"
+        "`cohort-lambda-archive --arch x86_64` (the function is never deployed without its code)"
     ]
     assert seen == []

@@ -128,8 +128,8 @@ def test_consumer_keys_set_while_consumer_is_none_are_errors() -> None:
         )
 
     assert caught.value.problems == [
-        "consumerBatchSize '500': only allowed with consumer lambda (it is 'none')",
-        "consumerAlarms 'false': only allowed with consumer lambda (it is 'none')",
+        "consumerBatchSize 500: only allowed with consumer lambda (it is 'none')",
+        "consumerAlarms False: only allowed with consumer lambda (it is 'none')",
         "consumerArchive 'x.zip': only allowed with consumer lambda (it is 'none')",
     ]
 
@@ -151,7 +151,7 @@ def test_missing_archive_names_the_path_and_the_command(tmp_path: Path) -> None:
     (problem,) = caught.value.problems
     assert problem == (
         f"consumerArchive 'dist/lambda-arm64.zip': no code archive at "
-        f"{tmp_path / 'dist/lambda-arm64.zip'}; build it with `make lambda-archive ARCH=arm64` "
+        f"{tmp_path / 'dist/lambda-arm64.zip'}; build it with `cohort-lambda-archive --arch arm64` "
         "(the function is never deployed without its code)"
     )
 
@@ -178,5 +178,5 @@ def test_an_archive_without_the_handler_is_refused(tmp_path: Path, content: byte
             parse_config({"consumer": "lambda", "consumerArchive": str(path)}, "s", tmp_path)
         assert caught.value.problems == [
             f"consumerArchive {str(path)!r}: {path} is not a zip holding "
-            "sync/lambda_handler.py; rebuild it with `make lambda-archive ARCH=x86_64`"
+            "sync/lambda_handler.py; rebuild it with `cohort-lambda-archive --arch x86_64`"
         ]

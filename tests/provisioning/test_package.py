@@ -4,15 +4,20 @@ the component through the provider declares (under Pulumi's mocks: no CLI, no pl
 import dataclasses
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
 from provisioning import constants as c
 from provisioning.component import CohortDestinationArgs, config_key
 from provisioning.config import DestinationConfig
+from provisioning.consumer import checked_stream_arn
+from provisioning.errors import ConfigError
+from provisioning.keys import CONSUMER_SETTING_NAMES, DESTINATION_KEY_NAMES
 from provisioning.package import provider
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
@@ -39,24 +44,87 @@ def test_the_args_are_the_config_fields_under_their_config_keys() -> None:
     # (the Lambda consumer is a component of its own, CohortConsumer)
     destination_fields = {f.name for f in dataclasses.fields(DestinationConfig)} - {"consumer"}
     assert set(fields) == destination_fields
-    assert [config_key(f) for f in fields] == list(c.CONFIG_KEYS)
+    assert [config_key(f) for f in fields] == list(DESTINATION_KEY_NAMES)
 
 
-def test_every_input_is_a_config_key_with_pulumi_yamls_type_and_description(
+def test_every_input_is_a_config_key_with_pulumi_yamls_type_description_and_default(
     schema: dict[str, Any],
 ) -> None:
     # GIVEN the schema a TypeScript, Go, C# or YAML program's SDK is generated from
     inputs = component(schema)["inputProperties"]
 
-    # THEN its inputs are the stack config keys, typed and worded as Pulumi.yaml declares them
-    assert list(inputs) == list(c.CONFIG_KEYS)
-    for key in c.CONFIG_KEYS:  # the consumer's keys are CohortConsumer's, not inputs here
+    # THEN its inputs are the stack config keys, typed, worded and defaulted as Pulumi.yaml does
+    assert list(inputs) == list(DESTINATION_KEY_NAMES)
+    for key in DESTINATION_KEY_NAMES:
         declared = PROJECT["config"][key]
         assert inputs[key]["type"] == declared["type"], key
         assert inputs[key]["description"] == declared["description"], key
+        if declared["type"] != "object":  # the metaschema allows primitive defaults only
+            assert inputs[key]["default"] == declared["default"], key
     assert inputs[c.CONFIG_TAGS]["additionalProperties"]["type"] == "string"
     # no input is required: each has the default Pulumi.yaml declares
     assert component(schema)["requiredInputs"] == []
+
+
+def test_the_consumer_is_in_the_schema_with_its_keys_defaults_and_outputs(
+    schema: dict[str, Any],
+) -> None:
+    consumer = schema["resources"][c.CONSUMER_COMPONENT_TYPE]
+    inputs = consumer["inputProperties"]
+
+    # THEN every consumer key is an input, with Pulumi.yaml's type, description and default
+    settings = CONSUMER_SETTING_NAMES
+    assert set(settings) <= set(inputs)
+    for key in settings:
+        declared = PROJECT["config"][key]
+        assert (inputs[key]["type"], inputs[key]["description"], inputs[key]["default"]) == (
+            declared["type"],
+            declared["description"],
+            declared["default"],
+        ), key
+    # AND what it reads: the stream (an Output from CohortDestination), required
+    assert consumer["requiredInputs"] == ["streamArn", "streamName"]
+    assert "plain" not in inputs["streamArn"]
+    # AND its outputs are its resources, each described
+    aws = "/aws/v7.51.1/schema.json#/resources/"
+    outputs = consumer["properties"]
+    assert outputs["membershipTable"]["$ref"] == f"{aws}aws:dynamodb%2Ftable:Table"
+    assert outputs["function"]["$ref"] == f"{aws}aws:lambda%2Ffunction:Function"
+    assert outputs["failureQueue"]["$ref"] == f"{aws}aws:sqs%2Fqueue:Queue"
+    assert outputs["alarms"]["items"]["$ref"] == f"{aws}aws:cloudwatch%2FmetricAlarm:MetricAlarm"
+    assert set(outputs) == {
+        "membershipTable", "idempotencyTable", "failureQueue", "logGroup", "role", "rolePolicy",
+        "function", "mapping", "alarms",
+    }  # fmt: skip
+    assert all(spec["description"] for spec in outputs.values())
+
+
+METASCHEMA = Path(__file__).with_name("pulumi-package-metaschema.json")
+
+
+def metaschema() -> dict[str, Any]:
+    """Pulumi's metaschema, its ECMA-262 named groups `(?<name>` read as Python's `(?P<name>`."""
+    return dict(json.loads(METASCHEMA.read_text().replace("(?<", "(?P<")))
+
+
+def test_the_served_schema_is_valid_by_pulumis_metaschema(schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(
+        metaschema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(schema)]
+
+    assert errors == []
+
+
+def test_the_metaschema_check_catches_a_broken_schema(schema: dict[str, Any]) -> None:
+    # GIVEN the schema with an object default (the metaschema allows primitive defaults only)
+    broken = json.loads(json.dumps(schema))
+    component(broken)["inputProperties"][c.CONFIG_TAGS]["default"] = {}
+    validator = jsonschema.Draft202012Validator(metaschema())
+
+    # THEN the validation that passes the served schema fails this one
+    assert not validator.is_valid(broken)
 
 
 def test_external_id_is_secret_and_the_only_input_that_may_be_an_output(
@@ -197,3 +265,101 @@ def test_the_readme_yaml_example_uses_the_schemas_token_inputs_and_outputs(
     assert set(resource["properties"]) <= set(component(schema)["inputProperties"])
     for reference in example["outputs"].values():
         assert reference.split(".")[1].rstrip("}") in component(schema)["properties"]
+
+
+def test_constructing_the_consumer_through_the_provider_declares_what_the_program_declares(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a code archive, and the consumer from the Python program (stack config) ...
+    code = tmp_path / "code.zip"
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(c.LAMBDA_HANDLER_FILE, "")
+    config = {"consumer": "lambda", "consumerArchive": str(code), "consumerBatchSize": "200"}
+    python = run_program(PlanMocks(REGION), stack="ts", config=config)
+    (stream,) = python.of_type("aws:kinesis/stream:Stream")
+    # ... and through the provider, as a TypeScript program passes it (numbers as floats)
+    program = tmp_path / "__main__.py"
+    inputs = {
+        "streamArn": stream.state["arn"],
+        "streamName": c.DEFAULT_STREAM_NAME,
+        "consumerArchive": str(code),
+        "consumerBatchSize": 200.0,
+    }
+    program.write_text(
+        "import pulumi\n"
+        "from provisioning.package import provider\n"
+        f"result = provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, "
+        "None)\n"
+    )
+    other_language = run_program(PlanMocks(REGION), stack="ts", program=program)
+
+    # THEN both declare the same consumer resources, input for input
+    def consumer_resources(run: ProgramRun) -> list[tuple[str, str, Any]]:
+        def plain(value: Any) -> Any:  # a FileArchive compares by identity: compare its path
+            return getattr(value, "path", value)
+
+        return [
+            (r.type, r.name, unwrap_secrets({k: plain(v) for k, v in r.inputs.items()}))
+            for r in run.resources
+            if r.name.startswith("consumer")
+        ]
+
+    assert consumer_resources(other_language) == consumer_resources(python)
+    (mapping,) = other_language.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mapping.inputs["batchSize"] == 200
+
+
+def test_the_consumer_through_the_provider_applies_the_programs_rules(tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    inputs = {"streamArn": "arn", "streamName": "s", "consumerBatchSize": 0.0, "tags": {"a{": "b"}}
+    program.write_text(
+        "from provisioning.package import provider\n"
+        f"provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, None)\n"
+    )
+
+    with pytest.raises(Exception) as caught:  # the SDK wraps it: ComponentInitError
+        run_program(PlanMocks(REGION), stack="ts", program=program)
+
+    message = str(caught.value)
+    assert "consumerBatchSize 0: must be between 1 and 10000" in message
+    assert "tags key 'a{': IAM allows only letters" in message
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "*",
+        "arn:aws:kinesis:eu-central-1:123456789012:stream/*",
+        "arn:aws:kinesis:eu-central-1:123456789012:stream/other-stream",
+        "arn:aws:dynamodb:eu-central-1:123456789012:table/amplitude-cohorts",
+    ],
+)
+def test_a_stream_arn_that_is_not_the_streams_is_refused(arn: str) -> None:
+    # The ARN becomes the Resource of the role's read grant: a wildcard would widen it
+    with pytest.raises(ConfigError) as caught:
+        checked_stream_arn(arn, c.DEFAULT_STREAM_NAME)
+
+    assert caught.value.problems == [
+        f"streamArn {arn!r}: must be the ARN of stream 'amplitude-cohorts', "
+        "arn:aws:kinesis:<region>:<account>:stream/amplitude-cohorts, without wildcards (the "
+        "consumer's role is granted reads on exactly this ARN)"
+    ]
+    good = "arn:aws:kinesis:eu-central-1:123456789012:stream/amplitude-cohorts"
+    assert checked_stream_arn(good, c.DEFAULT_STREAM_NAME) == good
+
+
+def test_the_consumer_through_the_provider_refuses_a_wildcard_stream_arn(tmp_path: Path) -> None:
+    code = tmp_path / "code.zip"
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(c.LAMBDA_HANDLER_FILE, "")
+    program = tmp_path / "__main__.py"
+    inputs = {"streamArn": "*", "streamName": c.DEFAULT_STREAM_NAME, "consumerArchive": str(code)}
+    program.write_text(
+        "from provisioning.package import provider\n"
+        f"provider().construct('consumer', {c.CONSUMER_COMPONENT_TYPE!r}, {inputs!r}, None)\n"
+    )
+
+    with pytest.raises(Exception) as caught:  # raised once the Output is known
+        run_program(PlanMocks(REGION), stack="ts", program=program)
+
+    assert "streamArn '*': must be the ARN of stream 'amplitude-cohorts'" in str(caught.value)

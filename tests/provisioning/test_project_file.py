@@ -2,15 +2,32 @@
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 import yaml
 
 from provisioning import constants as c
 from provisioning.config import DestinationConfig, parse_config
+from provisioning.keys import KEYS
 from sandbox.engine.runner import PROGRAM_DIR
 
 PROJECT = yaml.safe_load((PROGRAM_DIR / "Pulumi.yaml").read_text())
+
+
+def project_config() -> dict[str, dict[str, Any]]:
+    """The `config:` block Pulumi.yaml must hold: each key's type, description and default."""
+    return {
+        key.name: {"type": key.type, "description": key.description, "default": key.default}
+        for key in KEYS
+    }
+
+
+def readme_table() -> list[str]:
+    """The README's key table, header included, one line per key."""
+    rows = ["| key | default | rule |", "|---|---|---|"]
+    rows += [f"| `{key.name}` | {key.readme_default} | {key.readme_rule} |" for key in KEYS]
+    return rows
 
 
 def test_project_name_and_runtime() -> None:
@@ -21,22 +38,20 @@ def test_project_name_and_runtime() -> None:
     }
 
 
-def test_every_config_key_is_declared_with_a_description() -> None:
-    declared = PROJECT["config"]
-
-    assert set(declared) == set(c.PROGRAM_CONFIG_KEYS)
-    for key, entry in declared.items():
+def test_the_config_block_is_the_key_tables() -> None:
+    # Pulumi.yaml's `config:` block is written from provisioning/keys.py: same keys, same order,
+    # same types, descriptions and defaults.
+    assert list(PROJECT["config"].items()) == list(project_config().items())
+    for key, entry in PROJECT["config"].items():
         assert entry["description"], key
 
 
-def test_declared_defaults_match_the_programs_defaults() -> None:
-    declared = {k: v.get("default") for k, v in PROJECT["config"].items()}
+def test_the_readmes_key_table_is_the_key_tables() -> None:
+    readme = (PROGRAM_DIR / "README.md").read_text().splitlines()
+    start = readme.index("| key | default | rule |")
+    end = start + next(i for i, line in enumerate(readme[start:]) if not line.startswith("|"))
 
-    assert declared["streamName"] == c.DEFAULT_STREAM_NAME
-    assert declared["roleName"] == c.DEFAULT_ROLE_NAME
-    assert declared["trustedAccountId"] == c.AMPLITUDE_ACCOUNT_ID
-    assert (declared["retentionHours"], declared["maxSessionSeconds"]) == (24, 3600)
-    assert (declared["streamMode"], declared["encryption"]) == ("ON_DEMAND", "AWS_MANAGED")
+    assert readme[start:end] == readme_table()
 
 
 # The types Pulumi's project schema accepts for a declared key (`object` since Pulumi 3.186), and
@@ -80,7 +95,8 @@ def test_each_declared_default_means_what_an_unset_key_means() -> None:
 
     # WHEN the program parses them, THEN it gets the config of a stack that sets nothing, key by key
     declared = parse_config(passed, stack="dev")
-    unset = DestinationConfig(display_name=c.DEFAULT_DISPLAY_NAME_TEMPLATE.format(stack="dev"))
+    unset = parse_config({}, stack="dev")
+    assert unset.display_name == c.DEFAULT_DISPLAY_NAME_TEMPLATE.format(stack="dev")
     for field in dataclasses.fields(DestinationConfig):
         assert getattr(declared, field.name) == getattr(unset, field.name), field.name
 

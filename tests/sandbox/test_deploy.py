@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from provisioning import constants as c
+from provisioning.keys import DESTINATION_KEY_NAMES
 from sandbox.engine import deploy
 from sandbox.engine.handler import AwsContext
 from sandbox.engine.stack import load_stack_config
@@ -213,6 +214,16 @@ CASES: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str], Check]] =
             and _role(s)["Tags"] == [{"Key": "team", "Value": "data"}]
         ),
     ),
+    c.CONFIG_KMS_KEY_CROSS_ACCOUNT: (
+        {c.CONFIG_ENCRYPTION: "KMS", c.CONFIG_KMS_KEY_ARN: "<kms>"},
+        {
+            c.CONFIG_ENCRYPTION: "KMS",
+            c.CONFIG_KMS_KEY_ARN: "<kms>",
+            c.CONFIG_KMS_KEY_CROSS_ACCOUNT: "true",
+        },
+        SAME_ALL,  # it lifts the program's account check; no resource input changes
+        lambda s, out: _expect(_summary(s, c.DEFAULT_STREAM_NAME)["KeyId"] == out["kms"]),
+    ),
     c.CONFIG_PROTECT_STREAM: (
         {},
         {c.CONFIG_PROTECT_STREAM: "true"},
@@ -264,7 +275,6 @@ def _records(stack: Stack, stream: str) -> list[bytes]:
     return found
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_changing_a_config_key_on_an_applied_stack(
     key: str, moto_world: MotoWorld, tmp_path: Path, boundary_arn: str, kms_key_arn: str
@@ -300,7 +310,7 @@ def test_the_table_covers_every_config_key_of_the_readme() -> None:
         c.CONFIG_IMPORT_STREAM,
         c.CONFIG_IMPORT_ROLE,
         c.CONFIG_IMPORT_POLICY,
-    } == set(c.CONFIG_KEYS)
+    } == set(DESTINATION_KEY_NAMES)
 
 
 def test_up_twice_with_the_same_config_makes_no_aws_write_call(

@@ -21,7 +21,7 @@ from sync import lambda_handler
 from tests.sandbox.test_deploy import BASE, Stack
 from tests.sandbox.test_lambda_mapping import build_archive
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 FUNCTION = c.DEFAULT_STREAM_NAME + "-consumer"
 Check = Callable[[Stack], Any]

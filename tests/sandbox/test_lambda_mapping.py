@@ -25,9 +25,10 @@ from sandbox.lambda_mapping import MappingSimulator
 from sandbox.proof import prove_consumer
 from sandbox.world import MotoWorld
 from sync import lambda_handler
-from sync.contract import CohortMessage, User, encode
-from sync.membership import MemberState, Version
-from tests.oracle import apply_message
+from sync.contract import CohortMessage, encode
+from sync.membership import MemberState
+from tests.oracle import membership_after as expected
+from tests.oracle import random_messages, states_of_items
 
 pytestmark = pytest.mark.integration
 
@@ -78,16 +79,7 @@ class Consumer:
         pages = dynamodb.get_paginator("scan").paginate(
             TableName=self.outputs[c.OUTPUT_MEMBERSHIP_TABLE]
         )
-        items = [item for page in pages for item in page["Items"]]
-        return {
-            (i["pk"]["S"], i["sk"]["S"]): MemberState(
-                i["cohort_name"]["S"],
-                i["in_cohort"]["BOOL"],
-                Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
-                json.loads(i["user_properties"]["S"]) if "user_properties" in i else None,
-            )
-            for i in items
-        }
+        return states_of_items(item for page in pages for item in page["Items"])
 
     def failures(self) -> list[dict[str, Any]]:
         sqs = self.world.client("sqs", self.world.customer_admin)
@@ -134,28 +126,7 @@ def consumer(moto_world: MotoWorld, tmp_path: Path) -> Iterator[Consumer]:
 
 
 def messages(count: int, seed: int) -> list[CohortMessage]:
-    rng = random.Random(seed)
-    return [
-        CohortMessage(
-            cohort_name="Churn risk",
-            cohort_id=rng.choice(["c1", "c2"]),
-            in_cohort=rng.random() < 0.6,
-            computed_time=str(1_700_000_000 + rng.randrange(count // 2 + 1)),
-            message_id=f"msg:{i}",
-            users=tuple(
-                User(f"u{rng.randrange(8)}", {"i": i} if rng.random() < 0.5 else None)
-                for _ in range(3)
-            ),
-        )
-        for i in range(count)
-    ]
-
-
-def expected(msgs: list[CohortMessage]) -> dict[tuple[str, str], MemberState]:
-    state: dict[tuple[str, str], MemberState] = {}
-    for message in msgs:
-        apply_message(state, message)
-    return state
+    return random_messages(count, seed, user_pool=8, users_per_message=3)
 
 
 # --- what was deployed ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sandbox.engine.stack import StackConfig, apply
 from sandbox.world import MotoWorld
 from tests.sandbox.test_lambda_mapping import build_archive
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 Client = Callable[[str], Any]
 Read = Callable[[Client, Registration], Any]

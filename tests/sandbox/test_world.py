@@ -216,8 +216,6 @@ def _served_in_subprocess(
         assert process.wait(timeout=10) == 0
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
 @pytest.mark.parametrize("use_world_file", [False, True])
 def test_a_world_served_by_another_process(tmp_path: Path, use_world_file: bool) -> None:
     with _served_in_subprocess(tmp_path, use_world_file) as (world, lines):

@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import sync.credentials
 from provisioning import constants as c
-from sandbox.engine.stack import StackConfig, apply
+from sandbox.engine.stack import StackConfig
+from sandbox.pytest_plugin import apply_destination
 from sandbox.world import MotoWorld, moto_world
 from sync.cli import main
+from sync.membership_store import MembershipStore
 from sync.state import StateStore
 
 pytestmark = pytest.mark.integration
@@ -126,13 +129,8 @@ def push_argv(stack: Stack, state: Path, snapshot: Path, **overrides: str) -> li
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("inputs")
     with moto_world(REGION) as world:
-        applied = apply(
-            StackConfig(stack="inputs"),
-            session=world.customer_admin.session(REGION),
-            region=REGION,
-        )
+        applied = apply_destination(world, StackConfig(stack="inputs"), tmp)
         found = Stack(world, tmp, dict(applied.outputs))
-        found.destination.write_text(json.dumps(found.outputs))
         found.seed = tmp / "seed.duckdb"
         seeded = found.cli(
             *push_argv(found, found.seed, EXAMPLES / "day1.csv", computed_time=str(SEED_TIME))
@@ -208,25 +206,65 @@ def bound_elsewhere(path: Path) -> None:
         store.bind("other", "Other", "arn:aws:kinesis:us-east-1:123456789012:stream/other")
 
 
+def analytics_database(path: Path) -> None:
+    """The user's own DuckDB database, with a `membership` table of its own shape."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE membership (team VARCHAR, person VARCHAR)")
+    con.close()
+
+
+def consumer_state(path: Path) -> None:
+    MembershipStore(path).close()
+
+
 LONG = "x" * 1000
 CASES = [
+    # --state: a file that is not the publisher's is read only, named, and left as it was
+    Case(
+        "state-foreign-duckdb",
+        ("a DuckDB database of another application (tables membership)", "`push` creates"),
+        state=analytics_database,
+    ),
+    Case(
+        "state-consumer-sqlite",
+        ("a SQLite database, not a publisher state",),
+        state=consumer_state,
+    ),
     # options: argparse types with ranges, named in the message
-    Case("senders-0", ("argument --senders: '0'", "from 1 to 64"), options={"senders": "0"}),
-    Case("senders-negative", ("argument --senders: '-3'",), options={"senders": "-3"}),
+    Case(
+        "senders-0", ("--senders 0: must be a whole number from 1 to 64",), options={"senders": "0"}
+    ),
+    Case("senders-negative", ("--senders -3: must be a whole number",), options={"senders": "-3"}),
     Case("senders-text", ("argument --senders: 'four'",), options={"senders": "four"}),
-    Case("senders-too-many", ("argument --senders: '65'",), options={"senders": "65"}),
-    Case("max-tries-0", ("argument --max-tries: '0'", "from 1 to 100"), options={"max_tries": "0"}),
-    Case("max-tries-huge", ("argument --max-tries: '1000'",), options={"max_tries": "1000"}),
-    Case("shards-0", ("argument --shards: '0'", "from 1 to 10,000"), options={"shards": "0"}),
-    Case("shards-huge", ("argument --shards: '10001'",), options={"shards": "10001"}),
+    Case(
+        "senders-too-many",
+        ("--senders 65: must be a whole number from 1 to 64",),
+        options={"senders": "65"},
+    ),
+    Case(
+        "max-tries-0",
+        ("--max-tries 0: must be a whole number from 1 to 100",),
+        options={"max_tries": "0"},
+    ),
+    Case(
+        "max-tries-huge",
+        ("--max-tries 1000: must be a whole number",),
+        options={"max_tries": "1000"},
+    ),
+    Case(
+        "shards-0",
+        ("--shards 0: must be a whole number from 1 to 10,000",),
+        options={"shards": "0"},
+    ),
+    Case("shards-huge", ("--shards 10001: must be a whole number",), options={"shards": "10001"}),
     Case(
         "users-per-message-0",
-        ("argument --max-users-per-message: '0'",),
+        ("--max-users-per-message 0: must be a whole number from 1 to 100,000",),
         options={"max_users_per_message": "0"},
     ),
     Case(
         "users-per-message-huge",
-        ("argument --max-users-per-message: '1000000'",),
+        ("--max-users-per-message 1000000: must be a whole number",),
         options={"max_users_per_message": "1000000"},
     ),
     Case("computed-time-0", ("argument --computed-time: '0'",), options={"computed_time": "0"}),
@@ -561,14 +599,10 @@ def test_a_bad_input_is_refused_before_anything_changes(
     for words in case.expect:
         assert " ".join(words.split()) in message, run.err
     assert "Traceback" not in run.err
+    assert ": fix: " in run.err, run.err  # every refusal names its fix
     assert digest(state) == before
     assert stack.records() == published
     assert run.assumed == (1 if case.assumes else 0)
-
-
-def test_the_table_covers_at_least_forty_inputs() -> None:
-    snapshots = [c for c in CASES if c.id.startswith(("csv-", "jsonl-", "parquet-", "snapshot-"))]
-    assert len(CASES) >= 40 and len(snapshots) >= 20
 
 
 def test_a_valid_push_through_the_same_harness_does_publish(stack: Stack, tmp_path: Path) -> None:
@@ -695,7 +729,7 @@ def test_json_errors_are_json_on_stdout(stack: Stack, tmp_path: Path) -> None:
     # A library refusal (the cohort id), a usage error (argparse) and a snapshot problem
     runs = [
         stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", cohort_id="a b"), "--json"),
-        stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", senders="0"), "--json"),
+        stack.cli(*push_argv(stack, state, EXAMPLES / "day1.csv", senders="four"), "--json"),
         stack.cli(*push_argv(stack, state, tmp_path / "missing.csv"), "--json"),
     ]
     for run in runs:
@@ -704,7 +738,7 @@ def test_json_errors_are_json_on_stdout(stack: Stack, tmp_path: Path) -> None:
         assert set(error) == {"error", "fix"} and error["error"] and error["fix"]
         assert run.err == ""
     assert "--cohort-id 'a b'" in json.loads(runs[0].out)["error"]
-    assert "argument --senders: '0'" in json.loads(runs[1].out)["error"]
+    assert "argument --senders: 'four'" in json.loads(runs[1].out)["error"]
     assert "file not found" in json.loads(runs[2].out)["error"]
     assert not state.exists()
 
@@ -739,6 +773,8 @@ def test_members_of_an_unknown_cohort_exits_2_naming_it(stack: Stack, tmp_path: 
 
     assert unknown.code == 2 and unknown.out == ""
     assert "--cohort-id 'nope42': no such cohort in" in unknown.err
+    # before: the fix was only printed under --json
+    assert "cohort-sync: fix: use a cohort id the consumer has read" in unknown.err
     assert known.code == 0 and known.out.startswith("user_id,")
 
 

@@ -17,11 +17,11 @@ from moto import mock_aws
 from moto.kinesis.models import Stream
 
 from sync.consumer import Consumer, ConsumeReport
-from sync.contract import CohortMessage, User, encode
+from sync.contract import CohortMessage, encode
 from sync.errors import ConsumerError
-from sync.membership import MemberState
 from sync.membership_store import MembershipStore, members
-from tests.oracle import apply_message
+from tests.oracle import membership_after as expected_states
+from tests.oracle import random_messages
 
 pytestmark = pytest.mark.integration
 
@@ -84,30 +84,8 @@ def client_error(code: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": f"{code} from test"}}, operation)
 
 
-def cohort_messages(count: int, users_per: int = 3, seed: int = 1) -> list[CohortMessage]:
-    """Messages with overlapping users, entering and exiting, some with equal computed_time."""
-    rng = random.Random(seed)
-    return [
-        CohortMessage(
-            cohort_name="Power users",
-            cohort_id=rng.choice(["c1", "c2"]),
-            in_cohort=rng.random() < 0.6,
-            computed_time=str(1_700_000_000 + rng.randrange(count)),
-            message_id=f"msg:{i}",
-            users=tuple(
-                User(f"u{rng.randrange(12)}", {"i": i} if rng.random() < 0.5 else None)
-                for _ in range(users_per)
-            ),
-        )
-        for i in range(count)
-    ]
-
-
-def expected_states(messages: list[CohortMessage]) -> dict[tuple[str, str], MemberState]:
-    state: dict[tuple[str, str], MemberState] = {}
-    for m in messages:
-        apply_message(state, m)
-    return state
+def cohort_messages(count: int, seed: int = 1) -> list[CohortMessage]:
+    return random_messages(count, seed, cohort_name="Power users", user_pool=12, time_spread=count)
 
 
 def put(kinesis: Any, payloads: list[bytes], keys: list[str] | None = None) -> list[str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -113,8 +115,11 @@ def test_access_denied_names_role_caller_and_fix_but_not_the_external_id() -> No
     assert str(info.value) == (
         "AccessDenied: caller arn:aws:iam::999999999999:user/pusher cannot assume role "
         f"{ROLE_ARN} (with an external ID): the role's trust policy must allow this caller "
-        "sts:AssumeRole, and its sts:ExternalId condition must match the external ID passed; "
-        "re-run `pulumi up` or fix --external-id"
+        "sts:AssumeRole, and its sts:ExternalId condition must match the external ID passed"
+    )
+    assert info.value.fix == (
+        "run as the account the trust policy names (re-run `pulumi up` if it changed), "
+        "or pass the destination's --external-id"
     )
     assert "ext-secret" not in str(info.value)
     assert isinstance(info.value.__cause__, ClientError)
@@ -177,3 +182,52 @@ def test_assumed_session_acts_as_the_role_in_moto(monkeypatch: pytest.MonkeyPatc
         frozen = session.get_credentials().get_frozen_credentials()
         assert frozen.access_key != "testing"
         assert "testing" not in repr(session)
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No credentials anywhere boto3 looks, and one try per call."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
+@pytest.mark.unit
+@pytest.mark.usefixtures("no_aws_environment")
+@pytest.mark.parametrize(
+    ("keys", "message", "fix"),
+    [
+        # Before: "cannot assume role …: Unable to locate credentials", and no fix.
+        (
+            {},
+            "no AWS credentials found to call sts:AssumeRole with",
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+        ),
+        # Before: "Could not connect to the endpoint URL", no hint to start `local serve`.
+        (
+            {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"},
+            "nothing answers at http://127.0.0.1:9/",
+            "start `cohort-sync local serve` first",
+        ),
+    ],
+    ids=["no credentials", "dead endpoint"],
+)
+def test_an_unanswered_assume_role_names_its_fix(
+    monkeypatch: pytest.MonkeyPatch, keys: dict[str, str], message: str, fix: str
+) -> None:
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(PreflightError) as info:
+        assume_role_session(
+            boto3.Session(region_name="us-east-1"),
+            ROLE_ARN,
+            session_name="push",
+            region="us-east-1",
+            endpoint_url="http://127.0.0.1:9",
+        )
+    assert str(info.value) == f"cannot assume role {ROLE_ARN}: {message}"
+    assert fix in info.value.fix

@@ -13,8 +13,6 @@ from provisioning import constants as c
 from sync.destination import Destination, export_from_pulumi, load_destination
 from sync.errors import DestinationError
 
-pytestmark = pytest.mark.unit
-
 ROLE_ARN = "arn:aws:iam::123456789012:role/amplitude-kinesis-cohort"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/amplitude-cohorts"
 
@@ -160,6 +158,7 @@ def test_export_reports_pulumi_failure(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_export_without_pulumi_on_path_points_to_local_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,8 +17,9 @@ from sync import lambda_handler
 from sync.contract import CohortMessage, User, encode
 from sync.errors import ConsumerError
 from sync.lambda_handler import Handler, build_handler
-from sync.membership import MemberState, Version
-from tests.oracle import apply_message
+from sync.membership import MemberState
+from tests.oracle import membership_after as expected
+from tests.oracle import random_messages, states_of_items
 
 pytestmark = pytest.mark.integration
 
@@ -59,21 +60,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
 
 
 def messages(count: int, seed: int = 1) -> list[CohortMessage]:
-    rng = random.Random(seed)
-    return [
-        CohortMessage(
-            cohort_name="Churn risk",
-            cohort_id=rng.choice(["c1", "c2"]),
-            in_cohort=rng.random() < 0.6,
-            computed_time=str(1_700_000_000 + rng.randrange(count // 2 + 1)),
-            message_id=f"msg:{i}",
-            users=tuple(
-                User(f"u{rng.randrange(6)}", {"i": i} if rng.random() < 0.5 else None)
-                for _ in range(2)
-            ),
-        )
-        for i in range(count)
-    ]
+    return random_messages(count, seed, user_pool=6, users_per_message=2)
 
 
 def kinesis_records(kinesis: Any, payloads: list[bytes]) -> list[dict[str, Any]]:
@@ -113,23 +100,7 @@ def event(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table_states(dynamodb: Any) -> dict[tuple[str, str], MemberState]:
-    items = dynamodb.scan(TableName=MEMBERSHIP)["Items"]
-    return {
-        (i["pk"]["S"], i["sk"]["S"]): MemberState(
-            i["cohort_name"]["S"],
-            i["in_cohort"]["BOOL"],
-            Version(int(i["computed_time"]["N"]), i["tiebreak"]["S"]),
-            json.loads(i["user_properties"]["S"]) if "user_properties" in i else None,
-        )
-        for i in items
-    }
-
-
-def expected(msgs: list[CohortMessage]) -> dict[tuple[str, str], MemberState]:
-    state: dict[tuple[str, str], MemberState] = {}
-    for m in msgs:
-        apply_message(state, m)
-    return state
+    return states_of_items(dynamodb.scan(TableName=MEMBERSHIP)["Items"])
 
 
 class CountingDynamoDB:
@@ -277,7 +248,6 @@ def test_module_handler_reads_the_environment_lazily(
     assert table_states(dynamodb) == expected(msgs)
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize(
     ("env", "message"),
     [

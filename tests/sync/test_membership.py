@@ -212,8 +212,11 @@ def test_store_rejects_retention_out_of_range(tmp_path: Path, hours: int) -> Non
 def test_store_rejects_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.write_bytes(b"not a database at all, just text" * 100)
-    with pytest.raises(StateError, match=r"state file '.*state.db': not a usable SQLite database"):
+    with pytest.raises(
+        StateError, match=r"--state .*state.db: neither a DuckDB nor a SQLite database, not a "
+    ):
         MembershipStore(path)
+    assert path.read_bytes() == b"not a database at all, just text" * 100
 
 
 # --- the invariant -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -102,6 +103,7 @@ def test_all_allowed_passes_every_check(session: StubbedSession) -> None:
         ]
     )
     assert session.endpoints == [("sts", "http://127.0.0.1:5000"), ("iam", "http://127.0.0.1:5000")]
+    assert report.conclusion() == "preflight: all 4 checks passed; the role can deliver"
 
 
 @pytest.mark.unit
@@ -126,6 +128,9 @@ def test_denials_fail_with_the_fix(session: StubbedSession) -> None:
             "kinesis:PutRecords for role amplitude-kinesis-cohort: remove it",
         ),
     ]
+    assert report.conclusion() == (
+        "preflight: 2 of 4 check(s) failed; do what each FAIL line's fix says, then run again"
+    )
     assert report.render().splitlines()[2] == (
         f"FAIL kinesis:PutRecord on {STREAM_ARN}: implicitDeny — fix: role "
         f"amplitude-kinesis-cohort lacks kinesis:PutRecord on {STREAM_ARN}: attach {POLICY_ARN}"
@@ -244,3 +249,33 @@ def test_preflight_in_the_moto_world(grant_simulate: bool) -> None:
         assert report.checks[-1].name == f"iam:SimulatePrincipalPolicy on {role_arn}"
         assert report.checks[-1].detail.startswith("AccessDenied")
         assert "must allow iam:SimulatePrincipalPolicy" in report.checks[-1].fix
+
+
+@pytest.mark.unit
+def test_a_stream_of_another_account_is_named_as_the_cause(session: StubbedSession) -> None:
+    # GIVEN a destination file whose stream ARN names another account than the role's (before:
+    # "attach the policy / re-run `pulumi up`", which cannot help)
+    elsewhere = STREAM_ARN.replace(ACCOUNT, "999999999999")
+    destination = replace(DESTINATION, stream_arn=elsewhere)
+    session.identity(ASSUMED)
+    session.stubs["iam"].add_response(
+        "simulate_principal_policy",
+        {
+            "EvaluationResults": [
+                {"EvalActionName": a, "EvalResourceName": elsewhere, "EvalDecision": "implicitDeny"}
+                for a in ("kinesis:PutRecord", "kinesis:PutRecords")
+            ],
+            "IsTruncated": False,
+        },
+        {**SIMULATE_REQUEST, "ResourceArns": [elsewhere]},
+    )
+
+    report = preflight(session, destination)  # type: ignore[arg-type]
+
+    assert not report.ok
+    assert report.checks[2].fix == (
+        "the stream is in account 999999999999, role amplitude-kinesis-cohort in account "
+        f"{ACCOUNT}: the destination file names another account's stream; re-export it from the "
+        "stack that made the role (`pulumi stack output --json --show-secrets` or "
+        "`cohort-sync local up --out`)"
+    )

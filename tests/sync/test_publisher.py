@@ -345,7 +345,8 @@ def test_invalid_options_are_refused_all_at_once_before_any_publisher_exists() -
     with pytest.raises(ValueError) as info:
         DeliveryOptions(senders=0, max_tries=0, backoff_base_seconds=0, max_records_per_request=501)
     assert str(info.value) == (
-        "senders 0: must be >= 1; max_tries 0: must be >= 1; "
+        "--senders 0: must be a whole number from 1 to 64; "
+        "--max-tries 0: must be a whole number from 1 to 100; "
         "backoff 0..128.0 s: need 0 < base <= cap; "
         "max_records_per_request 501: must be 1..500 (Kinesis's PutRecords limit)"
     )

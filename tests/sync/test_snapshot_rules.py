@@ -122,16 +122,51 @@ def test_wide_and_narrow_csv_build_the_same_users(
     load_snapshot(con, path)
     narrow = loaded(con)
 
-    # WHEN the wide path is forced THEN it loads exactly the same JSON
+    texts = raw(con)
+
+    # WHEN the wide path is forced, in one pass and in passes of 3 columns, THEN it loads
+    # exactly the same JSON text
     monkeypatch.setattr(snapshots, "_WIDE_CSV_COLUMNS", 2)
     load_snapshot(con, path)
-    assert loaded(con) == narrow
+    assert raw(con) == texts
+    monkeypatch.setattr(snapshots, "_CSV_COLUMNS_PER_PASS", 3)
+    load_snapshot(con, path)
+    assert raw(con) == texts
     assert narrow["u1"]["user_properties"]['p"0é'] == 'v0,"x"'
     assert "user_properties" not in narrow["u2"]
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [
+        (0,)
+    ]  # the passes' tables are gone
 
 
-@pytest.mark.slow
-def test_ten_thousand_columns_are_validated(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+def raw(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return con.execute("SELECT user_id, user_json FROM snapshot ORDER BY rowid").fetchall()
+
+
+def test_a_wide_csv_read_in_passes_reports_the_same_problems_at_the_same_lines(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN rows refused by the reader (a row of too many cells) and by the rules after it
+    path = tmp_path / "s.csv"
+    cells = ",".join(f"p{i}" for i in range(8))
+    path.write_text(
+        f"user_id,{cells}\nu1,{'a,' * 7}a\nu2,{'b,' * 9}b\n,{'c,' * 7}c\nu1,{'d,' * 7}d\n"
+    )
+    with pytest.raises(SnapshotError) as narrow:
+        load_snapshot(con, path)
+
+    # WHEN it is read in passes of 3 columns THEN the refusal is word for word the same
+    monkeypatch.setattr(snapshots, "_WIDE_CSV_COLUMNS", 2)
+    monkeypatch.setattr(snapshots, "_CSV_COLUMNS_PER_PASS", 3)
+    with pytest.raises(SnapshotError) as passes:
+        load_snapshot(con, path)
+    assert str(passes.value) == str(narrow.value)
+    assert ":3: malformed row" in str(narrow.value) and ":5: duplicate user_id" in str(narrow.value)
+
+
+def test_ten_thousand_columns_are_validated(tmp_path: Path) -> None:
+    # Within the state store's working memory (before: Out of Memory Error at 953.6 MiB)
+    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 2})
     path = tmp_path / "wide.csv"
     names = [f"p{i}" for i in range(MAX_CSV_COLUMNS - 1)]
     path.write_text("user_id," + ",".join(names) + "\nu1," + ",".join("v" for _ in names) + "\n")
@@ -162,3 +197,53 @@ def test_a_header_line_without_end_is_read_bounded(
 
     with pytest.raises(SnapshotError, match=r"s\.csv:1: too many columns: header line longer than"):
         load_snapshot(con, path)
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda path: path.write_text("user_id\nu1\n"), id="cut in place"),
+        pytest.param(
+            lambda path: path.with_name("next.csv").replace(path), id="replaced by another file"
+        ),
+    ],
+)
+def test_a_snapshot_that_changes_while_it_is_read_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rewrite: Any
+) -> None:
+    # GIVEN an export that rewrites the snapshot while the push reads it (before: exit 0 and
+    # 5,393 false exits published for a 27% cut)
+    path = tmp_path / "cohort.csv"
+    path.write_text("user_id\n" + "".join(f"u{i}\n" for i in range(100)))
+    (tmp_path / "next.csv").write_text("user_id\nu1\nu2\n")
+    stage = snapshots._stage
+
+    def stage_then_rewrite(*args: Any) -> Any:
+        found = stage(*args)
+        rewrite(path)
+        return found
+
+    monkeypatch.setattr(snapshots, "_stage", stage_then_rewrite)
+    con = duckdb.connect(config={"threads": 1})
+
+    with pytest.raises(SnapshotError) as refused:
+        load_snapshot(con, path)
+
+    assert str(refused.value) == (
+        f"snapshot {path}: changed while it was read (its size, modification time or identity "
+        "differ before and after); nothing was loaded or published"
+    )
+    assert refused.value.fix.startswith("wait for the export to finish writing the snapshot")
+    assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall() == [(0,)]
+
+
+def test_two_thousand_parquet_columns_are_validated_within_the_working_memory(
+    tmp_path: Path,
+) -> None:
+    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 2})
+    path = tmp_path / "wide.parquet"
+    names = [f"p{i}" for i in range(1_999)]
+    pq.write_table(pa.table({"user_id": ["u1"], **{n: [i] for i, n in enumerate(names)}}), path)
+
+    assert load_snapshot(con, path).users == 1
+    assert len(loaded(con)["u1"]["user_properties"]) == 1_999

@@ -23,8 +23,8 @@ def staged_state(path: Path, tmp_path: Path) -> None:
     snapshot.write_text("".join(f'{{"user_id": "u{i}"}}\n' for i in range(3)), encoding="utf-8")
     with StateStore(path, threads=1) as store:
         store.bind("gs72ns", "Power users", STREAM)
-        store.load_snapshot(snapshot)
-        store.stage(
+        store.staging.load_snapshot(snapshot)
+        store.staging.stage(
             cohort_id="gs72ns",
             cohort_name="Power users",
             computed_time="1700000000",
@@ -40,7 +40,7 @@ def staged_state(path: Path, tmp_path: Path) -> None:
                 max_users_per_message=2,
             ),
         )
-        store.ack(["sync-1:0"])
+        store.outbox.ack(["sync-1:0"])
 
 
 def test_state_prints_size_cohorts_last_sync_and_pending(
@@ -92,8 +92,10 @@ def test_state_of_a_missing_file_exits_2_and_names_it(
     captured = capsys.readouterr()
     if as_json:
         error = json.loads(captured.out)
-        assert error["error"] == f"--state {missing}: no such state file; `push` creates it"
+        assert error["error"] == (
+            f"--state {missing}: no such publisher state file; `push` creates it"
+        )
         assert "--state" in error["fix"]
     else:
-        assert f"--state {missing}: no such state file" in captured.err
+        assert f"--state {missing}: no such publisher state file" in captured.err
     assert not missing.exists()
