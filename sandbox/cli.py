@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +29,6 @@ from sync.errors import ReportedError, SyncError
 DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 
 Handler = Callable[[argparse.Namespace], int]
-_PAST = {
-    "create": "created",
-    "update": "updated",
-    "replace": "replaced",
-    "delete": "deleted",
-    "import": "imported",
-}
 
 
 def _refusals(handler: Handler) -> Handler:
@@ -278,6 +272,15 @@ def _stack_session(args: argparse.Namespace) -> Iterator[_Session]:
             yield _Session(config, region, embedded, context_for(embedded, region, None), place)
 
 
+def _digest(outcome: Any, session: _Session, started_ns: int) -> dict[str, Any]:
+    """`pulumi preview --json`'s document for the outcome, timed from `started_ns`."""
+    from sandbox.engine.digest import preview_digest
+
+    return preview_digest(
+        outcome, config=session.config, duration_ns=time.perf_counter_ns() - started_ns
+    )
+
+
 def _heading(verb: str, stack: str, session: _Session) -> str:
     return f"{verb} stack {stack!r} in {session.region} ({session.place.describe()}):"
 
@@ -297,125 +300,138 @@ def _guarded(args: argparse.Namespace, body: Callable[[], int]) -> int:
         raise ReportedError(str(exc)) from exc
 
 
+def _stack_command(args: argparse.Namespace, act: Callable[[_Session, int], int]) -> int:
+    """The skeleton of the four stack commands: session, timing, refusals printed (as JSON)."""
+
+    def body() -> int:
+        started = time.perf_counter_ns()
+        with _stack_session(args) as session:
+            return act(session, started)
+
+    return _guarded(args, body)
+
+
+def _report(
+    args: argparse.Namespace,
+    session: _Session,
+    started: int,
+    outcome: Any,
+    verb: str,
+    *after: str,
+) -> None:
+    """An outcome as `pulumi preview --json`'s document, or as the plan's lines (and `after`)."""
+    from sandbox.engine import render
+
+    if args.json:
+        _json_out(_digest(outcome, session, started))
+        return
+    _print(_heading(verb, args.stack, session), "")
+    _print(*render.render_steps(outcome), *(("", *after) if after else ()))
+
+
 def local_preview(args: argparse.Namespace) -> int:
     """`local preview`: the plan against the recorded state; nothing changes."""
     from sandbox import lifecycle
 
-    def body() -> int:
-        with _stack_session(args) as session:
-            outcome = lifecycle.preview(session.config, session.ctx, session.place)
-            if args.json:
-                _json_out(outcome.to_json())
-            else:
-                _print(_heading("Previewing", args.stack, session), "")
-                _print(*lifecycle.render_steps(outcome))
+    def act(session: _Session, started: int) -> int:
+        outcome = lifecycle.preview(session.config, session.ctx, session.place)
+        _report(args, session, started, outcome, "Previewing")
         return 0
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def local_up(args: argparse.Namespace) -> int:
     """`local up`: plan, apply to moto, record the state, write outputs, show the form, prove."""
     from sandbox import lifecycle
-    from sandbox.engine.plan import render_outputs
+    from sandbox.engine import render
+    from sandbox.engine.interrupts import Interrupted
     from sandbox.proof import prove_destination
 
-    def body() -> int:
-        with _stack_session(args) as session:
+    def act(session: _Session, started: int) -> int:
 
-            def show_plan(outcome: Any) -> None:
-                if not args.json:
-                    _print(_heading("Previewing", args.stack, session), "")
-                    _print(*lifecycle.render_steps(outcome), "")
+        def show_plan(outcome: Any) -> None:
+            if not args.json:
+                _print(_heading("Previewing", args.stack, session), "")
+                _print(*render.render_steps(outcome), "")
 
+        try:
             applied = lifecycle.up(
                 session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
             )
-            assert applied.run is not None
-            outputs = applied.run.outputs
-            steps = prove_destination(session.world, outputs)
-            if args.out:
-                _write_private(args.out, outputs)
+        except Interrupted as exc:
             if args.json:
-                document = applied.to_json()
-                document["proof"] = [
-                    {"name": s.name, "passed": s.passed, "detail": s.detail} for s in steps
-                ]
-                _json_out(document)
-                return 0 if all(step.passed for step in steps) else 1
-            done = ", ".join(
-                f"{n} {_PAST.get(op, op)}" for op, n in applied.summary.items() if op != "same"
-            )
-            _print(
-                f"Applied: {done or 'no changes'} "
-                f"({len(applied.state.resources)} resources in the stack)."
-            )
-            _print("", "Outputs:", render_outputs(outputs, applied.run.secret_outputs), "")
-            if args.out:
-                _print(
-                    f"Outputs written to {args.out} "
-                    "(as `pulumi stack output --json --show-secrets`)."
-                )
-            _print("", "Amplitude destination form:")
-            _print(*_form_lines(outputs), "")
-            _print("Proving the role:")
-            _print(*(f"  {step.render()}" for step in steps))
-            if args.endpoint_url:
-                _print("", "To act as Amplitude against this server:")
-                _print(*_env_lines(session.world, session.region, "amplitude", args.world_file))
-                _print("", "To act as the customer (consume, inspect):")
-                _print(
-                    *_env_lines(session.world, session.region, "customer_admin", args.world_file)
-                )
+                _json_out(render.interrupted_json(exc, session.place.path))
             else:
-                _print(
-                    "",
-                    "(embedded moto: everything above is gone now; use `local serve` and "
-                    "--endpoint-url to keep it)",
-                )
+                lines = render.render_interrupted(exc, session.place.path)
+                print(*lines, sep="\n", file=sys.stderr, flush=True)
+            return 130
+        assert applied.run is not None
+        outputs = applied.run.outputs
+        steps = prove_destination(session.world, outputs)
+        if args.out:
+            _write_private(args.out, outputs)
+        if args.json:
+            document = _digest(applied, session, started)
+            document["proof"] = [
+                {"name": s.name, "passed": s.passed, "detail": s.detail} for s in steps
+            ]
+            _json_out(document)
+            return 0 if all(step.passed for step in steps) else 1
+        _print(render.render_applied(applied))
+        _print("", "Outputs:", render.render_outputs(outputs, applied.run.secret_outputs), "")
+        if args.out:
+            _print(
+                f"Outputs written to {args.out} (as `pulumi stack output --json --show-secrets`)."
+            )
+        _print("", "Amplitude destination form:")
+        _print(*_form_lines(outputs), "")
+        _print("Proving the role:")
+        _print(*(f"  {step.render()}" for step in steps))
+        if args.endpoint_url:
+            _print("", "To act as Amplitude against this server:")
+            _print(*_env_lines(session.world, session.region, "amplitude", args.world_file))
+            _print("", "To act as the customer (consume, inspect):")
+            _print(*_env_lines(session.world, session.region, "customer_admin", args.world_file))
+        else:
+            _print(
+                "",
+                "(embedded moto: everything above is gone now; use `local serve` and "
+                "--endpoint-url to keep it)",
+            )
         return 0 if all(step.passed for step in steps) else 1
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def local_destroy(args: argparse.Namespace) -> int:
     """`local destroy`: delete what the state records, dependents first."""
     from sandbox import lifecycle
+    from sandbox.engine import render
 
-    def body() -> int:
-        with _stack_session(args) as session:
-            outcome = lifecycle.destroy(session.config, session.ctx, session.place)
-            if args.json:
-                _json_out(outcome.to_json())
-            else:
-                _print(_heading("Destroying", args.stack, session), "")
-                _print(*lifecycle.render_steps(outcome))
+    def act(session: _Session, started: int) -> int:
+        outcome = lifecycle.destroy(session.config, session.ctx, session.place)
+        _report(args, session, started, outcome, "Destroying", render.render_destroyed(outcome))
         return 0
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def local_refresh(args: argparse.Namespace) -> int:
     """`local refresh`: read the resources back and report drift field by field."""
     from sandbox import lifecycle
+    from sandbox.engine import render
 
-    def body() -> int:
-        with _stack_session(args) as session:
-            drifts, _ = lifecycle.refresh(session.config, session.ctx, session.place)
-            if args.json:
-                _json_out(
-                    {
-                        "steps": [],
-                        "changeSummary": {},
-                        "drift": [d.to_json() for d in drifts],
-                    }
-                )
-            else:
-                _print(_heading("Refreshing", args.stack, session), "")
-                _print(*lifecycle.render_drift(drifts))
+    def act(session: _Session, started: int) -> int:
+        drifts, _ = lifecycle.refresh(session.config, session.ctx, session.place)
+        if args.json:
+            _json_out({"steps": [], "changeSummary": {}, "drift": [d.to_json() for d in drifts]})
+        else:
+            _print(_heading("Refreshing", args.stack, session), "")
+            _print(*render.render_drift(drifts))
         return 0
 
-    return _guarded(args, body)
+    return _stack_command(args, act)
 
 
 def _served_world(world_file: Path, endpoint_url: str, region: str) -> Any:

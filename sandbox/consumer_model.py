@@ -112,9 +112,9 @@ def run(sizing: Sizing, workload: Workload, limits: DynamoDBLimits, seed: int = 
     report = ModelReport(users=workload.messages * workload.users)
     lanes = [_Lane(deque()) for _ in range(sizing.shards * sizing.parallelization)]
     for m in range(workload.messages):
-        shard, lane = m % sizing.shards, (m // sizing.shards) % sizing.parallelization
+        shard, slot = m % sizing.shards, (m // sizing.shards) % sizing.parallelization
         record = _Record(m * workload.users, workload.users, workload.record_bytes)
-        lanes[shard * sizing.parallelization + lane].queue.append(record)
+        lanes[shard * sizing.parallelization + slot].queue.append(record)
     timeout_steps = math.floor(sizing.timeout_seconds / step)
     reserve_steps = math.ceil(sizing.reserve_seconds / step)
     keys = [f"cohort#{n}" for n in range(sizing.write_shards)]

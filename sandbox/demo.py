@@ -9,10 +9,11 @@ from pathlib import Path
 
 import boto3
 
+import sync
 from provisioning import constants as c
 from provisioning.archive import project_entries, write_archive
 from sandbox.engine import consumer_resources
-from sandbox.engine.plan import render_plan
+from sandbox.engine.render import render_plan
 from sandbox.engine.runner import PROGRAM_DIR
 from sandbox.engine.stack import StackConfig, apply, preview
 from sandbox.lambda_mapping import MappingSimulator
@@ -26,7 +27,10 @@ from sync.membership_store import MembershipStore, members
 from sync.preflight import preflight
 from sync.push import PushRequest, run_push
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# The checkout's examples/, or the copies a wheel ships beside the program (sandbox/project).
+EXAMPLES = PROGRAM_DIR / "examples"
+# Where the product's packages (sync/, provisioning/) live: the checkout, or site-packages.
+CODE_ROOT = Path(sync.__file__).resolve().parents[1]
 REGION = "us-east-1"
 COHORT_ID = "gs72ns"
 COHORT_NAME = "Test Cohort"
@@ -64,7 +68,7 @@ def run_demo(workdir: Path, examples: Path = EXAMPLES) -> int:
     # dependencies); the simulated mapping runs the same handler in-process.
     # `make lambda-archive` builds the deployable one.
     archive = workdir / "lambda-demo.zip"
-    write_archive(project_entries(PROGRAM_DIR), archive)
+    write_archive(project_entries(CODE_ROOT), archive)
     config = StackConfig(
         stack="demo", values={c.CONFIG_CONSUMER: "lambda", c.CONFIG_CONSUMER_ARCHIVE: str(archive)}
     )

@@ -5,9 +5,9 @@ What it replaces (moto 5.2.5), and why:
 1. moto never polls a stream for a mapping; it invokes the function in Docker inside each put,
    which ``sandbox.moto_fixes`` turns off (no Docker here).
 2. Lambda's poller, which moto lacks: ``MappingSimulator.poll`` reads the mapping's and the
-   function's configuration from moto's Lambda backend, as the service reads its own (moto
-   5.2.5 also fails the signature check of Lambda's GET calls under IAM enforcement), and then,
-   like the Lambda service,
+   function's configuration over the world's endpoint as the customer's admin
+   (GetEventSourceMapping, GetFunctionConfiguration; ``sandbox.moto_fixes`` makes moto's signature
+   check pass them under IAM enforcement), and then, like the Lambda service,
    - assumes the function's execution role as ``lambda.amazonaws.com`` (an IAM user of
      ``LAMBDA_SERVICE_ACCOUNT_ID`` listed in ``sandbox.iam_gaps.SERVICE_CALLERS``, so the role's
      trust policy decides) and does everything below with that role's credentials, so its
@@ -65,7 +65,6 @@ from typing import Any
 from unittest import mock
 
 import boto3
-from moto.awslambda.models import lambda_backends
 
 from provisioning import constants as c
 from sandbox import iam_gaps
@@ -238,12 +237,15 @@ class MappingSimulator:
         self._invoke = invoke
         self._monotonic = monotonic
         self.dynamodb_limits = dynamodb_limits
-        backend = lambda_backends[world.customer_account_id][world.region]
-        found = backend.get_event_source_mapping(mapping_uuid)
-        if found is None:
-            raise SandboxError(f"event source mapping {mapping_uuid!r}: not found in moto's Lambda")
-        self.mapping = MappingConfig.from_api(found.get_configuration())
-        self.function = backend.get_function(self.mapping.function_arn).get_configuration()
+        lambda_ = world.client("lambda", world.customer_admin)
+        try:
+            found = lambda_.get_event_source_mapping(UUID=mapping_uuid)
+        except lambda_.exceptions.ResourceNotFoundException as exc:
+            raise SandboxError(
+                f"event source mapping {mapping_uuid!r}: not found in the world's Lambda"
+            ) from exc
+        self.mapping = MappingConfig.from_api(found)
+        self.function = lambda_.get_function_configuration(FunctionName=self.mapping.function_arn)
         self.role_credentials = self._assume_function_role()
         self._kinesis = world.client("kinesis", self.role_credentials)
         self._sqs = world.client("sqs", self.role_credentials)

@@ -1,4 +1,4 @@
-"""`local preview|up|destroy|refresh`: a stack's state file, its plan, the gates, and rendering.
+"""`local preview|up|destroy|refresh`: a stack's state file, its lock, its plan and the gates.
 
 The state file lives at `<state dir>/<stack>.json`; the state dir defaults to `stacks/` next to
 the world file. Against the embedded moto (no --endpoint-url) the world is new on every run, so a
@@ -8,7 +8,6 @@ every run starts from an empty stack.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,26 +16,21 @@ from typing import Any
 
 from provisioning import constants as c
 from sandbox.engine import deploy
-from sandbox.engine.registry import AwsContext
+from sandbox.engine.handler import AwsContext
+from sandbox.engine.interrupts import Interrupted, Interruption, interrupts_deferred
+from sandbox.engine.lock import stack_locked
 from sandbox.engine.stack import StackConfig, program_args
 from sandbox.engine.state import StackState, load_state, save_state, state_path
 from sandbox.errors import SandboxError
 from sandbox.world import MotoWorld
 
-_SYMBOLS = {
-    deploy.SAME: " ",
-    deploy.CREATE: "+",
-    deploy.UPDATE: "~",
-    deploy.REPLACE: "+-",
-    deploy.CREATE_REPLACEMENT: "++",
-    deploy.DELETE_REPLACED: "--",
-    deploy.DELETE: "-",
-    deploy.IMPORT: "=",
-}
-
 
 class RefusedPlan(SandboxError):
     """`local up` will not apply this plan as asked (protection, a name in use, the stream)."""
+
+
+class MissingState(SandboxError):
+    """No state file, yet the program's resources exist: acting would forget or duplicate them."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +46,63 @@ class StackPlace:
         return load_state(self.path, project=c.PROJECT_NAME, stack=config.stack)
 
     def save(self, state: StackState) -> None:
-        """Record the state (a no-op in memory)."""
-        if self.path is not None:
+        """Record the state (a no-op in memory; no empty file where there was none)."""
+        if self.path is None:
+            return
+        if self.path.exists() or state.resources or state.pending_deletes:
             save_state(self.path, state)
+
+    def is_missing(self) -> bool:
+        """A file place whose file does not exist (yet, or any more)."""
+        return self.path is not None and not self.path.exists()
+
+    def require_state(self, config: StackConfig, ctx: AwsContext, verb: str) -> None:
+        """Refuse `verb` when the state file is missing but the program's resources exist."""
+        if self.is_missing():
+            planned, _ = deploy.plan(
+                program_args(config),
+                ctx=ctx,
+                state=self.load(config),
+                account=account_of(ctx),
+                execute=False,
+            )
+            self.refuse_lost_state(planned, verb)
+
+    def refuse_lost_state(self, planned: deploy.Outcome, verb: str) -> None:
+        """MissingState when there is no state file but `planned` found declared resources."""
+        if self.is_missing() and planned.existing:
+            assert self.path is not None
+            raise MissingState(
+                f"stack state {self.path}: not found, but resources this stack declares already "
+                f"exist ({'; '.join(planned.existing)}), so `local {verb}` would "
+                f"{_WITHOUT_STATE[verb]}. Nothing was changed or written. Fix: pass --state-dir "
+                f"for the directory holding {self.path.name} (or restore it there from a "
+                "backup); or adopt the resources with the importStream, importRole and "
+                "importPolicy config keys and run `local up`"
+            )
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """The stack's lock for a command that changes it (none needed in memory)."""
+        if self.path is None:
+            yield
+            return
+        with stack_locked(self.path, command):
+            yield
 
     def describe(self) -> str:
         """One line for the output."""
         if self.path is None:
             return "state: in memory only (embedded moto: the world and the stack start empty)"
         return f"state: {self.path}"
+
+
+_WITHOUT_STATE = {
+    "preview": "plan to create them again",
+    "up": "try to create them again",
+    "destroy": "delete nothing and record an empty stack",
+    "refresh": "find no drift and record an empty stack",
+}
 
 
 def place_for(endpoint_url: str | None, state_dir: Path, stack: str) -> StackPlace:
@@ -73,45 +115,6 @@ def context_for(world: MotoWorld, region: str, endpoint_url: str | None) -> AwsC
     return AwsContext(world.customer_admin.session(region), region, endpoint_url)
 
 
-def render_steps(outcome: deploy.Outcome) -> list[str]:
-    """One line per step (`~ type name  update [diff: …]`), what changes beneath, and a count."""
-    from sandbox.engine.plan import render_resource
-
-    created = {r.name: r for r in (outcome.run.resources if outcome.run else [])}
-    lines = []
-    for step in outcome.steps:
-        name = step.urn.rsplit("::", 1)[-1]
-        reasons = ""
-        if step.replace_reasons:
-            reasons = f"  [replace: {', '.join(step.replace_reasons)}]"
-        elif step.diff_reasons:
-            reasons = f"  [diff: {', '.join(step.diff_reasons)}]"
-        lines.append(f"  {_SYMBOLS[step.op]} {step.type}  {name}  {step.op}{reasons}")
-        if step.op == deploy.CREATE and name in created:
-            # A new resource's inputs in full, secrets masked, as the first preview showed them.
-            lines.extend(render_resource(created[name])[1:])
-        for key, old, new in step.changes:
-            lines.append(f"        {key}: {_short(old)} => {_short(new)}")
-    counts = ", ".join(
-        f"{n} unchanged" if op == deploy.SAME else f"{n} to {op}"
-        for op, n in outcome.summary.items()
-    )
-    lines.append(f"Plan: {counts or 'nothing to do'}.")
-    lines.extend(notice.render() for notice in outcome.notices)
-    return lines
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return str(value)
-    return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-
-
 def account_of(ctx: AwsContext) -> str:
     """The account the session acts in (a read: sts:GetCallerIdentity)."""
     identity = deploy.aws_call(
@@ -121,12 +124,15 @@ def account_of(ctx: AwsContext) -> str:
     return str(identity["Account"])
 
 
-def preview(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
+def preview(
+    config: StackConfig, ctx: AwsContext, place: StackPlace, verb: str = "preview"
+) -> deploy.Outcome:
     """Plan against the recorded state; nothing in AWS or the state file changes."""
     state = place.load(config)
     outcome, refusals = deploy.plan(
         program_args(config), ctx=ctx, state=state, account=account_of(ctx), execute=False
     )
+    place.refuse_lost_state(outcome, verb)
     if refusals:
         raise RefusedPlan("\n".join(refusals))
     return outcome
@@ -140,8 +146,26 @@ def up(
     yes: bool,
     on_plan: Callable[[deploy.Outcome], None],
 ) -> deploy.Outcome:
-    """Preview, refuse what must not happen, then apply and record the new state."""
-    planned = preview(config, ctx, place)
+    """Preview, refuse what must not happen, then apply and record the new state (locked)."""
+    with place.locked(_command("up", config)), interrupts_deferred() as interruption:
+        return _up(config, ctx, place, yes=yes, on_plan=on_plan, interruption=interruption)
+
+
+def _command(verb: str, config: StackConfig) -> str:
+    # What the lock file names as its holder; never the --config values (they may be secrets).
+    return f"cohort-sync local {verb} --stack {config.stack}"
+
+
+def _up(
+    config: StackConfig,
+    ctx: AwsContext,
+    place: StackPlace,
+    *,
+    yes: bool,
+    on_plan: Callable[[deploy.Outcome], None],
+    interruption: Interruption,
+) -> deploy.Outcome:
+    planned = preview(config, ctx, place, verb="up")
     on_plan(planned)
     doomed = planned.destroys_stream()
     if doomed and not yes:
@@ -152,57 +176,51 @@ def up(
             "to proceed"
         )
     state = place.load(config)
-    applied, refusals = deploy.plan(
-        program_args(config),
-        ctx=ctx,
-        state=state,
-        account=account_of(ctx),
-        execute=True,
-        save=place.save,
-    )
+    try:
+        applied, refusals = deploy.plan(
+            program_args(config),
+            ctx=ctx,
+            state=state,
+            account=account_of(ctx),
+            execute=True,
+            save=place.save,
+            interruption=interruption,
+        )
+    except Interrupted as exc:
+        done = set(exc.done)
+        exc.left = [
+            (s.op, s.type, s.urn)
+            for s in planned.steps
+            if s.op != deploy.SAME and (s.op, s.urn) not in done
+        ]
+        raise
     if refusals:  # the world changed between preview and apply
         raise RefusedPlan("\n".join(refusals))
     return applied
 
 
 def destroy(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
-    """Delete everything the state records; a protected stream refuses it all."""
-    state = place.load(config)
-    _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
-    if refusals:
-        raise RefusedPlan("\n".join(refusals))
-    outcome, _ = deploy.destroy(ctx=ctx, state=state, execute=True)
-    place.save(outcome.state)
-    return outcome
+    """Delete everything the state records; a protected stream refuses it all (locked)."""
+    with place.locked(_command("destroy", config)):
+        place.require_state(config, ctx, "destroy")
+        state = place.load(config)
+        _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
+        if refusals:
+            raise RefusedPlan("\n".join(refusals))
+        outcome, _ = deploy.destroy(ctx=ctx, state=state, execute=True)
+        place.save(outcome.state)
+        return outcome
 
 
 def refresh(
     config: StackConfig, ctx: AwsContext, place: StackPlace
 ) -> tuple[list[deploy.Drift], StackState]:
-    """Read every recorded resource back; report drift and record what AWS holds."""
-    drifts, refreshed = deploy.refresh(ctx, place.load(config))
-    place.save(refreshed)
-    return drifts, refreshed
-
-
-def render_drift(drifts: list[deploy.Drift]) -> list[str]:
-    """Field by field: what the state recorded and what AWS holds now."""
-    if not drifts:
-        return ["No drift: every resource matches the recorded state."]
-    lines = []
-    for drift in drifts:
-        name = drift.urn.rsplit("::", 1)[-1]
-        if drift.gone:
-            lines.append(f"  ! {drift.type}  {name}: deleted outside the engine (up re-creates it)")
-            continue
-        lines.append(f"  ~ {drift.type}  {name}: changed outside the engine")
-        for key, old, new in drift.changes:
-            lines.append(f"        {key}: recorded {_short(old)}")
-            lines.append(f"        {' ' * len(key)}  actual   {_short(new)}")
-    lines.append(
-        "The state now records what AWS holds; `local up` puts back what the program declares."
-    )
-    return lines
+    """Read every recorded resource back; report drift and record what AWS holds (locked)."""
+    with place.locked(_command("refresh", config)):
+        place.require_state(config, ctx, "refresh")
+        drifts, refreshed = deploy.refresh(ctx, place.load(config))
+        place.save(refreshed)
+        return drifts, refreshed
 
 
 @contextmanager

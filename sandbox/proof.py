@@ -12,10 +12,9 @@ from botocore.exceptions import ClientError
 
 from provisioning import constants as c
 from sandbox.lambda_mapping import lambda_service
-from sandbox.world import Credentials, MotoWorld
+from sandbox.world import STRANGER_ACCOUNT_ID, Credentials, MotoWorld
 from sync.contract import CohortMessage, encode
 
-STRANGER_ACCOUNT_ID = "111122223333"
 PROOF_COHORT_ID = "probe"
 PROOF_MESSAGE_ID = "probe:0"
 

@@ -13,8 +13,6 @@ from unittest import mock
 
 import boto3
 import botocore.session
-import requests
-from botocore.awsrequest import AWSPreparedRequest
 from botocore.loaders import Loader, create_loader
 from moto import mock_aws, settings
 from moto.core.authorization import ActionAuthenticatorMixin
@@ -23,9 +21,13 @@ from moto.iam.models import iam_backends
 
 from provisioning import constants as c
 from sandbox import iam_gaps, moto_fixes
+from sandbox.errors import SandboxError
 
 CUSTOMER_ADMIN_NAME = "customer-admin"
 AMPLITUDE_USER_NAME = "amplitude-exporter"
+# A third account, neither the customer's nor Amplitude's: where the proof's outsiders live.
+STRANGER_ACCOUNT_ID = "111122223333"
+STRANGER_ADMIN_NAME = "stranger-admin"
 _PARTITION = "aws"
 _POLICY_NAME = "harness"
 
@@ -97,6 +99,7 @@ class MotoWorld:
     amplitude_account_id: str
     customer_admin: Credentials
     amplitude: Credentials
+    stranger_admin: Credentials  # an admin of STRANGER_ACCOUNT_ID
 
     def client(self, service: str, credentials: Credentials) -> Any:
         """A botocore client for the service, acting as the principal, in this world."""
@@ -115,58 +118,45 @@ class MotoWorld:
     def new_principal(
         self, account_id: str, name: str, policy: dict[str, Any] | None = None
     ) -> Credentials:
-        """Create an IAM user (with an inline policy, if given) in any account; its access key."""
+        """Create an IAM user (with an inline policy, if given); its access key.
+
+        In-process, straight in moto's backend of any account. Over HTTP, as the account's admin
+        with IAM's own calls, authorized like any other client's: there is no window in which
+        the server skips authorization (moto's reset-auth would open one for every client).
+        """
         if self.endpoint_url is None or _is_served_here(self.endpoint_url):
             return create_principal(account_id, name, policy)
-        return self._new_principal_remotely(account_id, name, policy)
+        iam = self.client("iam", self._admin_of(account_id))
+        iam.create_user(UserName=name)
+        if policy is not None:
+            iam.put_user_policy(
+                UserName=name, PolicyName=_POLICY_NAME, PolicyDocument=json.dumps(policy)
+            )
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
 
     def remove_principal(self, account_id: str, name: str, credentials: Credentials) -> None:
         """Delete a user `new_principal` made (its policy and key first), so names can recur."""
         if self.endpoint_url is None or _is_served_here(self.endpoint_url):
             remove_principal(account_id, name, credentials.access_key_id)
             return
-        reset = f"{self.endpoint_url}/moto-api/reset-auth"
-        requests.post(reset, data=b"4", timeout=10).raise_for_status()
-        try:
-            iam = self.client("iam", self.customer_admin)
+        iam = self.client("iam", self._admin_of(account_id))
+        if iam.list_user_policies(UserName=name)["PolicyNames"]:
+            iam.delete_user_policy(UserName=name, PolicyName=_POLICY_NAME)
+        iam.delete_access_key(UserName=name, AccessKeyId=credentials.access_key_id)
+        iam.delete_user(UserName=name)
 
-            def aim(request: AWSPreparedRequest, **_: Any) -> None:
-                request.headers["x-moto-account-id"] = account_id
-
-            iam.meta.events.register("before-send.iam.*", aim)
-            if iam.list_user_policies(UserName=name)["PolicyNames"]:
-                iam.delete_user_policy(UserName=name, PolicyName=_POLICY_NAME)
-            iam.delete_access_key(UserName=name, AccessKeyId=credentials.access_key_id)
-            iam.delete_user(UserName=name)
-        finally:
-            requests.post(reset, data=b"0", timeout=10).raise_for_status()
-
-    def _new_principal_remotely(
-        self, account_id: str, name: str, policy: dict[str, Any] | None
-    ) -> Credentials:
-        # Another process holds the backends. Nobody in a fresh account can authorize CreateUser,
-        # so open moto's no-auth allowance for exactly the calls needed (reset-auth), aim them at
-        # the account with moto's x-moto-account-id header, and close it again whatever happens.
-        # Other clients of that server calling in the same instant would share the allowance.
-        reset = f"{self.endpoint_url}/moto-api/reset-auth"
-        calls = 3 if policy is not None else 2
-        requests.post(reset, data=str(calls).encode(), timeout=10).raise_for_status()
-        try:
-            iam = self.client("iam", self.customer_admin)
-
-            def aim(request: AWSPreparedRequest, **_: Any) -> None:
-                request.headers["x-moto-account-id"] = account_id
-
-            iam.meta.events.register("before-send.iam.*", aim)
-            iam.create_user(UserName=name)
-            if policy is not None:
-                iam.put_user_policy(
-                    UserName=name, PolicyName=_POLICY_NAME, PolicyDocument=json.dumps(policy)
-                )
-            key = iam.create_access_key(UserName=name)["AccessKey"]
-        finally:
-            requests.post(reset, data=b"0", timeout=10).raise_for_status()
-        return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    def _admin_of(self, account_id: str) -> Credentials:
+        admins = {
+            self.customer_account_id: self.customer_admin,
+            STRANGER_ACCOUNT_ID: self.stranger_admin,
+        }
+        if account_id not in admins:
+            raise SandboxError(
+                f"account {account_id}: a served world creates principals only in the accounts "
+                f"it has an admin of ({', '.join(sorted(admins))}); use one of them"
+            )
+        return admins[account_id]
 
     def to_json(self) -> dict[str, Any]:
         """Plain data, credentials included, from which another process rebuilds the world."""
@@ -177,6 +167,7 @@ class MotoWorld:
             "amplitude_account_id": self.amplitude_account_id,
             "customer_admin": self.customer_admin.to_json(),
             "amplitude": self.amplitude.to_json(),
+            "stranger_admin": self.stranger_admin.to_json(),
         }
 
     @classmethod
@@ -189,6 +180,7 @@ class MotoWorld:
             amplitude_account_id=data["amplitude_account_id"],
             customer_admin=Credentials.from_json(data["customer_admin"]),
             amplitude=Credentials.from_json(data["amplitude"]),
+            stranger_admin=Credentials.from_json(data["stranger_admin"]),
         )
 
 
@@ -238,7 +230,7 @@ def remove_principal(account_id: str, name: str, access_key_id: str) -> None:
 
 
 def bootstrap(region: str, endpoint_url: str | None) -> MotoWorld:
-    """Create the world's two principals in moto's backends (no enforcement needed)."""
+    """Create the world's principals in moto's backends (no enforcement needed)."""
     return MotoWorld(
         region=region,
         endpoint_url=endpoint_url,
@@ -246,6 +238,7 @@ def bootstrap(region: str, endpoint_url: str | None) -> MotoWorld:
         amplitude_account_id=c.AMPLITUDE_ACCOUNT_ID,
         customer_admin=create_principal(DEFAULT_ACCOUNT_ID, CUSTOMER_ADMIN_NAME, ADMIN_POLICY),
         amplitude=create_principal(c.AMPLITUDE_ACCOUNT_ID, AMPLITUDE_USER_NAME, AMPLITUDE_POLICY),
+        stranger_admin=create_principal(STRANGER_ACCOUNT_ID, STRANGER_ADMIN_NAME, ADMIN_POLICY),
     )
 
 

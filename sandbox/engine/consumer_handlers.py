@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
 from sandbox.engine import consumer_resources as cr
-from sandbox.engine.registry import AwsContext, Live, register, tags_change
+from sandbox.engine.handler import AwsContext, Live, is_not_found, tags_change
 from sandbox.engine.schema import TypeSchema, diff_inputs, register_schema
 from sandbox.errors import ApplyError
 
@@ -25,259 +25,251 @@ State = dict[str, Any]
 
 # --- update vs replace, from the provider's schema -------------------------------------------
 
-register_schema(
-    TypeSchema(
-        cr.TABLE,
-        # dynamodb/table.go ResourceTable().Schema (read at commit f583d818): `name`, `hash_key`,
-        # `range_key`, `local_secondary_index` and the `restore_*` attributes are ForceNew.
-        force_new=frozenset(
-            {
-                "name",
-                "hashKey",
-                "rangeKey",
-                "localSecondaryIndexes",
-                "restoreSourceName",
-                "restoreToLatestTime",
-                "restoreDateTime",
-            }
-        ),
-        # table.go resourceTableUpdate: billing_mode/read_capacity/write_capacity,
-        # stream_enabled/stream_view_type, global_secondary_index, table_class -> UpdateTable;
-        # server_side_encryption -> UpdateTable(SSESpecification) alone; ttl -> UpdateTimeToLive;
-        # point_in_time_recovery -> UpdateContinuousBackups; tags_all -> Tag/UntagResource;
-        # replica -> UpdateTable(ReplicaUpdates). `attribute` has no ForceNew either.
-        in_place=frozenset(
-            {
-                "attributes",
-                "billingMode",
-                "readCapacity",
-                "writeCapacity",
-                "streamEnabled",
-                "streamViewType",
-                "globalSecondaryIndexes",
-                "tableClass",
-                "serverSideEncryption",
-                "ttl",
-                "pointInTimeRecovery",
-                "replicas",
-                "tags",
-            }
-        ),
-        # table.go: billing_mode Default PROVISIONED.
-        defaults={"billingMode": "PROVISIONED"},
-    )
+_TABLE_SCHEMA = TypeSchema(
+    cr.TABLE,
+    # dynamodb/table.go ResourceTable().Schema (read at commit f583d818): `name`, `hash_key`,
+    # `range_key`, `local_secondary_index` and the `restore_*` attributes are ForceNew.
+    force_new=frozenset(
+        {
+            "name",
+            "hashKey",
+            "rangeKey",
+            "localSecondaryIndexes",
+            "restoreSourceName",
+            "restoreToLatestTime",
+            "restoreDateTime",
+        }
+    ),
+    # table.go resourceTableUpdate: billing_mode/read_capacity/write_capacity,
+    # stream_enabled/stream_view_type, global_secondary_index, table_class -> UpdateTable;
+    # server_side_encryption -> UpdateTable(SSESpecification) alone; ttl -> UpdateTimeToLive;
+    # point_in_time_recovery -> UpdateContinuousBackups; tags_all -> Tag/UntagResource;
+    # replica -> UpdateTable(ReplicaUpdates). `attribute` has no ForceNew either.
+    in_place=frozenset(
+        {
+            "attributes",
+            "billingMode",
+            "readCapacity",
+            "writeCapacity",
+            "streamEnabled",
+            "streamViewType",
+            "globalSecondaryIndexes",
+            "tableClass",
+            "serverSideEncryption",
+            "ttl",
+            "pointInTimeRecovery",
+            "replicas",
+            "tags",
+        }
+    ),
+    # table.go: billing_mode Default PROVISIONED.
+    defaults={"billingMode": "PROVISIONED"},
 )
-register_schema(
-    TypeSchema(
-        cr.QUEUE,
-        # sqs/queue.go queueSchema: `name`, `name_prefix` and `fifo_queue` are ForceNew.
-        force_new=frozenset({"name", "namePrefix", "fifoQueue"}),
-        # queue.go resourceQueueUpdate: every other attribute of queueAttributeMap goes to one
-        # SetQueueAttributes; tags by the tagging interceptor (TagQueue/UntagQueue).
-        in_place=frozenset(
-            {
-                "contentBasedDeduplication",
-                "deduplicationScope",
-                "delaySeconds",
-                "fifoThroughputLimit",
-                "kmsDataKeyReusePeriodSeconds",
-                "kmsMasterKeyId",
-                "maxMessageSize",
-                "messageRetentionSeconds",
-                "policy",
-                "receiveWaitTimeSeconds",
-                "redriveAllowPolicy",
-                "redrivePolicy",
-                "sqsManagedSseEnabled",
-                "visibilityTimeoutSeconds",
-                "tags",
-            }
-        ),
-        policy_documents=frozenset({"policy"}),
-        # queue.go: fifo_queue and content_based_deduplication Default false.
-        defaults={"fifoQueue": False, "contentBasedDeduplication": False},
-    )
+_QUEUE_SCHEMA = TypeSchema(
+    cr.QUEUE,
+    # sqs/queue.go queueSchema: `name`, `name_prefix` and `fifo_queue` are ForceNew.
+    force_new=frozenset({"name", "namePrefix", "fifoQueue"}),
+    # queue.go resourceQueueUpdate: every other attribute of queueAttributeMap goes to one
+    # SetQueueAttributes; tags by the tagging interceptor (TagQueue/UntagQueue).
+    in_place=frozenset(
+        {
+            "contentBasedDeduplication",
+            "deduplicationScope",
+            "delaySeconds",
+            "fifoThroughputLimit",
+            "kmsDataKeyReusePeriodSeconds",
+            "kmsMasterKeyId",
+            "maxMessageSize",
+            "messageRetentionSeconds",
+            "policy",
+            "receiveWaitTimeSeconds",
+            "redriveAllowPolicy",
+            "redrivePolicy",
+            "sqsManagedSseEnabled",
+            "visibilityTimeoutSeconds",
+            "tags",
+        }
+    ),
+    policy_documents=frozenset({"policy"}),
+    # queue.go queueSchema: fifo_queue and content_based_deduplication Default false;
+    # delay_seconds, max_message_size, message_retention_seconds, receive_wait_time_seconds
+    # and visibility_timeout_seconds Default the constants of sqs/consts.go (0, 262_144,
+    # 345_600, 0, 30), sent on create (queueAttributeMap.ResourceDataToAPIAttributesCreate).
+    # AWS's and moto's own maximum message size, when none is sent, is 1,048,576.
+    defaults={
+        "fifoQueue": False,
+        "contentBasedDeduplication": False,
+        "delaySeconds": 0,
+        "maxMessageSize": 262_144,
+        "messageRetentionSeconds": 345_600,
+        "receiveWaitTimeSeconds": 0,
+        "visibilityTimeoutSeconds": 30,
+    },
 )
-register_schema(
-    TypeSchema(
-        cr.LOG_GROUP,
-        # logs/group.go resourceGroup().Schema: `name`, `name_prefix`, `log_group_class` ForceNew.
-        force_new=frozenset({"name", "namePrefix", "logGroupClass"}),
-        # group.go resourceGroupUpdate: retention_in_days -> PutRetentionPolicy (or
-        # DeleteRetentionPolicy when unset); kms_key_id -> Associate/DisassociateKmsKey;
-        # skip_destroy is state only; tags (@Tags identifierAttribute=arn) -> Tag/UntagResource.
-        in_place=frozenset({"retentionInDays", "kmsKeyId", "skipDestroy", "tags"}),
-        # group.go: retention_in_days Default 0, skip_destroy Default false.
-        defaults={"retentionInDays": 0, "skipDestroy": False},
-    )
+_LOG_GROUP_SCHEMA = TypeSchema(
+    cr.LOG_GROUP,
+    # logs/group.go resourceGroup().Schema: `name`, `name_prefix`, `log_group_class` ForceNew.
+    force_new=frozenset({"name", "namePrefix", "logGroupClass"}),
+    # group.go resourceGroupUpdate: retention_in_days -> PutRetentionPolicy (or
+    # DeleteRetentionPolicy when unset); kms_key_id -> Associate/DisassociateKmsKey;
+    # skip_destroy is state only; tags (@Tags identifierAttribute=arn) -> Tag/UntagResource.
+    in_place=frozenset({"retentionInDays", "kmsKeyId", "skipDestroy", "tags"}),
+    # group.go: retention_in_days Default 0, skip_destroy Default false.
+    defaults={"retentionInDays": 0, "skipDestroy": False},
 )
-register_schema(
-    TypeSchema(
-        cr.ROLE_POLICY,
-        # iam/role_policy.go resourceRolePolicy().Schema: `name`, `name_prefix`, `role` ForceNew.
-        force_new=frozenset({"name", "namePrefix", "role"}),
-        # role_policy.go: UpdateWithoutTimeout is resourceRolePolicyPut -> PutRolePolicy;
-        # `policy` uses SuppressEquivalentPolicyDiffs.
-        in_place=frozenset({"policy"}),
-        policy_documents=frozenset({"policy"}),
-    )
+_ROLE_POLICY_SCHEMA = TypeSchema(
+    cr.ROLE_POLICY,
+    # iam/role_policy.go resourceRolePolicy().Schema: `name`, `name_prefix`, `role` ForceNew.
+    force_new=frozenset({"name", "namePrefix", "role"}),
+    # role_policy.go: UpdateWithoutTimeout is resourceRolePolicyPut -> PutRolePolicy;
+    # `policy` uses SuppressEquivalentPolicyDiffs.
+    in_place=frozenset({"policy"}),
+    policy_documents=frozenset({"policy"}),
 )
-register_schema(
-    TypeSchema(
-        cr.FUNCTION,
-        # lambda/function.go resourceFunction().Schema: `function_name` (Pulumi: `name`),
-        # `package_type` and `tenancy_config` are ForceNew. (`durable_config` is ForceNew only
-        # when added or removed, a CustomizeDiff: left out, so any change of it replaces.)
-        force_new=frozenset({"name", "packageType", "tenancyConfig"}),
-        # function.go resourceFunctionUpdate: needsFunctionConfigUpdate keys ->
-        # UpdateFunctionConfiguration; needsFunctionCodeUpdate (filename = Pulumi's `code`,
-        # source_code_hash, s3_*, image_uri, architectures) -> UpdateFunctionCode;
-        # reserved_concurrent_executions -> Put/DeleteFunctionConcurrency;
-        # code_signing_config_arn -> Put/DeleteFunctionCodeSigningConfig; publish ->
-        # PublishVersion; tags (@Tags identifierAttribute=arn) -> Tag/UntagResource.
-        in_place=frozenset(
-            {
-                "architectures",
-                "capacityProviderConfig",
-                "code",
-                "codeSigningConfigArn",
-                "deadLetterConfig",
-                "description",
-                "environment",
-                "ephemeralStorage",
-                "fileSystemConfig",
-                "handler",
-                "imageConfig",
-                "imageUri",
-                "kmsKeyArn",
-                "layers",
-                "loggingConfig",
-                "memorySize",
-                "publish",
-                "publishTo",
-                "replaceSecurityGroupsOnDestroy",
-                "replacementSecurityGroupIds",
-                "reservedConcurrentExecutions",
-                "role",
-                "runtime",
-                "s3Bucket",
-                "s3Key",
-                "s3ObjectVersion",
-                "skipDestroy",
-                "snapStart",
-                "sourceCodeHash",
-                "sourceKmsKeyArn",
-                "timeout",
-                "tracingConfig",
-                "vpcConfig",
-                "tags",
-            }
-        ),
-        # function.go: memory_size Default 128, timeout Default 3,
-        # reserved_concurrent_executions Default -1, package_type Default Zip, publish false.
-        defaults={
-            "memorySize": 128,
-            "timeout": 3,
-            "reservedConcurrentExecutions": -1,
-            "packageType": "Zip",
-            "publish": False,
-            "skipDestroy": False,
-        },
-    )
+_FUNCTION_SCHEMA = TypeSchema(
+    cr.FUNCTION,
+    # lambda/function.go resourceFunction().Schema: `function_name` (Pulumi: `name`),
+    # `package_type` and `tenancy_config` are ForceNew. (`durable_config` is ForceNew only
+    # when added or removed, a CustomizeDiff: left out, so any change of it replaces.)
+    force_new=frozenset({"name", "packageType", "tenancyConfig"}),
+    # function.go resourceFunctionUpdate: needsFunctionConfigUpdate keys ->
+    # UpdateFunctionConfiguration; needsFunctionCodeUpdate (filename = Pulumi's `code`,
+    # source_code_hash, s3_*, image_uri, architectures) -> UpdateFunctionCode;
+    # reserved_concurrent_executions -> Put/DeleteFunctionConcurrency;
+    # code_signing_config_arn -> Put/DeleteFunctionCodeSigningConfig; publish ->
+    # PublishVersion; tags (@Tags identifierAttribute=arn) -> Tag/UntagResource.
+    in_place=frozenset(
+        {
+            "architectures",
+            "capacityProviderConfig",
+            "code",
+            "codeSigningConfigArn",
+            "deadLetterConfig",
+            "description",
+            "environment",
+            "ephemeralStorage",
+            "fileSystemConfig",
+            "handler",
+            "imageConfig",
+            "imageUri",
+            "kmsKeyArn",
+            "layers",
+            "loggingConfig",
+            "memorySize",
+            "publish",
+            "publishTo",
+            "replaceSecurityGroupsOnDestroy",
+            "replacementSecurityGroupIds",
+            "reservedConcurrentExecutions",
+            "role",
+            "runtime",
+            "s3Bucket",
+            "s3Key",
+            "s3ObjectVersion",
+            "skipDestroy",
+            "snapStart",
+            "sourceCodeHash",
+            "sourceKmsKeyArn",
+            "timeout",
+            "tracingConfig",
+            "vpcConfig",
+            "tags",
+        }
+    ),
+    # function.go: memory_size Default 128, timeout Default 3,
+    # reserved_concurrent_executions Default -1, package_type Default Zip, publish false.
+    defaults={
+        "memorySize": 128,
+        "timeout": 3,
+        "reservedConcurrentExecutions": -1,
+        "packageType": "Zip",
+        "publish": False,
+        "skipDestroy": False,
+    },
 )
-register_schema(
-    TypeSchema(
-        cr.MAPPING,
-        # lambda/event_source_mapping.go resourceEventSourceMapping().Schema: event_source_arn,
-        # starting_position, starting_position_timestamp, queues, topics,
-        # self_managed_event_source and both *_kafka_event_source_config are ForceNew.
-        force_new=frozenset(
-            {
-                "eventSourceArn",
-                "startingPosition",
-                "startingPositionTimestamp",
-                "queues",
-                "topics",
-                "selfManagedEventSource",
-                "selfManagedKafkaEventSourceConfig",
-                "amazonManagedKafkaEventSourceConfig",
-            }
-        ),
-        # event_source_mapping.go resourceEventSourceMappingUpdate: each of these goes to one
-        # UpdateEventSourceMapping (function_name too: DiffSuppress name-or-ARN, no ForceNew);
-        # tags by Tag/UntagResource on the mapping's ARN.
-        in_place=frozenset(
-            {
-                "batchSize",
-                "bisectBatchOnFunctionError",
-                "destinationConfig",
-                "documentDbEventSourceConfig",
-                "enabled",
-                "filterCriteria",
-                "functionName",
-                "functionResponseTypes",
-                "kmsKeyArn",
-                "maximumBatchingWindowInSeconds",
-                "maximumRecordAgeInSeconds",
-                "maximumRetryAttempts",
-                "parallelizationFactor",
-                "scalingConfig",
-                "sourceAccessConfigurations",
-                "tumblingWindowInSeconds",
-                "tags",
-            }
-        ),
-        name_property=None,
-        # event_source_mapping.go: enabled Default true.
-        defaults={"enabled": True},
-    )
+_MAPPING_SCHEMA = TypeSchema(
+    cr.MAPPING,
+    # lambda/event_source_mapping.go resourceEventSourceMapping().Schema: event_source_arn,
+    # starting_position, starting_position_timestamp, queues, topics,
+    # self_managed_event_source and both *_kafka_event_source_config are ForceNew.
+    force_new=frozenset(
+        {
+            "eventSourceArn",
+            "startingPosition",
+            "startingPositionTimestamp",
+            "queues",
+            "topics",
+            "selfManagedEventSource",
+            "selfManagedKafkaEventSourceConfig",
+            "amazonManagedKafkaEventSourceConfig",
+        }
+    ),
+    # event_source_mapping.go resourceEventSourceMappingUpdate: each of these goes to one
+    # UpdateEventSourceMapping (function_name too: DiffSuppress name-or-ARN, no ForceNew);
+    # tags by Tag/UntagResource on the mapping's ARN.
+    in_place=frozenset(
+        {
+            "batchSize",
+            "bisectBatchOnFunctionError",
+            "destinationConfig",
+            "documentDbEventSourceConfig",
+            "enabled",
+            "filterCriteria",
+            "functionName",
+            "functionResponseTypes",
+            "kmsKeyArn",
+            "maximumBatchingWindowInSeconds",
+            "maximumRecordAgeInSeconds",
+            "maximumRetryAttempts",
+            "parallelizationFactor",
+            "scalingConfig",
+            "sourceAccessConfigurations",
+            "tumblingWindowInSeconds",
+            "tags",
+        }
+    ),
+    name_property=None,
+    # event_source_mapping.go: enabled Default true.
+    defaults={"enabled": True},
 )
-register_schema(
-    TypeSchema(
-        cr.ALARM,
-        # cloudwatch/metric_alarm.go resourceMetricAlarm().Schema: only `alarm_name` (Pulumi:
-        # `name`) is ForceNew.
-        force_new=frozenset({"name"}),
-        # metric_alarm.go resourceMetricAlarmUpdate: any change but tags -> PutMetricAlarm with
-        # the whole alarm (expandPutMetricAlarmInput); tags -> Tag/UntagResource.
-        in_place=frozenset(
-            {
-                "actionsEnabled",
-                "alarmActions",
-                "alarmDescription",
-                "comparisonOperator",
-                "datapointsToAlarm",
-                "dimensions",
-                "evaluateLowSampleCountPercentiles",
-                "evaluationPeriods",
-                "extendedStatistic",
-                "insufficientDataActions",
-                "metricName",
-                "metricQueries",
-                "namespace",
-                "okActions",
-                "period",
-                "statistic",
-                "threshold",
-                "thresholdMetricId",
-                "treatMissingData",
-                "unit",
-                "tags",
-            }
-        ),
-        # metric_alarm.go: actions_enabled Default true, treat_missing_data Default "missing".
-        defaults={"actionsEnabled": True, "treatMissingData": "missing"},
-    )
+_ALARM_SCHEMA = TypeSchema(
+    cr.ALARM,
+    # cloudwatch/metric_alarm.go resourceMetricAlarm().Schema: only `alarm_name` (Pulumi:
+    # `name`) is ForceNew.
+    force_new=frozenset({"name"}),
+    # metric_alarm.go resourceMetricAlarmUpdate: any change but tags -> PutMetricAlarm with
+    # the whole alarm (expandPutMetricAlarmInput); tags -> Tag/UntagResource.
+    in_place=frozenset(
+        {
+            "actionsEnabled",
+            "alarmActions",
+            "alarmDescription",
+            "comparisonOperator",
+            "datapointsToAlarm",
+            "dimensions",
+            "evaluateLowSampleCountPercentiles",
+            "evaluationPeriods",
+            "extendedStatistic",
+            "insufficientDataActions",
+            "metricName",
+            "metricQueries",
+            "namespace",
+            "okActions",
+            "period",
+            "statistic",
+            "threshold",
+            "thresholdMetricId",
+            "treatMissingData",
+            "unit",
+            "tags",
+        }
+    ),
+    # metric_alarm.go: actions_enabled Default true, treat_missing_data Default "missing".
+    defaults={"actionsEnabled": True, "treatMissingData": "missing"},
 )
 
 # --- helpers ----------------------------------------------------------------------------------
 
-_GONE = {
-    "ResourceNotFoundException",
-    "NoSuchEntity",
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueDoesNotExist",
-}
 # Outputs the create calls add to the inputs they echo.
 _OUTPUT_ONLY = {
     "arn",
@@ -297,48 +289,12 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code"))
 
 
-def _gone(exc: ClientError) -> bool:
-    return _code(exc) in _GONE
-
-
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
-
-
-def _lambda_read(ctx: AwsContext, operation: str, key: str, **kwargs: Any) -> dict[str, Any]:
-    """A Lambda GET call; moto 5.2.5 fails their signature check under IAM enforcement.
-
-    Then the answer is read from moto's Lambda backend in this process (as
-    sandbox.lambda_mapping does), in the same shape; outside this process the error stands.
-    """
-    try:
-        return dict(getattr(ctx.client("lambda"), operation)(**kwargs))
-    except ClientError as exc:
-        if _code(exc) != "403" and "SignatureDoesNotMatch" not in str(exc):
-            raise
-        from moto.awslambda.models import lambda_backends
-        from moto.core import DEFAULT_ACCOUNT_ID
-
-        account = ctx.client("sts").get_caller_identity().get("Account", DEFAULT_ACCOUNT_ID)
-        backend = lambda_backends[account][ctx.region]
-        if operation == "get_function":
-            try:
-                return dict(backend.get_function(key).get_code())
-            except Exception as missing:  # moto raises its own UnknownFunctionException
-                raise ClientError(
-                    {"Error": {"Code": "ResourceNotFoundException", "Message": str(missing)}},
-                    operation,
-                ) from missing
-        mapping = backend.get_event_source_mapping(key)
-        if mapping is None:
-            raise ClientError(
-                {"Error": {"Code": "ResourceNotFoundException", "Message": key}}, operation
-            ) from exc
-        return dict(mapping.get_configuration())
 
 
 def _unsupported(type_: str, resource_id: str, keys: set[str]) -> ApplyError:
@@ -420,7 +376,7 @@ def _read_role_policy(ctx: AwsContext, resource_id: str, outputs: State) -> Stat
 
 
 def _read_function(ctx: AwsContext, resource_id: str, outputs: State) -> State:
-    found = _lambda_read(ctx, "get_function", resource_id, FunctionName=resource_id)
+    found = ctx.client("lambda").get_function(FunctionName=resource_id)
     config = found["Configuration"]
     read: State = {
         "memorySize": config.get("MemorySize"),
@@ -442,7 +398,7 @@ def _read_function(ctx: AwsContext, resource_id: str, outputs: State) -> State:
 
 
 def _read_mapping(ctx: AwsContext, resource_id: str, outputs: State) -> State:
-    found = _lambda_read(ctx, "get_event_source_mapping", resource_id, UUID=resource_id)
+    found = ctx.client("lambda").get_event_source_mapping(UUID=resource_id)
     on_failure = ((found.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     return {
         "batchSize": found.get("BatchSize"),
@@ -688,93 +644,37 @@ def _update_alarm(change: Change) -> None:
             cloudwatch.untag_resource(ResourceARN=change.outputs["arn"], TagKeys=removed)
 
 
-@dataclass(frozen=True)
-class Kind:
-    """What the local engine does for one type: its read, its update, what that update covers."""
-
-    read: Callable[[AwsContext, str, State], State]
-    update: Callable[[Change], dict[str, Any] | None]
-    performs: frozenset[str]
-
-
-_KINDS: dict[str, Kind] = {
-    cr.TABLE: Kind(
-        _read_table,
-        _update_table,
-        frozenset({"billingMode", "serverSideEncryption", "ttl", "pointInTimeRecovery", "tags"}),
-    ),
-    cr.QUEUE: Kind(_read_queue, _update_queue, frozenset({*_QUEUE_ATTRIBUTES, "tags"})),
-    cr.LOG_GROUP: Kind(
-        _read_log_group,
-        _update_log_group,
-        frozenset({"retentionInDays", "kmsKeyId", "skipDestroy", "tags"}),
-    ),
-    cr.ROLE_POLICY: Kind(_read_role_policy, _update_role_policy, frozenset({"policy"})),
-    cr.FUNCTION: Kind(
-        _read_function,
-        _update_function,
-        frozenset(
-            {
-                *_FUNCTION_CONFIG,
-                "code",
-                "architectures",
-                "sourceCodeHash",
-                "reservedConcurrentExecutions",
-                "tags",
-            }
-        ),
-    ),
-    cr.MAPPING: Kind(_read_mapping, _update_mapping, frozenset({*_MAPPING_FIELDS, "tags"})),
-    cr.ALARM: Kind(
-        _read_alarm,
-        _update_alarm,
-        frozenset(
-            {
-                "alarmDescription",
-                "comparisonOperator",
-                "dimensions",
-                "evaluationPeriods",
-                "metricName",
-                "namespace",
-                "period",
-                "statistic",
-                "threshold",
-                "treatMissingData",
-                "tags",
-            }
-        ),
-    ),
-}
-
-
-def _delete(ctx: AwsContext, type_: str, resource_id: str) -> None:
-    try:
-        if type_ == cr.TABLE:
-            ctx.client("dynamodb").delete_table(TableName=resource_id)
-        elif type_ == cr.QUEUE:
-            ctx.client("sqs").delete_queue(QueueUrl=resource_id)
-        elif type_ == cr.LOG_GROUP:
-            ctx.client("logs").delete_log_group(logGroupName=resource_id)
-        elif type_ == cr.ROLE_POLICY:
-            role, name = resource_id.split(":", 1)
-            ctx.client("iam").delete_role_policy(RoleName=role, PolicyName=name)
-        elif type_ == cr.FUNCTION:
-            ctx.client("lambda").delete_function(FunctionName=resource_id)
-        elif type_ == cr.MAPPING:
-            ctx.client("lambda").delete_event_source_mapping(UUID=resource_id)
-        elif type_ == cr.ALARM:
-            ctx.client("cloudwatch").delete_alarms(AlarmNames=[resource_id])
-    except ClientError as exc:
-        if not _gone(exc):
-            raise
-
-
-@dataclass(frozen=True)
 class ConsumerHandler:
-    """The registry's handler for one consumer type, built on its create call."""
+    """The provider's CRUD for one consumer type; each subclass carries its schema and calls."""
 
-    type_: str
-    create_call: Callable[[Callable[[str], Any], str, State], tuple[str, State]]
+    schema: ClassVar[TypeSchema]
+    # The inputs whose in-place update this engine performs (the schema may list more).
+    performs: ClassVar[frozenset[str]]
+
+    @property
+    def type_(self) -> str:
+        """The Pulumi type token."""
+        return self.schema.token
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """The create calls (`consumer_resources`): the ID and what they return."""
+        raise NotImplementedError
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """The inputs AWS reports now."""
+        raise NotImplementedError
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """The in-place update calls for `change.keys`; outputs they add."""
+        raise NotImplementedError
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """The delete call (a missing resource raises a not-found ClientError)."""
+        raise NotImplementedError
+
+    def placeholders(self, region: str, account: str, name: str) -> State:
+        """The outputs a preview shows before the create (its ARN, as a placeholder)."""
+        return {}
 
     def create(self, ctx: AwsContext, logical_name: str, inputs: State) -> tuple[str, State]:
         """Create through consumer_resources; the outputs keep every input (the archive too)."""
@@ -785,9 +685,9 @@ class ConsumerHandler:
         """The inputs AWS holds now (those it cannot tell keep their recorded value)."""
         recorded = {k: v for k, v in outputs.items() if k not in _OUTPUT_ONLY}
         try:
-            actual = _KINDS[self.type_].read(ctx, resource_id, outputs)
+            actual = self.read_call(ctx, resource_id, outputs)
         except ClientError as exc:
-            if _gone(exc):
+            if is_not_found(exc):
                 return None
             raise
         except ValueError:  # a log group or alarm no longer listed
@@ -805,15 +705,12 @@ class ConsumerHandler:
         self, ctx: AwsContext, resource_id: str, outputs: State, old: State, new: State
     ) -> State:
         """The provider's in-place calls for what changed; refused whole if any is not ours."""
-        kind = _KINDS[self.type_]
-        from sandbox.engine.deploy import archive_input  # deploy loads the handlers lazily
-
-        compared = {k: archive_input(v) for k, v in new.items()}
+        compared = {k: cr.archive_input(v) for k, v in new.items()}
         keys = frozenset(diff_inputs(self.type_, old, compared).diff_reasons)
-        missing = set(keys - kind.performs - {"skipDestroy"})
+        missing = set(keys - self.performs - {"skipDestroy"})
         if missing:
             raise _unsupported(self.type_, resource_id, missing)
-        extra = kind.update(Change(ctx, resource_id, outputs, old, new, keys)) or {}
+        extra = self.update_call(Change(ctx, resource_id, outputs, old, new, keys)) or {}
         result = {**outputs, **new, **extra}
         if "tags" in keys:
             result["tagsAll"] = dict(new.get("tags") or {})
@@ -821,7 +718,11 @@ class ConsumerHandler:
 
     def delete(self, ctx: AwsContext, resource_id: str, outputs: State) -> None:
         """Delete it; already gone is success."""
-        _delete(ctx, self.type_, resource_id)
+        try:
+            self.delete_call(ctx, resource_id)
+        except ClientError as exc:
+            if not is_not_found(exc):
+                raise
 
     def exists(self, ctx: AwsContext, inputs: State) -> str | None:
         """Fixed-name collisions are left to AWS's own refusal at create."""
@@ -829,8 +730,235 @@ class ConsumerHandler:
 
     def predict(self, account: str, region: str, logical_name: str, inputs: State) -> State:
         """Placeholders a preview shows."""
-        return {**inputs, **cr.plan_state(self.type_, inputs, region, account)}
+        name = str(inputs.get("name") or f"{logical_name}-<random>")
+        return {**inputs, **self.placeholders(region, account, name)}
 
 
-for _token, _create in cr.CREATORS.items():
-    register(_token, ConsumerHandler(_token, _create))
+class TableHandler(ConsumerHandler):
+    """aws_dynamodb_table (internal/service/dynamodb/table.go)."""
+
+    schema = _TABLE_SCHEMA
+    performs = frozenset(
+        {"billingMode", "serverSideEncryption", "ttl", "pointInTimeRecovery", "tags"}
+    )
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """CreateTable, then TTL and point-in-time recovery."""
+        return cr.create_table(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """DescribeTable, TTL, continuous backups and tags."""
+        return _read_table(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """resourceTableUpdate's calls."""
+        _update_table(change)
+        return None
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteTable."""
+        ctx.client("dynamodb").delete_table(TableName=resource_id)
+
+    def placeholders(self, region: str, account: str, name: str) -> State:
+        """The table's ARN."""
+        return {"arn": f"arn:aws:dynamodb:{region}:{account}:table/{name}"}
+
+
+class QueueHandler(ConsumerHandler):
+    """aws_sqs_queue (internal/service/sqs/queue.go)."""
+
+    schema = _QUEUE_SCHEMA
+    performs = frozenset({*_QUEUE_ATTRIBUTES, "tags"})
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """CreateQueue with its attributes and tags."""
+        return cr.create_queue(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """GetQueueAttributes and ListQueueTags."""
+        return _read_queue(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """SetQueueAttributes and TagQueue/UntagQueue."""
+        _update_queue(change)
+        return None
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteQueue."""
+        ctx.client("sqs").delete_queue(QueueUrl=resource_id)
+
+    def placeholders(self, region: str, account: str, name: str) -> State:
+        """The queue's ARN and URL."""
+        return {
+            "arn": f"arn:aws:sqs:{region}:{account}:{name}",
+            "url": f"https://sqs.{region}.amazonaws.com/{account}/{name}",
+        }
+
+
+class LogGroupHandler(ConsumerHandler):
+    """aws_cloudwatch_log_group (internal/service/logs/group.go)."""
+
+    schema = _LOG_GROUP_SCHEMA
+    performs = frozenset({"retentionInDays", "kmsKeyId", "skipDestroy", "tags"})
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """CreateLogGroup, then its retention."""
+        return cr.create_log_group(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """DescribeLogGroups and its tags."""
+        return _read_log_group(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """Put/DeleteRetentionPolicy, KMS key, tags."""
+        _update_log_group(change)
+        return None
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteLogGroup."""
+        ctx.client("logs").delete_log_group(logGroupName=resource_id)
+
+    def placeholders(self, region: str, account: str, name: str) -> State:
+        """The log group's ARN."""
+        return {"arn": f"arn:aws:logs:{region}:{account}:log-group:{name}"}
+
+
+class RolePolicyHandler(ConsumerHandler):
+    """aws_iam_role_policy (internal/service/iam/role_policy.go); ID `role:name`."""
+
+    schema = _ROLE_POLICY_SCHEMA
+    performs = frozenset({"policy"})
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """PutRolePolicy."""
+        return cr.put_role_policy(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """GetRolePolicy."""
+        return _read_role_policy(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """PutRolePolicy again."""
+        _update_role_policy(change)
+        return None
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteRolePolicy."""
+        role, name = resource_id.split(":", 1)
+        ctx.client("iam").delete_role_policy(RoleName=role, PolicyName=name)
+
+
+class FunctionHandler(ConsumerHandler):
+    """aws_lambda_function (internal/service/lambda/function.go)."""
+
+    schema = _FUNCTION_SCHEMA
+    performs = frozenset(
+        {
+            *_FUNCTION_CONFIG,
+            "code",
+            "architectures",
+            "sourceCodeHash",
+            "reservedConcurrentExecutions",
+            "tags",
+        }
+    )
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """CreateFunction, then its reserved concurrency."""
+        return cr.create_function(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """GetFunction."""
+        return _read_function(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """UpdateFunctionConfiguration/Code, concurrency and tags."""
+        return _update_function(change)
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteFunction."""
+        ctx.client("lambda").delete_function(FunctionName=resource_id)
+
+    def placeholders(self, region: str, account: str, name: str) -> State:
+        """The function's ARN."""
+        return {"arn": f"arn:aws:lambda:{region}:{account}:function:{name}"}
+
+
+class MappingHandler(ConsumerHandler):
+    """aws_lambda_event_source_mapping (internal/service/lambda/event_source_mapping.go)."""
+
+    schema = _MAPPING_SCHEMA
+    performs = frozenset({*_MAPPING_FIELDS, "tags"})
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """CreateEventSourceMapping."""
+        return cr.create_mapping(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """GetEventSourceMapping."""
+        return _read_mapping(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """UpdateEventSourceMapping."""
+        _update_mapping(change)
+        return None
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteEventSourceMapping."""
+        ctx.client("lambda").delete_event_source_mapping(UUID=resource_id)
+
+
+class AlarmHandler(ConsumerHandler):
+    """aws_cloudwatch_metric_alarm (internal/service/cloudwatch/metric_alarm.go)."""
+
+    schema = _ALARM_SCHEMA
+    performs = frozenset(
+        {
+            "alarmDescription",
+            "comparisonOperator",
+            "dimensions",
+            "evaluationPeriods",
+            "metricName",
+            "namespace",
+            "period",
+            "statistic",
+            "threshold",
+            "treatMissingData",
+            "tags",
+        }
+    )
+
+    def create_call(self, client: cr.Client, logical_name: str, inputs: State) -> tuple[str, State]:
+        """PutMetricAlarm."""
+        return cr.put_alarm(client, logical_name, inputs)
+
+    def read_call(self, ctx: AwsContext, resource_id: str, outputs: State) -> State:
+        """DescribeAlarms and its tags."""
+        return _read_alarm(ctx, resource_id, outputs)
+
+    def update_call(self, change: Change) -> dict[str, Any] | None:
+        """PutMetricAlarm again, and tags."""
+        _update_alarm(change)
+        return None
+
+    def delete_call(self, ctx: AwsContext, resource_id: str) -> None:
+        """DeleteAlarms."""
+        ctx.client("cloudwatch").delete_alarms(AlarmNames=[resource_id])
+
+    def placeholders(self, region: str, account: str, name: str) -> State:
+        """The alarm's ARN."""
+        return {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"}
+
+
+CONSUMER_HANDLERS: tuple[type[ConsumerHandler], ...] = (
+    TableHandler,
+    QueueHandler,
+    LogGroupHandler,
+    RolePolicyHandler,
+    FunctionHandler,
+    MappingHandler,
+    AlarmHandler,
+)
+# schema_for() answers for these types from the handlers' own schemas.
+for _handler in CONSUMER_HANDLERS:
+    register_schema(_handler.schema)

@@ -1,12 +1,14 @@
-"""The local apply engine's handlers for the Lambda consumer's resources (`consumer: lambda`).
+"""The local engine's create calls for the Lambda consumer's resources (`consumer: lambda`).
 
 Each creates one resource with the AWS calls the AWS provider would make and returns its ID and
-state, as `LocalApply`'s own creators do; `CREATORS` maps each type token to its handler and
-`plan_state` gives the placeholders a preview shows.
+state, as the destination's handlers in `resources.py` do; each handler class in
+`consumer_handlers.py` names its own.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,8 +16,7 @@ from typing import Any
 
 import pulumi
 
-# apply imports this module for its creators; the module object is resolved at call time.
-from sandbox.engine import apply as engine
+from sandbox.engine.resources import autoname
 
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
@@ -27,12 +28,27 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 State = dict[str, Any]
 Client = Callable[[str], Any]
-Creator = Callable[[Client, str, State], tuple[str, State]]
 _FUNCTION_WAIT_SECONDS = 60.0
 
 
 def _tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+
+
+def archive_input(value: Any) -> Any:
+    """An archive input as the state records it: its path and the SHA-256 of its bytes.
+
+    Pulumi diffs an archive by its content hash; recorded this way (base64, as Lambda's
+    CodeSha256) a rebuilt archive is a change and the same one is not.
+    """
+    if not isinstance(value, pulumi.FileArchive):
+        return value
+    path = Path(value.path)
+    try:
+        digest: str | None = base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+    except OSError:
+        digest = None
+    return {"path": str(path), "sha256": digest}
 
 
 def archive_path(code: Any) -> Path:
@@ -45,10 +61,10 @@ def archive_path(code: Any) -> Path:
 
 
 def _name(inputs: State, logical_name: str) -> str:
-    return str(inputs.get("name") or engine.autoname(logical_name))
+    return str(inputs.get("name") or autoname(logical_name))
 
 
-def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_table(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     dynamodb = client("dynamodb")
     name = _name(inputs, logical_name)
     keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
@@ -88,13 +104,22 @@ def _create_table(client: Client, logical_name: str, inputs: State) -> tuple[str
     }
 
 
-def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+# queue.go queueAttributeMap: the numeric inputs and the CreateQueue attributes they set.
+_QUEUE_ATTRIBUTES = {
+    "delaySeconds": "DelaySeconds",
+    "maxMessageSize": "MaximumMessageSize",
+    "messageRetentionSeconds": "MessageRetentionPeriod",
+    "receiveWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+    "visibilityTimeoutSeconds": "VisibilityTimeout",
+}
+
+
+def create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     sqs = client("sqs")
     attributes = {"SqsManagedSseEnabled": str(bool(inputs.get("sqsManagedSseEnabled"))).lower()}
-    if inputs.get("messageRetentionSeconds"):
-        attributes["MessageRetentionPeriod"] = str(int(inputs["messageRetentionSeconds"]))
-    if inputs.get("maxMessageSize"):
-        attributes["MaximumMessageSize"] = str(int(inputs["maxMessageSize"]))
+    for key, attribute in _QUEUE_ATTRIBUTES.items():
+        if inputs.get(key) is not None:
+            attributes[attribute] = str(int(inputs[key]))
     name = _name(inputs, logical_name)
     url = sqs.create_queue(
         QueueName=name, Attributes=attributes, tags=dict(inputs.get("tags") or {})
@@ -111,7 +136,7 @@ def _create_queue(client: Client, logical_name: str, inputs: State) -> tuple[str
     }
 
 
-def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_log_group(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     logs = client("logs")
     name = _name(inputs, logical_name)
     logs.create_log_group(logGroupName=name, tags=dict(inputs.get("tags") or {}))
@@ -126,7 +151,7 @@ def _create_log_group(client: Client, logical_name: str, inputs: State) -> tuple
     return name, {**inputs, "name": name, "arn": arn, "tagsAll": dict(inputs.get("tags") or {})}
 
 
-def _put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     name = _name(inputs, logical_name)
     client("iam").put_role_policy(
         RoleName=inputs["role"], PolicyName=name, PolicyDocument=inputs["policy"]
@@ -134,7 +159,7 @@ def _put_role_policy(client: Client, logical_name: str, inputs: State) -> tuple[
     return f"{inputs['role']}:{name}", {**inputs, "name": name}
 
 
-def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_function(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     lambda_ = client("lambda")
     name = _name(inputs, logical_name)
     request: dict[str, Any] = {
@@ -175,7 +200,7 @@ def _create_function(client: Client, logical_name: str, inputs: State) -> tuple[
     return name, state
 
 
-def _create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def create_mapping(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     request: dict[str, Any] = {
         "EventSourceArn": inputs["eventSourceArn"],
         "FunctionName": inputs["functionName"],
@@ -227,7 +252,7 @@ def alarm_request(inputs: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
+def put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, State]:
     cloudwatch = client("cloudwatch")
     name = _name(inputs, logical_name)
     request = alarm_request({**inputs, "name": name})
@@ -235,33 +260,3 @@ def _put_alarm(client: Client, logical_name: str, inputs: State) -> tuple[str, S
     cloudwatch.put_metric_alarm(**request)
     (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
     return name, {**inputs, "name": name, "arn": alarm["AlarmArn"]}
-
-
-CREATORS: dict[str, Creator] = {
-    TABLE: _create_table,
-    QUEUE: _create_queue,
-    LOG_GROUP: _create_log_group,
-    ROLE_POLICY: _put_role_policy,
-    FUNCTION: _create_function,
-    MAPPING: _create_mapping,
-    ALARM: _put_alarm,
-}
-
-
-def plan_state(type_: str, inputs: Mapping[str, Any], region: str, account: str) -> State:
-    """What a preview shows for a consumer resource: its ARN (and URL) as placeholders."""
-    name = inputs.get("name") or "<random>"
-    if type_ == TABLE:
-        return {"arn": f"arn:aws:dynamodb:{region}:{account}:table/{name}"}
-    if type_ == QUEUE:
-        return {
-            "arn": f"arn:aws:sqs:{region}:{account}:{name}",
-            "url": f"https://sqs.{region}.amazonaws.com/{account}/{name}",
-        }
-    if type_ == LOG_GROUP:
-        return {"arn": f"arn:aws:logs:{region}:{account}:log-group:{name}"}
-    if type_ == FUNCTION:
-        return {"arn": f"arn:aws:lambda:{region}:{account}:function:{name}"}
-    if type_ == ALARM:
-        return {"arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"}
-    return {}

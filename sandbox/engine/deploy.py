@@ -9,24 +9,31 @@ provider's schema (sandbox/engine/schema.py); the AWS calls are the handlers' (r
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioning import constants as c
-from sandbox.engine.registry import AwsContext, Live, ResourceHandler, handler_for
+from sandbox.engine.consumer_resources import archive_input
+from sandbox.engine.handler import AwsContext, Live, ResourceHandler
+from sandbox.engine.interrupts import Interrupted, Interruption
+from sandbox.engine.invokes import answer_invoke
+from sandbox.engine.registry import handler_for
 from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
-from sandbox.engine.schema import STREAM, delete_before_replace, diff_inputs, schema_for
+from sandbox.engine.schema import (
+    STREAM,
+    delete_before_replace,
+    diff_inputs,
+    schema_for,
+    with_provider_defaults,
+)
 from sandbox.engine.secrets import unwrap_secrets
 from sandbox.engine.state import ResourceState, StackState, is_sealed, seal_paths
-from sandbox.errors import ApplyError, SandboxError
+from sandbox.errors import ApplyError
 
 SAME, CREATE, UPDATE, REPLACE, IMPORT, DELETE = (
     "same",
@@ -37,13 +44,8 @@ SAME, CREATE, UPDATE, REPLACE, IMPORT, DELETE = (
     "delete",
 )
 CREATE_REPLACEMENT, DELETE_REPLACED = "create-replacement", "delete-replaced"
-OPS = (SAME, CREATE, UPDATE, REPLACE, CREATE_REPLACEMENT, DELETE_REPLACED, DELETE, IMPORT)
-# The ops that change AWS (for the change summary and the stream's --yes gate).
+# The ops that destroy a resource's data (the stream's --yes gate).
 DESTRUCTIVE = (REPLACE, DELETE)
-
-
-class PlanRefused(SandboxError):
-    """The plan would break a rule (a protected resource replaced or deleted, a name collision)."""
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,6 @@ class Step:
     diff_reasons: tuple[str, ...] = ()
     replace_reasons: tuple[str, ...] = ()
     changes: tuple[tuple[str, Any, Any], ...] = ()  # (input, old, new), secrets masked
-
-    def to_json(self) -> dict[str, Any]:
-        """The step as `pulumi preview --json` prints it."""
-        return {
-            "op": self.op,
-            "urn": self.urn,
-            "type": self.type,
-            "diffReasons": list(self.diff_reasons),
-            "replaceReasons": list(self.replace_reasons),
-        }
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,12 @@ class Outcome:
     notices: list[FormNotice] = field(default_factory=list)
     run: ProgramRun | None = None
     vanished: list[str] = field(default_factory=list)  # recorded, but gone from AWS
+    # Declared, not recorded, yet already in AWS (a lost state file, or a hand-made resource).
+    existing: list[str] = field(default_factory=list)
+    # (urn, protected now) for each recorded resource whose `protect` flag this run changes: a
+    # change to the state only, which no step shows.
+    protect_changes: list[tuple[str, bool]] = field(default_factory=list)
+    old: StackState | None = None  # the recorded state the plan started from
 
     @property
     def summary(self) -> dict[str, int]:
@@ -112,14 +110,6 @@ class Outcome:
                 continue  # counted once, as the replace
             counts[step.op] = counts.get(step.op, 0) + 1
         return counts
-
-    def to_json(self) -> dict[str, Any]:
-        """`pulumi preview --json`'s shape, plus the form notices."""
-        return {
-            "steps": [s.to_json() for s in self.steps],
-            "changeSummary": self.summary,
-            "notices": [n.to_json() for n in self.notices],
-        }
 
     def destroys_stream(self) -> list[Step]:
         """Steps that replace or delete a Kinesis stream (its records go with it)."""
@@ -160,22 +150,6 @@ def _unseal(state: StackState, old: Mapping[str, Any], new: Mapping[str, Any]) -
     return result
 
 
-def archive_input(value: Any) -> Any:
-    """An archive input as the state records it: its path and the SHA-256 of its bytes.
-
-    Pulumi diffs an archive by its content hash; recorded this way (base64, as Lambda's
-    CodeSha256) a rebuilt archive is a change and the same one is not.
-    """
-    if not isinstance(value, pulumi.FileArchive):
-        return value
-    path = Path(value.path)
-    try:
-        digest: str | None = base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
-    except OSError:
-        digest = None
-    return {"path": str(path), "sha256": digest}
-
-
 def _masked(value: Any) -> Any:
     return "[secret]" if is_sealed(value) else value
 
@@ -202,18 +176,33 @@ class DeployEngine(pulumi.runtime.Mocks):
     calls are made as the provider makes them.
     """
 
-    def __init__(self, ctx: AwsContext, state: StackState, *, account: str, execute: bool) -> None:
+    def __init__(
+        self,
+        ctx: AwsContext,
+        state: StackState,
+        *,
+        account: str,
+        execute: bool,
+        interruption: Interruption | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._interruption = interruption
         self._old = state
         self._account = account
         self._execute = execute
         self._lock = threading.Lock()
         self.steps: list[Step] = []
         self.refusals: list[str] = []
+        self.existing: list[str] = []
         self.current: dict[str, ResourceState] = dict(state.resources)
         self.registered: set[str] = set()
         self.pending_deletes: list[ResourceState] = list(state.pending_deletes)
         self._replaced_early: set[str] = set()
+
+    def _stop_if_interrupted(self) -> None:
+        # Before a step that would change AWS; steps already under way finish and are recorded.
+        if self._execute and self._interruption is not None:
+            self._interruption.check()
 
     def _step(self, step: Step) -> None:
         with self._lock:
@@ -231,14 +220,10 @@ class DeployEngine(pulumi.runtime.Mocks):
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Provider functions: the region, the account and the partition."""
-        if args.token == "aws:index/getRegion:getRegion":
-            region = args.args.get("region") or self._ctx.region
-            return {"id": region, "name": region, "region": region}, []
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"id": self._account, "accountId": self._account}, []
-        if args.token == "aws:index/getPartition:getPartition":
-            return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com"}, []
-        raise ApplyError(f"invoke {args.token!r}: the local engine does not answer it")
+        answer = answer_invoke(
+            args.token, dict(args.args), region=self._ctx.region, account=self._account
+        )
+        return answer, []
 
     def new_resource_with_options(
         self, args: pulumi.runtime.MockResourceArgs, opts: RegistrationOptions
@@ -271,6 +256,7 @@ class DeployEngine(pulumi.runtime.Mocks):
                 )
             )
 
+        self._stop_if_interrupted()
         if not args.custom:
             self._step(Step(SAME if old else CREATE, opts.urn, args.typ))
             keep(args.name, {})
@@ -325,6 +311,7 @@ class DeployEngine(pulumi.runtime.Mocks):
                 f"checking {args.typ} {args.name!r}", lambda: handler.exists(self._ctx, plain)
             )
             if collision and opts.urn not in self._replaced_early:
+                self.existing.append(f"{args.typ} {collision}")
                 self.refusals.append(
                     f"{opts.urn}: {collision} already exists, but the stack state does not "
                     "record it; creating it would fail (or take over a resource this stack "
@@ -336,7 +323,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         resource_id, outputs = aws_call(
             f"creating {args.typ} {args.name!r}",
-            lambda: handler.create(self._ctx, args.name, plain),
+            lambda: handler.create(self._ctx, args.name, with_provider_defaults(args.typ, plain)),
         )
         keep(resource_id, outputs)
         return resource_id, outputs
@@ -423,7 +410,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         resource_id, outputs = aws_call(
             f"creating the replacement {args.typ} {args.name!r}",
-            lambda: handler.create(self._ctx, args.name, plain),
+            lambda: handler.create(self._ctx, args.name, with_provider_defaults(args.typ, plain)),
         )
         keep(resource_id, outputs)
         return resource_id, outputs
@@ -462,6 +449,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         # Dependents first: AWS refuses to delete a policy still attached to a role.
         replaced = {r.urn: r for r in self.pending_deletes}
         for old in reversed(_depth_order(replaced)):
+            self._stop_if_interrupted()
             self._step(Step(DELETE_REPLACED, old.urn, old.type))
             if self._execute:
                 self._delete(old)
@@ -470,6 +458,7 @@ class DeployEngine(pulumi.runtime.Mocks):
         for resource in reversed(_depth_order(gone)):
             if resource.protect:
                 self.refusals.append(protection_error(resource.urn, "delete"))
+            self._stop_if_interrupted()
             self._step(Step(DELETE, resource.urn, resource.type))
             if self._execute:
                 self._delete(resource)
@@ -520,13 +509,14 @@ def form_notices(
 def _read_live(ctx: AwsContext, resource: ResourceState) -> Live | None:
     """Read one recorded resource back from AWS (None: it no longer exists)."""
     handler = handler_for(resource.type, resource.name)
-    return aws_call(
+    live: Live | None = aws_call(
         f"reading {resource.type} {resource.name!r}",
         handler.read,
         ctx,
         resource.id or "",
         resource.outputs,
     )
+    return live
 
 
 def vanished_resources(ctx: AwsContext, state: StackState) -> list[ResourceState]:
@@ -557,6 +547,7 @@ def plan(
     account: str,
     execute: bool,
     save: Callable[[StackState], None] | None = None,
+    interruption: Interruption | None = None,
 ) -> tuple[Outcome, list[str]]:
     """Run the program against the state; the outcome and any refusals (nothing refused yet).
 
@@ -565,11 +556,20 @@ def plan(
     """
     vanished = vanished_resources(ctx, state)
     current = _forget(state, {r.urn for r in vanished})
-    engine = DeployEngine(ctx, current, account=account, execute=execute)
+    engine = DeployEngine(ctx, current, account=account, execute=execute, interruption=interruption)
     run = ProgramRun(outputs=dict(state.outputs))
     try:
-        run = run_program(engine, **program_args, preview=not execute)
+        try:
+            run = run_program(engine, **program_args, preview=not execute)
+        finally:
+            if interruption is not None:
+                # A registration refused to start: whatever the run raised for it, or if it
+                # ended anyway, the program was not applied completely.
+                interruption.check()
         engine.finish()
+    except Interrupted as exc:
+        exc.done = [(step.op, step.urn) for step in engine.steps]
+        raise
     finally:
         new_state = engine.new_state(run)
         if save is not None:
@@ -580,6 +580,13 @@ def plan(
         notices=form_notices(state.outputs, run.outputs, state),
         run=run,
         vanished=[r.urn for r in vanished],
+        existing=engine.existing,
+        old=state,
+        protect_changes=[
+            (urn, resource.protect)
+            for urn, resource in new_state.resources.items()
+            if urn in state.resources and state.resources[urn].protect != resource.protect
+        ],
     )
     return outcome, engine.refusals
 
@@ -605,7 +612,7 @@ def destroy(*, ctx: AwsContext, state: StackState, execute: bool) -> tuple[Outco
     left = StackState(state.project, state.stack, state.salt)
     left.resources = remaining
     left.outputs = {} if not remaining else dict(state.outputs)
-    return Outcome(steps=steps, state=left), refusals
+    return Outcome(steps=steps, state=left, old=state), refusals
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,9 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from sandbox.engine.registry import AwsContext, Live, State, register, tags_change
-from sandbox.engine.schema import ATTACHMENT, POLICY, ROLE, STREAM
+from sandbox.engine.handler import AwsContext, Live, State, is_not_found, tags_change
 
 PLACEHOLDER_SUFFIX = "<random>"
-_NOT_FOUND = {"ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"}
 
 
 def autoname(logical_name: str) -> str:
@@ -31,10 +29,6 @@ def _tag_list(tags: Any) -> list[dict[str, str]]:
 
 def _tag_map(tags: list[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
-
-
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in _NOT_FOUND
 
 
 def _document(value: Any) -> str:
@@ -94,7 +88,7 @@ class StreamHandler:
         try:
             summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
         except ClientError as exc:
-            if _missing(exc):
+            if is_not_found(exc):
                 return None
             raise
         tags = _tag_map(kinesis.list_tags_for_stream(StreamName=name).get("Tags"))
@@ -190,7 +184,7 @@ class StreamHandler:
         try:
             kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=False)
         except ClientError as exc:
-            if _missing(exc):
+            if is_not_found(exc):
                 return
             raise
         ctx.wait(
@@ -245,7 +239,7 @@ class RoleHandler:
         try:
             role = iam.get_role(RoleName=name)["Role"]
         except ClientError as exc:
-            if _missing(exc):
+            if is_not_found(exc):
                 return None
             raise
         tags = _tag_map(role.get("Tags"))
@@ -306,7 +300,7 @@ class RoleHandler:
         try:
             ctx.client("iam").delete_role(RoleName=resource_id)
         except ClientError as exc:
-            if not _missing(exc):
+            if not is_not_found(exc):
                 raise
 
     def exists(self, ctx: AwsContext, inputs: State) -> str | None:
@@ -357,7 +351,7 @@ class PolicyHandler:
             policy = iam.get_policy(PolicyArn=arn)["Policy"]
             version = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
         except ClientError as exc:
-            if _missing(exc):
+            if is_not_found(exc):
                 return None
             raise
         tags = _tag_map(iam.list_policy_tags(PolicyArn=arn).get("Tags"))
@@ -414,7 +408,7 @@ class PolicyHandler:
                     iam.delete_policy_version(PolicyArn=resource_id, VersionId=version["VersionId"])
             iam.delete_policy(PolicyArn=resource_id)
         except ClientError as exc:
-            if not _missing(exc):
+            if not is_not_found(exc):
                 raise
 
     def exists(self, ctx: AwsContext, inputs: State) -> str | None:
@@ -453,7 +447,7 @@ class AttachmentHandler:
                 for p in page["AttachedPolicies"]
             ]
         except ClientError as exc:
-            if _missing(exc):
+            if is_not_found(exc):
                 return None
             raise
         if policy_arn not in attached:
@@ -485,7 +479,7 @@ class AttachmentHandler:
                 RoleName=outputs["role"], PolicyArn=outputs["policyArn"]
             )
         except ClientError as exc:
-            if not _missing(exc):
+            if not is_not_found(exc):
                 raise
 
     def exists(self, ctx: AwsContext, inputs: State) -> str | None:
@@ -495,9 +489,3 @@ class AttachmentHandler:
     def predict(self, account: str, region: str, logical_name: str, inputs: State) -> State:
         """The attachment's outputs are its inputs."""
         return dict(inputs)
-
-
-register(STREAM, StreamHandler())
-register(ROLE, RoleHandler())
-register(POLICY, PolicyHandler())
-register(ATTACHMENT, AttachmentHandler())

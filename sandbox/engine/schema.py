@@ -165,6 +165,21 @@ def _comparable(schema: TypeSchema, key: str, value: Any) -> Any:
     return value
 
 
+def with_provider_defaults(token: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """`inputs` with every unset input the provider defaults filled in, as it sends them.
+
+    terraform-provider-aws reads a schema `Default` for every attribute the configuration leaves
+    unset and sends it on create (`pulumi up` therefore creates what the defaults say, not what
+    the AWS API would pick by itself); the local engine does the same.
+    """
+    defaults = schema_for(token).defaults or {}
+    filled = dict(inputs)
+    for key, value in defaults.items():
+        if filled.get(key) is None:
+            filled[key] = value
+    return filled
+
+
 def schema_for(token: str) -> TypeSchema:
     """The table for `token`; an unknown type is an error, never guessed."""
     from sandbox.errors import UnsupportedResourceError

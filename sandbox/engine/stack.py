@@ -1,4 +1,9 @@
-"""Stack config from `Pulumi.yaml`, `Pulumi.<stack>.yaml` and overrides; preview and apply."""
+"""Stack config from `Pulumi.yaml`, `Pulumi.<stack>.yaml` and overrides; preview and apply.
+
+`apply` is a first `pulumi up` of the stack: the stateful engine (`sandbox.engine.deploy`) with an
+empty state, exactly as `cohort-sync local up` runs it, so `protect`, `import_` and every
+provider call are the same in the fixtures, `demo` and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ import yaml
 
 from provisioning import constants as c
 from provisioning.errors import ConfigError
-from sandbox.engine.apply import LocalApply
+from sandbox.engine import deploy
+from sandbox.engine.handler import AwsContext
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import PROGRAM_DIR, ProgramRun, run_program
+from sandbox.engine.state import StackState
+from sandbox.errors import ApplyError
 
 REGION_KEY = "aws:region"
 SECRET_ENV_PREFIX = "COHORT_SECRET_"
@@ -223,16 +231,23 @@ def apply(
     region: str,
     endpoint_url: str | None = None,
 ) -> ProgramRun:
-    """Run the stack's program and create what it declares."""
-    engine = LocalApply(session, region=region, endpoint_url=endpoint_url)
-    return run_program(
-        engine,
-        stack=config.stack,
-        config=config.values,
-        secret_keys=tuple(config.secret_keys),
-        program=config.program,
-        project=config.project,
+    """A first `up` of the stack: create (or import) what it declares; the program's run."""
+    ctx = AwsContext(session, region, endpoint_url)
+    account = deploy.aws_call(
+        "reading the caller's account (sts:GetCallerIdentity)",
+        lambda: ctx.client("sts").get_caller_identity()["Account"],
     )
+    outcome, refusals = deploy.plan(
+        program_args(config),
+        ctx=ctx,
+        state=StackState(project=config.project, stack=config.stack),
+        account=str(account),
+        execute=True,
+    )
+    if refusals:
+        raise ApplyError("\n".join(refusals))
+    assert outcome.run is not None
+    return outcome.run
 
 
 def program_args(config: StackConfig) -> dict[str, Any]:

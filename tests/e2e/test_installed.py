@@ -130,3 +130,13 @@ def test_a_customers_own_program_with_the_lambda_consumer(installed: Path, tmp_p
     outputs = json.loads(out.read_text())
     assert outputs["membershipTable"] == "amplitude-cohorts-consumer-membership"
     assert outputs["consumerFunctionArn"].endswith(":function:amplitude-cohorts-consumer")
+
+
+def test_demo_runs_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    # WHEN `cohort-sync demo` runs from the wheel, nowhere near a checkout
+    demo = run(installed / "cohort-sync", "demo", "--workdir", tmp_path / "demo", cwd=tmp_path)
+
+    # THEN it finds the program, the examples and the product's code it archives, and succeeds
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "FileNotFoundError" not in demo.stderr
+    assert (tmp_path / "demo" / "lambda-demo.zip").exists()

@@ -7,7 +7,7 @@ import pytest
 
 from provisioning import constants as c
 from provisioning.errors import ConfigError
-from sandbox.engine import apply as local
+from sandbox.engine import schema as local
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import ProgramRun, RegistrationOptions, run_program
 from sandbox.engine.secrets import unwrap_secrets

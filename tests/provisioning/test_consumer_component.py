@@ -9,8 +9,8 @@ import pytest
 
 from provisioning import constants as c
 from provisioning.errors import ConfigError
-from sandbox.engine import apply as local
 from sandbox.engine import consumer_resources as cr
+from sandbox.engine import schema as local
 from sandbox.engine.plan import PlanMocks
 from sandbox.engine.runner import ProgramRun, run_program
 from sandbox.engine.secrets import unwrap_secrets

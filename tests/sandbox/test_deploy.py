@@ -10,7 +10,7 @@ import pytest
 from provisioning import constants as c
 from provisioning.keys import DESTINATION_KEY_NAMES
 from sandbox.engine import deploy
-from sandbox.engine.registry import AwsContext
+from sandbox.engine.handler import AwsContext
 from sandbox.engine.stack import load_stack_config
 from sandbox.engine.state import ResourceState, load_state, save_state
 from sandbox.lifecycle import RefusedPlan, StackPlace, preview, up
@@ -402,7 +402,7 @@ def test_renaming_the_role_gives_a_form_notice(moto_world: MotoWorld, tmp_path: 
     )
     assert any("external ID changes from (not set) to (set" in line for line in rendered)
     assert all("ext-1" not in line for line in rendered)
-    assert planned.to_json()["notices"][0]["field"] == "Role ARN"
+    assert planned.notices[0].to_json()["field"] == "Role ARN"
 
 
 def test_a_resource_the_program_dropped_is_deleted_unless_retained(

@@ -5,7 +5,7 @@ reserved_concurrent_executions; lambda/event_source_mapping.go: batch_size,
 maximum_retry_attempts, maximum_batching_window_in_seconds, parallelization_factor,
 maximum_record_age_in_seconds; logs/group.go: retention_in_days), so the provider updates the one
 resource that holds it and leaves the rest of the stack alone; what AWS holds afterwards is read
-back from moto.
+back over the API.
 """
 
 from collections.abc import Callable
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.awslambda.models import lambda_backends
 
 from provisioning import constants as c
 from sandbox.engine import deploy
@@ -28,22 +27,15 @@ FUNCTION = c.DEFAULT_STREAM_NAME + "-consumer"
 Check = Callable[[Stack], Any]
 
 
-def _backend(stack: Stack) -> Any:
-    # moto 5.2.5 fails Lambda GETs' signature check under IAM enforcement (the engine reads
-    # them the same way, sandbox/engine/consumer_handlers.py): read its backend in this process.
-    return lambda_backends[stack.world.customer_account_id][stack.world.region]
+def _function(stack: Stack) -> dict[str, Any]:
+    return dict(stack.client("lambda").get_function(FunctionName=FUNCTION))
 
 
-def _function(stack: Stack) -> Any:
-    return _backend(stack).get_function(FUNCTION)
-
-
-def _mapping(stack: Stack) -> Any:
-    backend = _backend(stack)
-    (mapping,) = backend.list_event_source_mappings(
-        None, backend.get_function(FUNCTION).function_arn
-    )
-    return mapping
+def _mapping(stack: Stack) -> dict[str, Any]:
+    arn = _function(stack)["Configuration"]["FunctionArn"]  # moto matches the ARN, not the name
+    found = stack.client("lambda").list_event_source_mappings(FunctionName=arn)
+    (mapping,) = found["EventSourceMappings"]
+    return dict(mapping)
 
 
 def _retention(stack: Stack) -> int | None:
@@ -53,39 +45,43 @@ def _retention(stack: Stack) -> int | None:
 
 
 def _on_function(attribute: str) -> Check:
-    return lambda stack: getattr(_function(stack), attribute)
+    return lambda stack: _function(stack)["Configuration"][attribute]
+
+
+def _reserved(stack: Stack) -> int:
+    return int(_function(stack)["Concurrency"]["ReservedConcurrentExecutions"])
 
 
 def _on_mapping(attribute: str) -> Check:
-    return lambda stack: getattr(_mapping(stack), attribute)
+    return lambda stack: _mapping(stack)[attribute]
 
 
 # key -> (new value, unlike its default; the consumer resource updated in place; where AWS
 # holds the value afterwards)
 CASES: dict[str, tuple[int, str, Check]] = {
-    c.CONFIG_CONSUMER_MEMORY_MB: (1024, "consumer-function", _on_function("memory_size")),
-    c.CONFIG_CONSUMER_TIMEOUT_SECONDS: (120, "consumer-function", _on_function("timeout")),
+    c.CONFIG_CONSUMER_MEMORY_MB: (1024, "consumer-function", _on_function("MemorySize")),
+    c.CONFIG_CONSUMER_TIMEOUT_SECONDS: (120, "consumer-function", _on_function("Timeout")),
     c.CONFIG_CONSUMER_RESERVED_CONCURRENCY: (
         3,
         "consumer-function",
-        _on_function("reserved_concurrency"),
+        _reserved,
     ),
-    c.CONFIG_CONSUMER_BATCH_SIZE: (50, "consumer-mapping", _on_mapping("batch_size")),
-    c.CONFIG_CONSUMER_MAX_RETRIES: (3, "consumer-mapping", _on_mapping("max_retry_attempts")),
+    c.CONFIG_CONSUMER_BATCH_SIZE: (50, "consumer-mapping", _on_mapping("BatchSize")),
+    c.CONFIG_CONSUMER_MAX_RETRIES: (3, "consumer-mapping", _on_mapping("MaximumRetryAttempts")),
     c.CONFIG_CONSUMER_BATCHING_WINDOW_SECONDS: (
         5,
         "consumer-mapping",
-        _on_mapping("max_batch_window"),
+        _on_mapping("MaximumBatchingWindowInSeconds"),
     ),
     c.CONFIG_CONSUMER_PARALLELIZATION_FACTOR: (
         2,
         "consumer-mapping",
-        _on_mapping("parallelization_factor"),
+        _on_mapping("ParallelizationFactor"),
     ),
     c.CONFIG_CONSUMER_MAX_RECORD_AGE_SECONDS: (
         3600,
         "consumer-mapping",
-        _on_mapping("max_record_age"),
+        _on_mapping("MaximumRecordAgeInSeconds"),
     ),
     c.CONFIG_CONSUMER_LOG_RETENTION_DAYS: (14, "consumer-logs", _retention),
 }
@@ -117,7 +113,7 @@ def test_changing_a_consumer_key_updates_one_resource_in_place(
     )
     first = stack.up()
     assert set(consumer_ops(first).values()) == {deploy.CREATE}
-    function_arn = _function(stack).function_arn
+    function_arn = _function(stack)["Configuration"]["FunctionArn"]
 
     # WHEN the key changes and `up` runs again (previewed first)
     planned = stack.preview({key: value})
@@ -129,7 +125,7 @@ def test_changing_a_consumer_key_updates_one_resource_in_place(
         assert changed == {resource: deploy.UPDATE}, (key, changed)
     # and AWS holds the new value on the same function (not a replacement)
     assert int(read(stack)) == expected
-    assert _function(stack).function_arn == function_arn
+    assert _function(stack)["Configuration"]["FunctionArn"] == function_arn
     # and a further up with the same config changes nothing
     assert set(consumer_ops(stack.preview({key: value})).values()) == {"same"}
     lambda_handler.reset()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from provisioning.errors import ConfigError
-from sandbox.engine import apply as local
-from sandbox.engine.runner import PROGRAM_DIR, run_program
+from sandbox.engine.runner import PROGRAM_DIR
 from sandbox.engine.stack import StackConfig, apply, load_stack_config, parse_overrides
-from sandbox.errors import UnsupportedResourceError
+from sandbox.errors import ApplyError, UnsupportedResourceError
+from sandbox.streams import read_records
 from sandbox.world import MotoWorld
 
 pytestmark = pytest.mark.integration
@@ -82,10 +82,10 @@ def test_unsupported_resource_type_is_named(moto_world: MotoWorld, tmp_path: Pat
         "aws.kinesis.Stream('s', name='s', shard_count=1)\n"
         "aws.s3.BucketV2('b')\n"
     )
-    engine = local.LocalApply(moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+    config = StackConfig(stack="dev", program=program)
 
     with pytest.raises(UnsupportedResourceError) as caught:
-        run_program(engine, stack="dev", program=program)
+        apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
 
     assert str(caught.value).startswith("resource type 'aws:s3/bucketV2:BucketV2' (resource 'b'):")
     assert "aws:kinesis/stream:Stream" in str(caught.value)
@@ -97,7 +97,7 @@ def test_aws_refusal_names_the_resource(moto_world: MotoWorld) -> None:
         RoleName="amplitude-kinesis-cohort", AssumeRolePolicyDocument="{}"
     )
 
-    with pytest.raises(local.ApplyError) as caught:
+    with pytest.raises(ApplyError) as caught:
         apply(
             StackConfig(stack="dev"),
             session=moto_world.customer_admin.session("us-east-1"),
@@ -205,7 +205,7 @@ def test_a_failed_run_leaves_nothing_behind_for_the_next() -> None:
     with moto_world() as first:
         iam = first.client("iam", first.customer_admin)
         iam.create_role(RoleName="amplitude-kinesis-cohort", AssumeRolePolicyDocument="{}")
-        with pytest.raises(local.ApplyError):
+        with pytest.raises(ApplyError):
             apply(
                 StackConfig(stack="a"),
                 session=first.customer_admin.session("us-east-1"),
@@ -275,3 +275,25 @@ def test_a_renamed_project_namespaces_its_keys_by_its_own_name(
 
     assert (config.project, config.values["streamName"]) == ("acme-cohorts", "acme-stream")
     assert run.outputs["streamName"] == "acme-stream"
+
+
+def test_apply_honours_import_as_local_up_does(moto_world: MotoWorld) -> None:
+    # GIVEN a stream made by hand, holding a record
+    kinesis = moto_world.client("kinesis", moto_world.customer_admin)
+    kinesis.create_stream(StreamName="cohorts", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    kinesis.put_record(StreamName="cohorts", Data=b"kept", PartitionKey="k")
+    arn = kinesis.describe_stream_summary(StreamName="cohorts")["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    config = StackConfig(
+        stack="dev",
+        values={"streamName": "cohorts", "encryption": "NONE", "importStream": "cohorts"},
+    )
+
+    # WHEN the fixtures' apply runs with importStream (the create-only engine failed here)
+    run = apply(config, session=moto_world.customer_admin.session("us-east-1"), region="us-east-1")
+
+    # THEN the stream is adopted, not re-created: same ARN, the record still in it
+    assert run.outputs["streamArn"] == arn
+    records = list(read_records(kinesis, arn))
+    assert [r["Data"] for r in records] == [b"kept"]

@@ -1,13 +1,16 @@
 """`cohort-sync local preview|up|destroy|refresh` end to end against a served world."""
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from provisioning import constants as c
+from sandbox.engine import deploy
 from sandbox.server import ServedWorld, start_server
 from sync.cli import main
 
@@ -83,7 +86,7 @@ def test_up_records_state_beside_the_world_file_and_reports_steps_as_json(cli: C
     assert cli.state_file.exists()
     assert first["changeSummary"] == {"create": 5}
     assert {s["op"] for s in first["steps"]} == {"create"}
-    assert set(first["steps"][0]) == {"op", "urn", "type", "diffReasons", "replaceReasons"}
+    assert set(first["steps"][0]) == {"op", "urn", "newState", "detailedDiff"}
 
 
 def test_preview_json_of_a_change_changes_nothing(cli: Cli) -> None:
@@ -94,8 +97,11 @@ def test_preview_json_of_a_change_changes_nothing(cli: Cli) -> None:
 
     assert status == 0
     assert _ops(plan)["cohort-stream"] == ["update"]
-    stream = next(s for s in plan["steps"] if s["type"] == "aws:kinesis/stream:Stream")
-    assert stream["diffReasons"] == ["retentionPeriod"] and stream["replaceReasons"] == []
+    stream = next(s for s in plan["steps"] if s["urn"].endswith("::cohort-stream"))
+    assert stream["diffReasons"] == ["retentionPeriod"] and "replaceReasons" not in stream
+    assert stream["detailedDiff"] == {"retentionPeriod": {"kind": "update", "inputDiff": True}}
+    assert stream["oldState"]["inputs"]["retentionPeriod"] == 24
+    assert stream["newState"]["inputs"]["retentionPeriod"] == 48
     assert cli.state_file.read_text() == before
     summary = cli.client("kinesis").describe_stream_summary(StreamName=c.DEFAULT_STREAM_NAME)
     assert summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
@@ -130,7 +136,11 @@ def test_destroy_refuses_a_protected_stream_then_deletes_everything(cli: Cli) ->
     assert "unable to delete resource" in err and "protectStream false" in err
     assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
 
-    assert cli("up", "--config", "protectStream=false")[0] == 0
+    # lifting the protection changes the state only, and `up` says so
+    status, out, _ = cli("up", "--config", "protectStream=false")
+    assert status == 0
+    assert "Plan: 5 unchanged." in out
+    assert "Applied: cohort-stream unprotected (in the state) (5 resources in the stack)." in out
     status, gone = cli.json("destroy", "--config", "protectStream=false")
     assert status == 0
     assert {s["op"] for s in gone["steps"]} == {"delete"}
@@ -138,6 +148,15 @@ def test_destroy_refuses_a_protected_stream_then_deletes_everything(cli: Cli) ->
     assert cli.client("kinesis").list_streams()["StreamNames"] == []
     iam = cli.client("iam")
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == []
+
+
+def test_destroy_ends_with_a_completion_line(cli: Cli) -> None:
+    cli("up", "--config", "protectStream=false")
+
+    status, out, _ = cli("destroy", "--config", "protectStream=false")
+
+    assert status == 0
+    assert out.rstrip().endswith("Destroyed: 5 deleted (0 resources left in the stack).")
 
 
 def _widen_trust(cli: Cli) -> None:
@@ -229,19 +248,41 @@ def test_a_stream_deleted_outside_is_reported_then_recreated(cli: Cli) -> None:
     assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
 
 
-def test_a_missing_state_file_never_creates_over_existing_resources(cli: Cli) -> None:
+@pytest.mark.parametrize(
+    ("verb", "consequence"),
+    [
+        ("up", "try to create them again"),
+        ("preview", "plan to create them again"),
+        ("destroy", "delete nothing and record an empty stack"),
+        ("refresh", "find no drift and record an empty stack"),
+    ],
+)
+def test_a_missing_state_file_while_the_resources_exist_is_refused(
+    cli: Cli, verb: str, consequence: str
+) -> None:
+    # GIVEN an applied stack whose state file is lost
     cli("up")
     cli.state_file.unlink()
 
-    status, _, err = cli("up")
+    # WHEN any command runs against it
+    status, _, err = cli(verb)
 
+    # THEN it is refused with the file, what it found, the rule and the fix; nothing written
     assert status == 2
-    assert (
-        "Kinesis stream 'amplitude-cohorts' already exists, but the stack state does not record it"
-        in err
-    )
-    assert "importStream, importRole, importPolicy" in err
+    assert f"stack state {cli.state_file}: not found, but resources this stack declares " in err
+    assert "aws:kinesis/stream:Stream Kinesis stream 'amplitude-cohorts'" in err
+    assert f"so `local {verb}` would {consequence}. Nothing was changed or written." in err
+    assert "Fix: pass --state-dir for the directory holding dev.json" in err
+    assert "importStream, importRole and importPolicy config keys" in err
     assert "Traceback" not in err
+    assert not cli.state_file.exists()
+    assert cli.client("kinesis").list_streams()["StreamNames"] == [c.DEFAULT_STREAM_NAME]
+
+
+def test_commands_on_a_stack_never_applied_write_no_state(cli: Cli) -> None:
+    for verb in ("destroy", "refresh"):
+        status, _, err = cli(verb)
+        assert status == 0, err
     assert not cli.state_file.exists()
 
 
@@ -340,7 +381,9 @@ def test_adopting_amplitudes_hand_made_destination(cli: Cli) -> None:
     assert ops["cohort-write"] == ["import", "update"]
     assert ops["cohort-attach"] == ["import"]
     write = next(
-        s for s in applied["steps"] if s["op"] == "update" and s["type"] == "aws:iam/policy:Policy"
+        s
+        for s in applied["steps"]
+        if s["op"] == "update" and s["newState"]["type"] == "aws:iam/policy:Policy"
     )
     assert write["diffReasons"] == ["policy"]
     version = iam.get_policy(PolicyArn=policy["Arn"])["Policy"]["DefaultVersionId"]
@@ -379,3 +422,172 @@ def test_an_import_id_that_matches_nothing_is_refused_before_any_change(cli: Cli
     )
     assert cli.client("iam").list_roles()["Roles"] == []
     assert not cli.state_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("after_creates", "signum"),
+    [(1, signal.SIGINT), (2, signal.SIGTERM), (3, signal.SIGINT), (4, signal.SIGTERM)],
+)
+def test_an_interrupted_up_records_what_it_did_and_the_next_up_finishes(
+    cli: Cli, after_creates: int, signum: signal.Signals
+) -> None:
+    # GIVEN an `up` that gets a signal once its n-th resource is created (others may be under
+    # way in parallel, as in Pulumi; the main thread handles the signal when it next runs)
+    creates = 0
+    create = deploy.aws_call
+
+    def create_then_signal(what: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal creates
+        result = create(what, *args, **kwargs)
+        if what.startswith("creating "):
+            creates += 1
+            if creates == after_creates:
+                signal.raise_signal(signum)
+        return result
+
+    with mock.patch.object(deploy, "aws_call", create_then_signal):
+        status, out, err = cli("up")
+
+    # THEN it stops with 130, the state records what was created, the rest is listed as left
+    assert status == 130, out + err
+    assert f"Interrupted ({signum.name}): stopped after the steps under way" in err
+    assert f"recorded in {cli.state_file}" in err
+    assert "Run `cohort-sync local up` again to finish." in err
+    assert "Traceback" not in err and "Applied" not in out
+    recorded = {r["name"] for r in json.loads(cli.state_file.read_text())["resources"]}
+    left = {line.split()[2] for line in err.splitlines() if line.startswith("  + ")}
+    custom = {"cohort-stream", "cohort-role", "cohort-write", "cohort-attach"}
+    assert len(recorded & custom) >= after_creates, (recorded, err)
+    assert left == custom - recorded, (recorded, left)
+    if after_creates <= 2:
+        # the policy and its attachment wait for the stream and the role: never started
+        assert left == {"cohort-write", "cohort-attach"}
+    assert not (cli.state_file.parent / "dev.lock").exists()
+
+    # WHEN `up` runs again, it finishes the job; a third changes nothing
+    status, out, err = cli("up")
+    assert status == 0, err
+    finished = f"{len(left)} created" if left else "no changes"
+    assert f"Applied: {finished} (5 resources in the stack)." in out
+    status, out, _ = cli("up")
+    assert status == 0 and "Applied: no changes (5 resources in the stack)." in out
+
+
+# pulumi/pulumi sdk/pkg/display/json.go and sdk/go/common/apitype/core.go: every field and its
+# JSON type; `required` are those without omitempty.
+PREVIEW_DIGEST = {
+    "config": dict,
+    "steps": list,
+    "diagnostics": list,
+    "duration": int,
+    "changeSummary": dict,
+    "maybeCorrupt": bool,
+}
+ENGINE_EXTRAS = {"notices": list, "proof": list}  # this engine's own, beside Pulumi's
+PREVIEW_STEP = {
+    "op": str,
+    "urn": str,
+    "provider": str,
+    "oldState": dict,
+    "newState": dict,
+    "diffReasons": list,
+    "replaceReasons": list,
+    "detailedDiff": (dict, type(None)),
+}
+PREVIEW_STEP_REQUIRED = {"op", "urn", "detailedDiff"}
+RESOURCE_V3 = {
+    "urn": str,
+    "custom": bool,
+    "delete": bool,
+    "id": str,
+    "type": str,
+    "inputs": dict,
+    "outputs": dict,
+    "parent": str,
+    "protect": bool,
+    "external": bool,
+    "dependencies": list,
+    "initErrors": list,
+    "provider": str,
+    "propertyDependencies": dict,
+    "pendingReplacement": bool,
+    "additionalSecretOutputs": list,
+    "aliases": list,
+    "customTimeouts": dict,
+}
+RESOURCE_V3_REQUIRED = {"urn", "custom", "type"}
+STEP_OPS = {
+    "same",
+    "create",
+    "update",
+    "delete",
+    "replace",
+    "create-replacement",
+    "delete-replaced",
+    "read",
+    "read-replacement",
+    "refresh",
+    "discard",
+    "discard-replaced",
+    "remove-pending-replace",
+    "import",
+    "import-replacement",
+}
+DIFF_KINDS = {"add", "add-replace", "delete", "delete-replace", "update", "update-replace"}
+
+
+def _typed(document: dict[str, Any], fields: dict[str, Any], required: set[str]) -> None:
+    assert required <= set(document), (required, document)
+    for key, value in document.items():
+        assert key in fields, f"{key!r} is not a field"
+        assert isinstance(value, fields[key]), (key, value)
+
+
+def assert_preview_digest(document: dict[str, Any]) -> None:
+    """`document` fits Pulumi's PreviewDigest, PreviewStep, ResourceV3 and PropertyDiff."""
+    _typed(document, {**PREVIEW_DIGEST, **ENGINE_EXTRAS}, set())
+    assert all(isinstance(v, str) for v in document.get("config", {}).values())
+    assert all(isinstance(n, int) for n in document.get("changeSummary", {}).values())
+    assert document["duration"] > 0
+    for step in document["steps"]:
+        _typed(step, PREVIEW_STEP, PREVIEW_STEP_REQUIRED)
+        assert step["op"] in STEP_OPS
+        for state in ("oldState", "newState"):
+            if state in step:
+                _typed(step[state], RESOURCE_V3, RESOURCE_V3_REQUIRED)
+                assert step[state]["urn"] == step["urn"]
+        for diff in (step["detailedDiff"] or {}).values():
+            assert set(diff) == {"kind", "inputDiff"} and diff["kind"] in DIFF_KINDS
+            assert isinstance(diff["inputDiff"], bool)
+
+
+def test_preview_json_is_pulumis_preview_digest_with_secrets_blinded(cli: Cli) -> None:
+    # GIVEN a stack with an external ID (a secret), applied
+    secret = "ext-never-shown-0042"
+    status, applied = cli.json("up", "--config", f"externalId={secret}")
+    assert status == 0, applied
+
+    # WHEN a change to the stream and to the secret is previewed
+    status, plan = cli.json(
+        "preview", "--config", f"externalId={secret}-2", "--config", "retentionHours=48"
+    )
+
+    # THEN both documents are Pulumi's types, nothing shows the secret, and the steps carry
+    # the states and the provider tools read
+    assert status == 0, plan
+    for document in (applied, plan):
+        assert_preview_digest(document)
+        assert secret not in json.dumps(document)
+    assert plan["config"]["amplitude-kinesis-cohort:externalId"] == "[secret]"
+    role = next(s for s in plan["steps"] if s["urn"].endswith("::cohort-role"))
+    assert role["op"] == "update"
+    assert role["oldState"]["inputs"]["assumeRolePolicy"] == "[secret]"
+    assert role["detailedDiff"] == {"assumeRolePolicy": {"kind": "update", "inputDiff": True}}
+    assert role["provider"].startswith(
+        "urn:pulumi:dev::amplitude-kinesis-cohort::pulumi:providers:aws::default_"
+    )
+    stream = next(s for s in plan["steps"] if s["urn"].endswith("::cohort-stream"))
+    assert stream["newState"]["custom"] is True and stream["newState"]["protect"] is True
+    assert stream["newState"]["parent"].endswith("::cohort")
+    assert stream["oldState"]["id"].endswith(f":stream/{c.DEFAULT_STREAM_NAME}")
+    assert plan["changeSummary"] == {"same": 3, "update": 2}

@@ -1,12 +1,22 @@
-"""The shard lock: concurrent puts to one shard all land, and moto is restored afterwards."""
+"""moto fixes: concurrent puts to one shard all land, body-less calls pass the signature check."""
 
+import io
+import json
+import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.kinesis.models import Shard
 
+from provisioning import constants as c
 from sandbox import moto_fixes
+from sandbox.server import ServedWorld, start_server
+from sandbox.world import clean_aws_env
 
 
 def _concurrent_puts(puts: int) -> int:
@@ -52,3 +62,110 @@ def test_without_the_fix_moto_loses_concurrent_records() -> None:
     # The reason the fix exists: plain moto overwrites records that race for a sequence number.
     assert not moto_fixes.is_installed()
     assert any(_concurrent_puts(8) < 8 * 500 for _ in range(10))  # stops at the first loss
+
+
+def _lambda_get_calls(served: ServedWorld) -> list[str]:
+    """Create a function in a served world; the names of the body-less calls that succeeded."""
+    world = served.world
+    iam = world.client("iam", world.customer_admin)
+    role_arn = iam.create_role(
+        RoleName="fn-role",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": c.POLICY_VERSION,
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": c.LAMBDA_SERVICE_PRINCIPAL},
+                        "Action": c.ASSUME_ROLE_ACTION,
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    lambda_ = world.client("lambda", world.customer_admin)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("handler.py", "def handle(event, context):\n    return None\n")
+    arn = lambda_.create_function(
+        FunctionName="fn",
+        Runtime="python3.12",
+        Role=role_arn,
+        Handler="handler.handle",
+        Code={"ZipFile": archive.getvalue()},
+    )["FunctionArn"]
+    calls: dict[str, Callable[[], Any]] = {
+        "GetFunction": lambda: lambda_.get_function(FunctionName=arn),
+        "GetFunctionConfiguration": lambda: lambda_.get_function_configuration(FunctionName="fn"),
+        "ListEventSourceMappings": lambda: lambda_.list_event_source_mappings(FunctionName="fn"),
+        "DeleteFunction": lambda: lambda_.delete_function(FunctionName="fn"),
+    }
+    succeeded = []
+    for name, call in calls.items():
+        try:
+            call()
+        except ClientError as exc:
+            assert "SignatureDoesNotMatch" in str(exc), exc
+        else:
+            succeeded.append(name)
+    return succeeded
+
+
+def test_body_less_calls_pass_the_signature_check_of_a_served_world() -> None:
+    # GIVEN a moto server with IAM enforced, as `local serve` runs it
+    with clean_aws_env(), start_server() as served:
+        # THEN Lambda's GET and DELETE calls are authorized like any other call
+        assert _lambda_get_calls(served) == [
+            "GetFunction",
+            "GetFunctionConfiguration",
+            "ListEventSourceMappings",
+            "DeleteFunction",
+        ]
+
+
+def test_without_the_fix_moto_refuses_body_less_calls_of_a_served_world() -> None:
+    # The reason the fix exists: moto signs a body-less request over its headers.
+    with clean_aws_env(), start_server() as served:
+        moto_fixes.uninstall()
+        try:
+            assert _lambda_get_calls(served) == []
+        finally:
+            moto_fixes.install()
+
+
+def _role_after_update(**update: Any) -> dict[str, Any]:
+    with mock_aws():
+        iam = boto3.client(
+            "iam", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        iam.create_role(
+            RoleName="r",
+            AssumeRolePolicyDocument="{}",
+            Description="kept",
+            MaxSessionDuration=7200,
+        )
+        iam.update_role(RoleName="r", **update)
+        role: dict[str, Any] = iam.get_role(RoleName="r")["Role"]
+        return role
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        ({"MaxSessionDuration": 10800}, ("kept", 10800)),
+        ({"Description": "new"}, ("new", 7200)),
+    ],
+)
+def test_update_role_changes_only_what_it_names(
+    update: dict[str, Any], expected: tuple[str, int]
+) -> None:
+    with moto_fixes.moto_fixes_installed():
+        role = _role_after_update(**update)
+
+    assert (role.get("Description"), role["MaxSessionDuration"]) == expected
+
+
+def test_without_the_fix_update_role_forgets_what_it_does_not_name() -> None:
+    role = _role_after_update(MaxSessionDuration=10800)
+
+    assert role.get("Description") is None

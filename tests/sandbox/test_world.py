@@ -22,8 +22,9 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from provisioning import constants as c
 from provisioning.policies import trust_policy
 from sandbox import iam_gaps
+from sandbox.errors import SandboxError
 from sandbox.server import start_server
-from sandbox.world import Credentials, MotoWorld, moto_world
+from sandbox.world import STRANGER_ACCOUNT_ID, Credentials, MotoWorld, moto_world
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,7 @@ def test_world_round_trips_through_json() -> None:
         amplitude_account_id=c.AMPLITUDE_ACCOUNT_ID,
         customer_admin=Credentials("AKIA1", "s1"),
         amplitude=Credentials("ASIA2", "s2", "t2"),
+        stranger_admin=Credentials("AKIA3", "s3"),
     )
 
     document = json.loads(json.dumps(world.to_json()))
@@ -234,7 +236,15 @@ def test_a_world_served_by_another_process(tmp_path: Path, use_world_file: bool)
             "Version": c.POLICY_VERSION,
             "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
         }
-        stranger = world.new_principal(STRANGER_ACCOUNT, "mallory", policy)
+        # (over HTTP, as the admin of the world's stranger account: no window without auth)
+        stranger = world.new_principal(STRANGER_ACCOUNT_ID, "mallory", policy)
+        with pytest.raises(SandboxError) as no_admin:
+            world.new_principal(STRANGER_ACCOUNT, "mallory")
+        assert str(no_admin.value) == (
+            f"account {STRANGER_ACCOUNT}: a served world creates principals only in the accounts "
+            f"it has an admin of ({STRANGER_ACCOUNT_ID}, {world.customer_account_id}); "
+            "use one of them"
+        )
 
         # THEN Amplitude gets in, the stranger does not, and enforcement resumed after the setup
         session = world.client("sts", world.amplitude).assume_role(
