@@ -48,8 +48,15 @@ CONSUMER_RESOURCES = (
     "consumer-mapping",
     "consumer-iterator-age",
     "consumer-failures-visible",
+    "consumer-errors",
+    "consumer-throttles",
 )
-ALARMS = ("consumer-iterator-age", "consumer-failures-visible")
+ALARMS = (
+    "consumer-iterator-age",
+    "consumer-failures-visible",
+    "consumer-errors",
+    "consumer-throttles",
+)
 
 
 class Served:
@@ -110,9 +117,9 @@ def test_consumer_day_two_in_a_served_world(served: Served) -> None:
     # GIVEN `consumer: lambda` applied to a served world
     first = served.run("up", lambda_on)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "Applied: 16 created (16 resources in the stack)." in first.stdout
+    assert "Applied: 18 created (18 resources in the stack)." in first.stdout
     # THEN a second `local up` changes nothing (it used to re-create the function and fail)
-    _assert_no_changes(served.run("up", lambda_on), 16)
+    _assert_no_changes(served.run("up", lambda_on), 18)
 
     # WHEN keys change, a few per round, each round on top of the last
     rounds: list[tuple[dict[str, str], dict[str, tuple[str, set[str]]]]] = [
@@ -196,4 +203,4 @@ def test_consumer_day_two_in_a_served_world(served: Served) -> None:
     assert served.plan("up", config) == {
         name: (CREATE, set()) for name in ("consumer", *CONSUMER_RESOURCES)
     }
-    _assert_no_changes(served.run("up", config), 16)
+    _assert_no_changes(served.run("up", config), 18)

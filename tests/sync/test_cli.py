@@ -220,6 +220,7 @@ def _world_file(path: Path) -> Path:
                 "amplitude_account_id": "358203115967",
                 "customer_admin": fake.to_json(),
                 "amplitude": fake.to_json(),
+                "stranger_admin": fake.to_json(),
             }
         )
     )
