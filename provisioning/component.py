@@ -120,7 +120,9 @@ class CohortDestination(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None,
         args: Mapping[str, Any],
     ) -> None:
-        check_key_placement(cfg)  # asks the provider, so before anything is registered
+        check_key_placement(
+            cfg.customer_key_arn, cross_account=cfg.kms_key_cross_account
+        )  # asks the provider, so before anything is registered
         self.config = cfg
         super().__init__(c.COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

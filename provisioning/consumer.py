@@ -119,7 +119,7 @@ def read_inputs(args: Mapping[str, Any], stack: str, project_dir: Path) -> Consu
     elif not encrypted:
         raw[c.CONFIG_ENCRYPTION] = "NONE"
     config = parse_config(raw, stack=stack, project_dir=project_dir)
-    check_key_placement(config)
+    check_key_placement(config.customer_key_arn, cross_account=config.kms_key_cross_account)
     # An Output is checked once known; the role policy that names it waits for it.
     stream_arn = pulumi.Output.from_input(given).apply(
         lambda arn: checked_stream_arn(arn, config.stream_name)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import pulumi_aws
 
 from provisioning import aws_rules
 from provisioning import constants as c
 from provisioning.errors import ConfigError
-
-if TYPE_CHECKING:
-    from provisioning.config import DestinationConfig
 
 
 def key_region_problem(arn: str, region: str) -> str | None:
@@ -43,7 +39,7 @@ def key_account_problem(arn: str, account_id: str) -> str | None:
     )
 
 
-def check_key_placement(config: DestinationConfig) -> None:
+def check_key_placement(arn: str | None, *, cross_account: bool) -> None:
     """A customer-managed key must be in the provider's region, and in its account unless the
     stack states otherwise.
 
@@ -51,7 +47,6 @@ def check_key_placement(config: DestinationConfig) -> None:
     its credentials), so this asks it, as `aws.get_region` and `aws.get_caller_identity` do,
     before any resource is declared.
     """
-    arn = config.customer_key_arn
     if arn is None:
         return
     problems = []
@@ -59,7 +54,7 @@ def check_key_placement(config: DestinationConfig) -> None:
     region_problem = key_region_problem(arn, region) if region else None
     if region_problem is not None:
         problems.append(region_problem)
-    if not config.kms_key_cross_account:
+    if not cross_account:
         account = pulumi_aws.get_caller_identity().account_id
         # A preview without credentials answers with a placeholder: nothing to compare then.
         if re.fullmatch(r"\d{12}", account):
