@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ def serve_forever(port: int = 0, host: str = "127.0.0.1", world_file: Path | Non
     path, which keeps them out of CI logs; without it the world JSON is the second stdout line,
     which is the simplest way for a parent process to learn it.
     """
+    # A shell starts a background job (`cohort-sync local serve &` in a script) with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt for it: the server would outlive
+    # every Ctrl-C and `kill -INT`. It stops on SIGINT and SIGTERM whatever it inherited.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
     served = start_server(port, host)
     try:
         print(served.url, flush=True)

@@ -197,23 +197,40 @@ def test_start_server_serves_an_enforced_world_and_stops_cleanly() -> None:
     served.stop()  # idempotent
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def _served_in_subprocess(
-    tmp_path: Path, use_world_file: bool
+    tmp_path: Path, use_world_file: bool, *, stop: signal.Signals = signal.SIGINT
 ) -> Iterator[tuple[MotoWorld, list[str]]]:
     world_file = tmp_path / "world.json"
     command = [sys.executable, "-m", "sandbox.server"]
     if use_world_file:
         command += ["--world-file", str(world_file)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    # Started as a shell starts a background job (`local serve &` in a script): SIGINT ignored.
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint
+    )
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline().strip(), process.stdout.readline().strip()]
         document = world_file.read_text() if use_world_file else lines[1]
         yield MotoWorld.from_json(json.loads(document)), lines
     finally:
-        process.send_signal(signal.SIGINT)  # serve_forever stops on KeyboardInterrupt
-        assert process.wait(timeout=10) == 0
+        process.send_signal(stop)  # serve_forever stops on either, whatever it inherited
+        assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_served_world_stops_on_sigint_or_sigterm_even_started_in_the_background(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    # GIVEN a server started with SIGINT ignored, WHEN it gets SIGINT or SIGTERM
+    with _served_in_subprocess(tmp_path, use_world_file=True, stop=stop) as (world, lines):
+        assert lines[0] == world.endpoint_url
+    # THEN it stopped cleanly (exit 0): the context manager waited for it
 
 
 @pytest.mark.parametrize("use_world_file", [False, True])
