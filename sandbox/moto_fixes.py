@@ -6,6 +6,12 @@ can get the same sequence number and one record silently replaces the other; and
 `Shard.get_records` iterates the same dict a writer may be growing. Kinesis never does either.
 While installed, every shard's writes and reads are serialized by one lock.
 
+Likewise moto's DynamoDB checks a write's condition and then writes
+(`moto.dynamodb.models.DynamoDBBackend.put_item`, `update_item`, `delete_item`) with no lock, so two
+concurrent conditional writes of one item can both pass and the older one land last; DynamoDB
+evaluates a condition and writes atomically. The Lambda consumer keeps many conditional writes in
+flight; while installed, DynamoDB's item writes are serialized by the same lock.
+
 And moto invokes a function synchronously inside every PutRecord(s) to a stream that has a Kinesis
 event source mapping (`moto.awslambda.models.LambdaBackend.send_kinesis_message`, one record per
 event, in Docker); with no Docker each put waits on a failing Docker call and nothing is
@@ -37,6 +43,7 @@ from typing import Any
 from botocore.awsrequest import AWSRequest
 from moto.awslambda.models import LambdaBackend
 from moto.core.responses import ActionResult, EmptyResult
+from moto.dynamodb.models import DynamoDBBackend
 from moto.iam.access_control import IAMRequestBase
 from moto.iam.responses import IamResponse
 from moto.kinesis.models import Shard
@@ -88,6 +95,10 @@ _PATCHES = PatchSet(
         *(
             (Shard, name, _serialized(Shard.__dict__[name]))
             for name in ("put_record", "get_records")
+        ),
+        *(
+            (DynamoDBBackend, name, _serialized(DynamoDBBackend.__dict__[name]))
+            for name in ("put_item", "update_item", "delete_item")
         ),
         (LambdaBackend, "send_kinesis_message", _no_push_invoke),
         (IAMRequestBase, "_create_aws_request", _signed_over_the_body),

@@ -1,5 +1,6 @@
 """moto fixes: concurrent puts to one shard all land, body-less calls pass the signature check."""
 
+import contextlib
 import io
 import json
 import zipfile
@@ -62,6 +63,48 @@ def test_without_the_fix_moto_loses_concurrent_records() -> None:
     # The reason the fix exists: plain moto overwrites records that race for a sequence number.
     assert not moto_fixes.is_installed()
     assert any(_concurrent_puts(8) < 8 * 500 for _ in range(10))  # stops at the first loss
+
+
+def _racing_conditional_writes(rounds: int) -> int:
+    """Rounds in which racing newest-wins writes of one item left an older version last."""
+    with mock_aws():
+        dynamodb = boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+        def write(key: str, version: int) -> None:
+            with contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException):
+                dynamodb.put_item(
+                    TableName="t",
+                    Item={"k": {"S": key}, "v": {"N": str(version)}},
+                    ConditionExpression="attribute_not_exists(k) OR v < :v",
+                    ExpressionAttributeValues={":v": {"N": str(version)}},
+                )
+
+        lost = 0
+        with ThreadPoolExecutor(8) as pool:
+            for n in range(rounds):
+                list(pool.map(lambda v, key=f"k{n}": write(key, v), range(16)))
+                item = dynamodb.get_item(TableName="t", Key={"k": {"S": f"k{n}"}})["Item"]
+                lost += item["v"]["N"] != "15"
+        return lost
+
+
+def test_conditional_writes_are_atomic_while_installed() -> None:
+    with moto_fixes.moto_fixes_installed():
+        assert _racing_conditional_writes(60) == 0
+
+
+def test_without_the_fix_moto_lets_an_older_conditional_write_land_last() -> None:
+    # The reason the fix exists: plain moto checks a condition and writes without a lock.
+    assert not moto_fixes.is_installed()
+    assert any(_racing_conditional_writes(60) for _ in range(10))  # stops at the first loss
 
 
 def _lambda_get_calls(served: ServedWorld) -> list[str]:
