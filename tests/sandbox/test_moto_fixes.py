@@ -3,8 +3,9 @@
 import contextlib
 import io
 import json
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.dynamodb.models import table as moto_table
 from moto.kinesis.models import Shard
 
 from provisioning import constants as c
@@ -20,32 +22,65 @@ from sandbox.server import ServedWorld, start_server
 from sandbox.world import clean_aws_env
 
 
-def _concurrent_puts(puts: int) -> int:
+@contextlib.contextmanager
+def _first_call_held(owner: object, name: str, hold: float) -> Iterator[threading.Event]:
+    """Hold the first call of ``owner.name`` after it returns, until the yielded event is set or
+    ``hold`` seconds pass: the step between a read and the write that depends on it, made as wide
+    as a scheduler could ever make it, so a race is a fixed interleaving rather than luck."""
+    original = getattr(owner, name)
+    reached = threading.Event()
+    released = threading.Event()
+
+    def holding(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not reached.is_set():
+            reached.set()
+            released.wait(timeout=hold)
+        return result
+
+    setattr(owner, name, holding)
+    try:
+        yield reached
+        released.set()
+    finally:
+        setattr(owner, name, original)
+
+
+def _race(
+    owner: object, name: str, hold: float, first: Callable[[], None], second: Callable[[], None]
+) -> None:
+    """Run ``first`` until it is held after ``owner.name``, then ``second`` to its end, then let
+    ``first`` go. With a lock around the whole write, ``second`` waits out the hold instead."""
+    with ThreadPoolExecutor(1) as pool, _first_call_held(owner, name, hold) as reached:
+        running = pool.submit(first)
+        assert reached.wait(timeout=30), f"{name} was never called: the interleaving was not forced"
+        second()
+    running.result()
+
+
+def _shard_records_after_racing_puts(hold: float) -> int:
+    """Two puts to one shard, the first held between reading the highest sequence number and
+    writing its record; how many records the shard keeps (3 when nothing is lost)."""
     with mock_aws():
         kinesis = boto3.client(
             "kinesis", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
         kinesis.create_stream(StreamName="one", ShardCount=1)
 
-        def put(index: int) -> None:
-            kinesis.put_records(
-                StreamName="one",
-                Records=[
-                    {"Data": f"{index}-{n}".encode(), "PartitionKey": "k"} for n in range(500)
-                ],
-            )
+        def put(data: bytes) -> None:
+            kinesis.put_records(StreamName="one", Records=[{"Data": data, "PartitionKey": "k"}])
 
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(put, range(puts)))
+        put(b"before")
+        _race(Shard, "get_max_sequence_number", hold, lambda: put(b"first"), lambda: put(b"second"))
         iterator = kinesis.get_shard_iterator(
             StreamName="one", ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
-        return len(kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"])
+        return len(kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"])
 
 
-def test_every_concurrent_put_lands_while_installed() -> None:
+def test_a_put_racing_another_on_one_shard_keeps_both_while_installed() -> None:
     with moto_fixes.moto_fixes_installed():
-        assert _concurrent_puts(8) == 8 * 500
+        assert _shard_records_after_racing_puts(hold=1.0) == 3
 
 
 def test_uninstall_restores_moto() -> None:
@@ -59,14 +94,16 @@ def test_uninstall_restores_moto() -> None:
     assert not moto_fixes.is_installed()
 
 
-def test_without_the_fix_moto_loses_concurrent_records() -> None:
-    # The reason the fix exists: plain moto overwrites records that race for a sequence number.
+def test_without_the_fix_moto_loses_a_record_that_races_for_a_sequence_number() -> None:
+    # The reason the fix exists: plain moto numbers a record "highest so far + 1" with no lock,
+    # so the second put takes the number the first one read, and the first then overwrites it.
     assert not moto_fixes.is_installed()
-    assert any(_concurrent_puts(8) < 8 * 500 for _ in range(10))  # stops at the first loss
+    assert _shard_records_after_racing_puts(hold=30.0) == 2
 
 
-def _racing_conditional_writes(rounds: int) -> int:
-    """Rounds in which racing newest-wins writes of one item left an older version last."""
+def _version_left_after_racing_writes(hold: float) -> str:
+    """Newest-wins conditional writes of one item, version 1 checked first and held between its
+    check and its write while version 2 is written; the version the item is left with."""
     with mock_aws():
         dynamodb = boto3.client(
             "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
@@ -78,33 +115,30 @@ def _racing_conditional_writes(rounds: int) -> int:
             BillingMode="PAY_PER_REQUEST",
         )
 
-        def write(key: str, version: int) -> None:
+        def write(version: int) -> None:
             with contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException):
                 dynamodb.put_item(
                     TableName="t",
-                    Item={"k": {"S": key}, "v": {"N": str(version)}},
+                    Item={"k": {"S": "user"}, "v": {"N": str(version)}},
                     ConditionExpression="attribute_not_exists(k) OR v < :v",
                     ExpressionAttributeValues={":v": {"N": str(version)}},
                 )
 
-        lost = 0
-        with ThreadPoolExecutor(8) as pool:
-            for n in range(rounds):
-                list(pool.map(lambda v, key=f"k{n}": write(key, v), range(16)))
-                item = dynamodb.get_item(TableName="t", Key={"k": {"S": f"k{n}"}})["Item"]
-                lost += item["v"]["N"] != "15"
-        return lost
+        # moto's Table.put_item reads the current item, builds the condition, checks, writes.
+        _race(moto_table, "get_filter_expression", hold, lambda: write(1), lambda: write(2))
+        item = dynamodb.get_item(TableName="t", Key={"k": {"S": "user"}})["Item"]
+        return str(item["v"]["N"])
 
 
 def test_conditional_writes_are_atomic_while_installed() -> None:
     with moto_fixes.moto_fixes_installed():
-        assert _racing_conditional_writes(60) == 0
+        assert _version_left_after_racing_writes(hold=1.0) == "2"
 
 
 def test_without_the_fix_moto_lets_an_older_conditional_write_land_last() -> None:
     # The reason the fix exists: plain moto checks a condition and writes without a lock.
     assert not moto_fixes.is_installed()
-    assert any(_racing_conditional_writes(60) for _ in range(10))  # stops at the first loss
+    assert _version_left_after_racing_writes(hold=30.0) == "1"
 
 
 def _lambda_get_calls(served: ServedWorld) -> list[str]:
