@@ -6,7 +6,8 @@ import asyncio
 import contextvars
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,31 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         return self._backend.call(args)
 
 
+@contextmanager
+def _thread_loop_closed_after() -> Iterator[None]:
+    """Give a thread without an event loop one for the block, and close it after.
+
+    MockMonitor's calls run on the SDK's executor threads and set an event loop there
+    (`pulumi.runtime.sync_await._ensure_event_loop`) that nothing closes. Such a loop lives as
+    long as its thread; when an interrupt ends the process with those threads still up, the
+    loop's finalizer runs after its socket's and prints "Exception ignored … Invalid file
+    descriptor: -1" under the interrupt message.
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        policy.get_event_loop()
+        owned = None  # this thread has a loop already; whoever set it closes it
+    except RuntimeError:
+        owned = asyncio.new_event_loop()
+        policy.set_event_loop(owned)
+    try:
+        yield
+    finally:
+        if owned is not None:
+            policy.set_event_loop(None)
+            owned.close()
+
+
 class _Monitor(pulumi_mocks.MockMonitor):
     """Records each registration's parent and dependencies, which Mocks never sees.
 
@@ -137,7 +163,12 @@ class _Monitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
             )
-        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        with _thread_loop_closed_after():
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+    def Invoke(self, request: Any) -> Any:
+        with _thread_loop_closed_after():
+            return super().Invoke(request)  # type: ignore[no-untyped-call]
 
     def registrations(self) -> list[Registration]:
         """Every registration, dependencies before dependents, ties broken by name."""

@@ -67,21 +67,30 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
+# libyaml's loader where PyYAML was built with it (its wheels are): the pure-Python one spent
+# 10 s of CPU in one suite run reading Pulumi.yaml.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(path: Path, name: str) -> Any:
+    try:
+        return yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{name}: not valid YAML ({exc})"]) from exc
+
+
 def _project_file(project_dir: Path) -> dict[str, Any]:
     path = project_dir / "Pulumi.yaml"
     if not path.exists():
         raise ConfigError([f"{path}: no Pulumi project file (is this the project directory?)"])
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML ({exc})"]) from exc
+    document = _read_yaml(path, str(path))
     if not isinstance(document, dict) or not document.get("name"):
         raise ConfigError([f"{path}: a Pulumi project file needs a `name`"])
     return document
 
 
-def _declared_config(project_dir: Path) -> dict[str, Any]:
-    return dict(_project_file(project_dir).get("config") or {})
+def _declared_config(project: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(project.get("config") or {})
 
 
 def _program(project_dir: Path, document: Mapping[str, Any]) -> Path:
@@ -121,20 +130,22 @@ def _declared_value(entry: Any) -> Any:
 
 def project_defaults(project_dir: Path = PROGRAM_DIR) -> dict[str, Any]:
     """The `default` of every key `Pulumi.yaml` declares, as the Pulumi CLI passes them."""
+    return _defaults(_declared_config(_project_file(project_dir)))
+
+
+def _defaults(declared: Mapping[str, Any]) -> dict[str, Any]:
     defaults = {}
-    for key, entry in _declared_config(project_dir).items():
+    for key, entry in declared.items():
         value = _declared_value(entry)
         if value is not None:
             defaults[key] = value if isinstance(value, str) else json.dumps(value)
     return defaults
 
 
-def _required_keys(project_dir: Path) -> list[str]:
+def _required_keys(declared: Mapping[str, Any]) -> list[str]:
     """Project keys declared with neither default nor value: every stack must set them."""
     return sorted(
-        key
-        for key, entry in _declared_config(project_dir).items()
-        if ":" not in key and _declared_value(entry) is None
+        key for key, entry in declared.items() if ":" not in key and _declared_value(entry) is None
     )
 
 
@@ -153,15 +164,13 @@ def load_stack_config(
     project = _project_file(project_dir)
     program = _program(project_dir, project)
     path = _stack_file(project_dir, stack)
-    try:
-        document: Any = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path.name}: not valid YAML ({exc})"]) from exc
+    document = _read_yaml(path, path.name)
     raw_config = document.get("config", {}) if isinstance(document, dict) else None
     if not isinstance(raw_config, dict):
         raise ConfigError([f"{path.name} config: must be a mapping of keys to values"])
 
-    values: dict[str, Any] = project_defaults(project_dir)
+    declared = _declared_config(project)
+    values: dict[str, Any] = _defaults(declared)
     secret_keys: set[str] = set()
     problems: list[str] = []
     # Pulumi namespaces a project's keys by the project's name, which a customer's copy may change.
@@ -180,7 +189,6 @@ def load_stack_config(
                 continue
             value = supplied
         values[key] = value
-    declared = _declared_config(project_dir)
     for key, value in (overrides or {}).items():
         if ":" not in key and key not in declared:
             # Pulumi ignores undeclared keys, so a typo would silently drop the setting. The
@@ -191,7 +199,7 @@ def load_stack_config(
             )
             continue
         values[key] = value
-    for key in _required_keys(project_dir):
+    for key in _required_keys(declared):
         if key not in values and key not in secret_keys:
             problems.append(
                 f"{key}: Pulumi.yaml declares it without a default, so stack {stack!r} must set "

@@ -323,6 +323,7 @@ def test_up_twice_with_the_same_config_makes_no_aws_write_call(
     stack.ctx.session.events.register(
         "before-call.*.*", lambda model, **_: calls.append(model.name)
     )
+    stack.ctx = AwsContext(stack.ctx.session, REGION)  # a new command's clients see the spy
 
     # WHEN up runs again with the same config
     again = stack.up()
