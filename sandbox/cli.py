@@ -360,12 +360,7 @@ def local_up(args: argparse.Namespace) -> int:
                 session.config, session.ctx, session.place, yes=args.yes, on_plan=show_plan
             )
         except Interrupted as exc:
-            if args.json:
-                _json_out(render.interrupted_json(exc, session.place.path))
-            else:
-                lines = render.render_interrupted(exc, session.place.path)
-                print(*lines, sep="\n", file=sys.stderr, flush=True)
-            return 130
+            return _interrupted(args, session, exc)
         assert applied.run is not None
         outputs = applied.run.outputs
         steps = prove_destination(session.world, outputs)
@@ -404,13 +399,29 @@ def local_up(args: argparse.Namespace) -> int:
     return _stack_command(args, act)
 
 
+def _interrupted(args: argparse.Namespace, session: _Session, exc: Any) -> int:
+    """An apply stopped by SIGINT or SIGTERM: what is left and how to finish; exit 130."""
+    from sandbox.engine import render
+
+    if args.json:
+        _json_out(render.interrupted_json(exc, session.place.path))
+    else:
+        lines = render.render_interrupted(exc, session.place.path)
+        print(*lines, sep="\n", file=sys.stderr, flush=True)
+    return 130
+
+
 def local_destroy(args: argparse.Namespace) -> int:
     """`local destroy`: delete what the state records, dependents first."""
     from sandbox import lifecycle
     from sandbox.engine import render
+    from sandbox.engine.interrupts import Interrupted
 
     def act(session: _Session, started: int) -> int:
-        outcome = lifecycle.destroy(session.config, session.ctx, session.place)
+        try:
+            outcome = lifecycle.destroy(session.config, session.ctx, session.place)
+        except Interrupted as exc:
+            return _interrupted(args, session, exc)
         _report(args, session, started, outcome, "Destroying", render.render_destroyed(outcome))
         return 0
 

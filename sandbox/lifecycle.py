@@ -201,14 +201,15 @@ def _up(
 
 def destroy(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
     """Delete everything the state records; a protected stream refuses it all (locked)."""
-    with place.locked(_command("destroy", config)):
+    with place.locked(_command("destroy", config)), interrupts_deferred() as interruption:
         place.require_state(config, ctx, "destroy")
         state = place.load(config)
         _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
         if refusals:
             raise RefusedPlan("\n".join(refusals))
-        outcome, _ = deploy.destroy(ctx=ctx, state=state, execute=True)
-        place.save(outcome.state)
+        outcome, _ = deploy.destroy(
+            ctx=ctx, state=state, execute=True, save=place.save, interruption=interruption
+        )
         return outcome
 
 

@@ -591,28 +591,56 @@ def plan(
     return outcome, engine.refusals
 
 
-def destroy(*, ctx: AwsContext, state: StackState, execute: bool) -> tuple[Outcome, list[str]]:
-    """Delete every recorded resource, dependents first; protected ones refuse the whole plan."""
+def destroy(
+    *,
+    ctx: AwsContext,
+    state: StackState,
+    execute: bool,
+    save: Callable[[StackState], None] | None = None,
+    interruption: Interruption | None = None,
+) -> tuple[Outcome, list[str]]:
+    """Delete every recorded resource, dependents first; protected ones refuse the whole plan.
+
+    With `save`, what is left is recorded even when a delete fails or a signal stops the run
+    between deletes (`interruption`): a deleted resource is never left in the state.
+    """
     refusals = [protection_error(r.urn, "delete") for r in state.resources.values() if r.protect]
+    order = list(reversed(_depth_order(state.resources)))
     steps = []
     remaining = dict(state.resources)
-    for resource in reversed(_depth_order(state.resources)):
-        steps.append(Step(DELETE, resource.urn, resource.type))
-        if execute and not refusals and resource.custom and not resource.retain_on_delete:
-            handler = handler_for(resource.type, resource.name)
-            aws_call(
-                f"deleting {resource.type} {resource.name!r}",
-                handler.delete,
-                ctx,
-                resource.id or "",
-                resource.outputs,
-            )
-        if execute and not refusals:
-            remaining.pop(resource.urn)
-    left = StackState(state.project, state.stack, state.salt)
-    left.resources = remaining
-    left.outputs = {} if not remaining else dict(state.outputs)
-    return Outcome(steps=steps, state=left, old=state), refusals
+
+    def left_state() -> StackState:
+        left = StackState(state.project, state.stack, state.salt)
+        left.resources = dict(remaining)
+        left.outputs = {} if not remaining else dict(state.outputs)
+        return left
+
+    acting = execute and not refusals
+    try:
+        for resource in order:
+            if acting and interruption is not None:
+                interruption.check()
+            if acting and resource.custom and not resource.retain_on_delete:
+                handler = handler_for(resource.type, resource.name)
+                aws_call(
+                    f"deleting {resource.type} {resource.name!r}",
+                    handler.delete,
+                    ctx,
+                    resource.id or "",
+                    resource.outputs,
+                )
+            steps.append(Step(DELETE, resource.urn, resource.type))
+            if acting:
+                remaining.pop(resource.urn)
+    except Interrupted as exc:
+        exc.command = "destroy"
+        exc.done = [(step.op, step.urn) for step in steps]
+        exc.left = [(DELETE, r.type, r.urn) for r in order if r.urn in remaining]
+        raise
+    finally:
+        if acting and save is not None:
+            save(left_state())
+    return Outcome(steps=steps, state=left_state(), old=state), refusals
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class Interrupted(SandboxError):
     def __init__(self, signal_name: str) -> None:
         super().__init__(f"{signal_name} received")
         self.signal_name = signal_name
+        self.command = "up"  # what to run again to finish: `up` or `destroy`
         self.done: list[tuple[str, str]] = []  # (op, urn) of the steps taken before it
         self.left: list[tuple[str, str, str]] = []  # (op, type, urn) planned and not taken
 

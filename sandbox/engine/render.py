@@ -99,7 +99,7 @@ def render_destroyed(outcome: deploy.Outcome) -> str:
 
 
 def render_interrupted(exc: Interrupted, state_file: Path | None) -> list[str]:
-    """What an interrupted `up` did not do, and how to finish it."""
+    """What an interrupted `up` or `destroy` did not do, and how to finish it."""
     where = f"in {state_file}" if state_file is not None else "in memory (embedded moto)"
     lines = [
         f"Interrupted ({exc.signal_name}): stopped after the steps under way; what was done is "
@@ -109,12 +109,12 @@ def render_interrupted(exc: Interrupted, state_file: Path | None) -> list[str]:
         lines.append("Left undone:")
         for op, type_, urn in exc.left:
             lines.append(f"  {_SYMBOLS[op]} {type_}  {urn.rsplit('::', 1)[-1]}  {op}")
-    lines.append("Run `cohort-sync local up` again to finish.")
+    lines.append(f"Run `cohort-sync local {exc.command}` again to finish.")
     return lines
 
 
 def interrupted_json(exc: Interrupted, state_file: Path | None) -> dict[str, Any]:
-    """An interrupted `up` with --json: the error, what is left, and the fix."""
+    """An interrupted `up` or `destroy` with --json: the error, what is left, and the fix."""
     lines = render_interrupted(exc, state_file)
     return {
         "steps": [],

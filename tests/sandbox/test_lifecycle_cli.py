@@ -11,6 +11,7 @@ import pytest
 
 from provisioning import constants as c
 from sandbox.engine import deploy
+from sandbox.errors import ApplyError
 from sandbox.server import ServedWorld, start_server
 from sync.cli import main
 
@@ -471,6 +472,78 @@ def test_an_interrupted_up_records_what_it_did_and_the_next_up_finishes(
     assert f"Applied: {finished} (5 resources in the stack)." in out
     status, out, _ = cli("up")
     assert status == 0 and "Applied: no changes (5 resources in the stack)." in out
+
+
+@pytest.mark.parametrize(("after_deletes", "signum"), [(1, signal.SIGTERM), (3, signal.SIGINT)])
+def test_an_interrupted_destroy_records_what_is_left_and_the_next_destroy_finishes(
+    cli: Cli, after_deletes: int, signum: signal.Signals
+) -> None:
+    # GIVEN an unprotected stack, and a `destroy` that gets a signal after its n-th delete
+    unprotected = ("--config", "protectStream=false")
+    assert cli("up", *unprotected)[0] == 0
+    deletes = 0
+    delete = deploy.aws_call
+
+    def delete_then_signal(what: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal deletes
+        result = delete(what, *args, **kwargs)
+        if what.startswith("deleting "):
+            deletes += 1
+            if deletes == after_deletes:
+                signal.raise_signal(signum)
+        return result
+
+    with mock.patch.object(deploy, "aws_call", delete_then_signal):
+        status, out, err = cli("destroy", *unprotected)
+
+    # THEN it stops with 130 after that delete; the state holds exactly what still exists
+    assert status == 130, out + err
+    assert f"Interrupted ({signum.name}): stopped after the steps under way" in err
+    assert "Run `cohort-sync local destroy` again to finish." in err
+    assert "Traceback" not in err and "Destroyed" not in out
+    recorded = {r["name"] for r in json.loads(cli.state_file.read_text())["resources"]}
+    left = {line.split()[2] for line in err.splitlines() if line.startswith("  - ")}
+    custom = {"cohort-stream", "cohort-role", "cohort-write", "cohort-attach"}
+    assert deletes == after_deletes
+    assert len(custom - recorded) == after_deletes
+    assert left == recorded, (recorded, err)
+    streams = cli.client("kinesis").list_streams()["StreamNames"]
+    assert ("cohort-stream" in recorded) == (streams == [c.DEFAULT_STREAM_NAME])
+    assert not (cli.state_file.parent / "dev.lock").exists()
+
+    # WHEN `destroy` runs again, it deletes the rest; nothing is left in AWS or in the state
+    status, out, err = cli("destroy", *unprotected)
+    assert status == 0, err
+    assert out.rstrip().endswith(f"Destroyed: {len(left)} deleted (0 resources left in the stack).")
+    assert cli.client("kinesis").list_streams()["StreamNames"] == []
+    assert cli.client("iam").list_roles()["Roles"] == []
+
+
+def test_a_destroy_that_fails_midway_records_only_what_still_exists(cli: Cli) -> None:
+    # GIVEN an unprotected stack whose third delete AWS refuses
+    unprotected = ("--config", "protectStream=false")
+    assert cli("up", *unprotected)[0] == 0
+    deletes = 0
+    delete = deploy.aws_call
+
+    def refuse_the_third(what: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal deletes
+        if what.startswith("deleting "):
+            deletes += 1
+            if deletes == 3:
+                raise ApplyError(f"{what}: refused")
+        return delete(what, *args, **kwargs)
+
+    with mock.patch.object(deploy, "aws_call", refuse_the_third):
+        status, _, err = cli("destroy", *unprotected)
+
+    # THEN it fails naming the resource, and the state drops the two it deleted, no more
+    assert status != 0 and "refused" in err
+    recorded = {r["name"] for r in json.loads(cli.state_file.read_text())["resources"]}
+    assert recorded == {"cohort", "cohort-stream", "cohort-role"}  # attachment, policy gone
+    # and the next destroy finishes
+    assert cli("destroy", *unprotected)[0] == 0
+    assert json.loads(cli.state_file.read_text())["resources"] == []
 
 
 # pulumi/pulumi sdk/pkg/display/json.go and sdk/go/common/apitype/core.go: every field and its
