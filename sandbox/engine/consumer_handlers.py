@@ -438,7 +438,7 @@ def _read_alarm(ctx: AwsContext, resource_id: str, outputs: State) -> State:
 def _update_table(change: Change) -> None:
     dynamodb, name, new = change.ctx.client("dynamodb"), change.id, change.new
     if "billingMode" in change.keys:
-        dynamodb.update_table(TableName=name, BillingMode=new.get("billingMode") or "PROVISIONED")
+        dynamodb.update_table(TableName=name, BillingMode=new["billingMode"])
     if "serverSideEncryption" in change.keys:
         sse = new.get("serverSideEncryption") or {}
         spec: dict[str, Any] = {"Enabled": bool(sse.get("enabled"))}

@@ -76,7 +76,7 @@ def create_table(client: Client, logical_name: str, inputs: State) -> tuple[str,
         "AttributeDefinitions": [
             {"AttributeName": a["name"], "AttributeType": a["type"]} for a in inputs["attributes"]
         ],
-        "BillingMode": inputs.get("billingMode") or "PROVISIONED",
+        "BillingMode": inputs["billingMode"],
         "Tags": _tag_list(inputs.get("tags")),
     }
     sse = inputs.get("serverSideEncryption") or {}
@@ -169,8 +169,8 @@ def create_function(client: Client, logical_name: str, inputs: State) -> tuple[s
         "Handler": inputs["handler"],
         "Code": {"ZipFile": archive_path(inputs["code"]).read_bytes()},
         "Architectures": list(inputs.get("architectures") or ["x86_64"]),
-        "MemorySize": int(inputs.get("memorySize") or 128),
-        "Timeout": int(inputs.get("timeout") or 3),
+        "MemorySize": int(inputs["memorySize"]),
+        "Timeout": int(inputs["timeout"]),
         "Environment": {"Variables": dict((inputs.get("environment") or {}).get("variables", {}))},
         "Tags": dict(inputs.get("tags") or {}),
     }
@@ -245,7 +245,7 @@ def alarm_request(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "EvaluationPeriods": int(inputs["evaluationPeriods"]),
         "Threshold": float(inputs["threshold"]),
         "ComparisonOperator": inputs["comparisonOperator"],
-        "TreatMissingData": inputs.get("treatMissingData") or "missing",
+        "TreatMissingData": inputs["treatMissingData"],
     }
     if inputs.get("alarmDescription"):
         request["AlarmDescription"] = inputs["alarmDescription"]

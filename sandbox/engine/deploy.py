@@ -284,7 +284,13 @@ class DeployEngine(pulumi.runtime.Mocks):
             if self._execute:
                 outputs = aws_call(
                     f"updating {args.typ} {args.name!r}",
-                    lambda: handler.update(self._ctx, old.id or "", old.outputs, old_inputs, plain),
+                    lambda: handler.update(
+                        self._ctx,
+                        old.id or "",
+                        old.outputs,
+                        with_provider_defaults(args.typ, old_inputs),
+                        with_provider_defaults(args.typ, plain),
+                    ),
                 )
             keep(old.id, outputs)
             return old.id or "", outputs
@@ -306,9 +312,12 @@ class DeployEngine(pulumi.runtime.Mocks):
             self._step(Step(CREATE_REPLACEMENT, opts.urn, args.typ))
         else:
             self._step(Step(CREATE, opts.urn, args.typ))
+        # The provider fills every unset input with its schema's default before anything else
+        # (Check), so the handlers only ever see complete inputs.
+        filled = with_provider_defaults(args.typ, plain)
         if not self._execute:
             collision = aws_call(
-                f"checking {args.typ} {args.name!r}", lambda: handler.exists(self._ctx, plain)
+                f"checking {args.typ} {args.name!r}", lambda: handler.exists(self._ctx, filled)
             )
             if collision and opts.urn not in self._replaced_early:
                 self.existing.append(f"{args.typ} {collision}")
@@ -318,12 +327,12 @@ class DeployEngine(pulumi.runtime.Mocks):
                     "never made). If the state file was lost, restore it; to adopt the existing "
                     "resource, set its import key (importStream, importRole, importPolicy)"
                 )
-            outputs = handler.predict(self._account, self._ctx.region, args.name, plain)
+            outputs = handler.predict(self._account, self._ctx.region, args.name, filled)
             keep(f"{args.name}-id", outputs)
             return f"{args.name}-id", outputs
         resource_id, outputs = aws_call(
             f"creating {args.typ} {args.name!r}",
-            lambda: handler.create(self._ctx, args.name, with_provider_defaults(args.typ, plain)),
+            lambda: handler.create(self._ctx, args.name, filled),
         )
         keep(resource_id, outputs)
         return resource_id, outputs
@@ -365,7 +374,13 @@ class DeployEngine(pulumi.runtime.Mocks):
             if self._execute:
                 outputs = aws_call(
                     f"updating {args.typ} {args.name!r}",
-                    lambda: handler.update(self._ctx, live.id, live.outputs, live.inputs, plain),
+                    lambda: handler.update(
+                        self._ctx,
+                        live.id,
+                        live.outputs,
+                        with_provider_defaults(args.typ, live.inputs),
+                        with_provider_defaults(args.typ, plain),
+                    ),
                 )
         keep(live.id, outputs)
         return live.id, outputs
@@ -404,13 +419,14 @@ class DeployEngine(pulumi.runtime.Mocks):
             self._step(Step(REPLACE, opts.urn, args.typ, *reasons))
             with self._lock:
                 self.pending_deletes.append(old)
+        filled = with_provider_defaults(args.typ, plain)
         if not self._execute:
-            outputs = handler.predict(self._account, self._ctx.region, args.name, plain)
+            outputs = handler.predict(self._account, self._ctx.region, args.name, filled)
             keep(f"{args.name}-id", outputs)
             return f"{args.name}-id", outputs
         resource_id, outputs = aws_call(
             f"creating the replacement {args.typ} {args.name!r}",
-            lambda: handler.create(self._ctx, args.name, with_provider_defaults(args.typ, plain)),
+            lambda: handler.create(self._ctx, args.name, filled),
         )
         keep(resource_id, outputs)
         return resource_id, outputs

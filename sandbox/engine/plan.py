@@ -8,6 +8,7 @@ import pulumi
 
 from sandbox.engine.invokes import answer_invoke
 from sandbox.engine.registry import handler_for
+from sandbox.engine.schema import with_provider_defaults
 
 ACCOUNT_PLACEHOLDER = "<account>"
 
@@ -29,7 +30,7 @@ class PlanMocks(pulumi.runtime.Mocks):
             return f"{args.name}-id", inputs
         handler = handler_for(args.typ, args.name)
         return f"{args.name}-id", handler.predict(
-            ACCOUNT_PLACEHOLDER, self._region, args.name, inputs
+            ACCOUNT_PLACEHOLDER, self._region, args.name, with_provider_defaults(args.typ, inputs)
         )
 
     def call(

@@ -51,7 +51,7 @@ class StreamHandler:
             request["ShardCount"] = int(inputs.get("shardCount") or 1)
         kinesis.create_stream(**request)
         self._wait_active(ctx, kinesis, name)
-        retention = int(inputs.get("retentionPeriod") or 24)
+        retention = int(inputs["retentionPeriod"])
         if retention > 24:
             kinesis.increase_stream_retention_period(
                 StreamName=name, RetentionPeriodHours=retention
@@ -140,8 +140,8 @@ class StreamHandler:
                     StreamName=name, TargetShardCount=target, ScalingType="UNIFORM_SCALING"
                 )
                 self._wait_active(ctx, kinesis, name)
-        old_hours = int(old.get("retentionPeriod") or 24)
-        new_hours = int(new.get("retentionPeriod") or 24)
+        old_hours = int(old["retentionPeriod"])
+        new_hours = int(new["retentionPeriod"])
         if new_hours > old_hours:
             kinesis.increase_stream_retention_period(
                 StreamName=name, RetentionPeriodHours=new_hours
@@ -150,8 +150,8 @@ class StreamHandler:
             kinesis.decrease_stream_retention_period(
                 StreamName=name, RetentionPeriodHours=new_hours
             )
-        old_enc = (old.get("encryptionType") or "NONE", old.get("kmsKeyId"))
-        new_enc = (new.get("encryptionType") or "NONE", new.get("kmsKeyId"))
+        old_enc = (old["encryptionType"], old.get("kmsKeyId"))
+        new_enc = (new["encryptionType"], new.get("kmsKeyId"))
         if old_enc != new_enc:
             if new_enc[0] == "KMS":
                 kinesis.start_stream_encryption(
@@ -214,9 +214,9 @@ class RoleHandler:
         name = inputs.get("name") or autoname(logical_name)
         request: dict[str, Any] = {
             "RoleName": name,
-            "Path": inputs.get("path") or "/",
+            "Path": inputs["path"],
             "AssumeRolePolicyDocument": inputs["assumeRolePolicy"],
-            "MaxSessionDuration": int(inputs.get("maxSessionDuration") or 3600),
+            "MaxSessionDuration": int(inputs["maxSessionDuration"]),
             "Tags": _tag_list(inputs.get("tags")),
         }
         if inputs.get("description"):
@@ -277,8 +277,8 @@ class RoleHandler:
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=new["assumeRolePolicy"])
         if (old.get("description") or "") != (new.get("description") or ""):
             iam.update_role(RoleName=name, Description=new.get("description") or "")
-        old_session = int(old.get("maxSessionDuration") or 3600)
-        new_session = int(new.get("maxSessionDuration") or 3600)
+        old_session = int(old["maxSessionDuration"])
+        new_session = int(new["maxSessionDuration"])
         if old_session != new_session:
             iam.update_role(RoleName=name, MaxSessionDuration=new_session)
         if (old.get("permissionsBoundary") or "") != (new.get("permissionsBoundary") or ""):
@@ -313,7 +313,7 @@ class RoleHandler:
     def predict(self, account: str, region: str, logical_name: str, inputs: State) -> State:
         """The name and ARN a create would give."""
         name = inputs.get("name") or f"{logical_name}-{PLACEHOLDER_SUFFIX}"
-        path = inputs.get("path") or "/"
+        path = inputs["path"]
         return {**inputs, "name": name, "arn": f"arn:aws:iam::{account}:role{path}{name}"}
 
 
@@ -329,7 +329,7 @@ class PolicyHandler:
         name = inputs.get("name") or autoname(logical_name)
         request: dict[str, Any] = {
             "PolicyName": name,
-            "Path": inputs.get("path") or "/",
+            "Path": inputs["path"],
             "PolicyDocument": inputs["policy"],
             "Tags": _tag_list(inputs.get("tags")),
         }
@@ -416,7 +416,7 @@ class PolicyHandler:
         name = inputs.get("name")
         if not name:
             return None  # auto-named: a create never collides
-        path = inputs.get("path") or "/"
+        path = inputs["path"]
         pages = ctx.client("iam").get_paginator("list_policies")
         for page in pages.paginate(Scope="Local", PathPrefix=path):
             if any(p["PolicyName"] == name for p in page["Policies"]):
@@ -426,7 +426,7 @@ class PolicyHandler:
     def predict(self, account: str, region: str, logical_name: str, inputs: State) -> State:
         """The name and ARN a create would give."""
         name = inputs.get("name") or f"{logical_name}-{PLACEHOLDER_SUFFIX}"
-        path = inputs.get("path") or "/"
+        path = inputs["path"]
         return {**inputs, "name": name, "arn": f"arn:aws:iam::{account}:policy{path}{name}"}
 
 
