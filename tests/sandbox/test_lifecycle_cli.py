@@ -3,6 +3,7 @@
 import json
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -425,6 +426,25 @@ def test_an_import_id_that_matches_nothing_is_refused_before_any_change(cli: Cli
     assert not cli.state_file.exists()
 
 
+@contextmanager
+def _signal_after(nth: int, action: str, signum: signal.Signals) -> Iterator[list[int]]:
+    """Raise `signum` in this process once the engine's n-th AWS call starting with `action`
+    ("creating ", "deleting ") has returned; yields the count of those calls, as a list of one."""
+    count = [0]
+    original = deploy.aws_call
+
+    def call_then_signal(what: str, *args: Any, **kwargs: Any) -> Any:
+        result = original(what, *args, **kwargs)
+        if what.startswith(action):
+            count[0] += 1
+            if count[0] == nth:
+                signal.raise_signal(signum)
+        return result
+
+    with mock.patch.object(deploy, "aws_call", call_then_signal):
+        yield count
+
+
 @pytest.mark.parametrize(
     ("after_creates", "signum"),
     [(1, signal.SIGINT), (2, signal.SIGTERM), (3, signal.SIGINT), (4, signal.SIGTERM)],
@@ -434,19 +454,7 @@ def test_an_interrupted_up_records_what_it_did_and_the_next_up_finishes(
 ) -> None:
     # GIVEN an `up` that gets a signal once its n-th resource is created (others may be under
     # way in parallel, as in Pulumi; the main thread handles the signal when it next runs)
-    creates = 0
-    create = deploy.aws_call
-
-    def create_then_signal(what: str, *args: Any, **kwargs: Any) -> Any:
-        nonlocal creates
-        result = create(what, *args, **kwargs)
-        if what.startswith("creating "):
-            creates += 1
-            if creates == after_creates:
-                signal.raise_signal(signum)
-        return result
-
-    with mock.patch.object(deploy, "aws_call", create_then_signal):
+    with _signal_after(after_creates, "creating ", signum):
         status, out, err = cli("up")
 
     # THEN it stops with 130, the state records what was created, the rest is listed as left
@@ -481,19 +489,7 @@ def test_an_interrupted_destroy_records_what_is_left_and_the_next_destroy_finish
     # GIVEN an unprotected stack, and a `destroy` that gets a signal after its n-th delete
     unprotected = ("--config", "protectStream=false")
     assert cli("up", *unprotected)[0] == 0
-    deletes = 0
-    delete = deploy.aws_call
-
-    def delete_then_signal(what: str, *args: Any, **kwargs: Any) -> Any:
-        nonlocal deletes
-        result = delete(what, *args, **kwargs)
-        if what.startswith("deleting "):
-            deletes += 1
-            if deletes == after_deletes:
-                signal.raise_signal(signum)
-        return result
-
-    with mock.patch.object(deploy, "aws_call", delete_then_signal):
+    with _signal_after(after_deletes, "deleting ", signum) as deletes:
         status, out, err = cli("destroy", *unprotected)
 
     # THEN it stops with 130 after that delete; the state holds exactly what still exists
@@ -504,7 +500,7 @@ def test_an_interrupted_destroy_records_what_is_left_and_the_next_destroy_finish
     recorded = {r["name"] for r in json.loads(cli.state_file.read_text())["resources"]}
     left = {line.split()[2] for line in err.splitlines() if line.startswith("  - ")}
     custom = {"cohort-stream", "cohort-role", "cohort-write", "cohort-attach"}
-    assert deletes == after_deletes
+    assert deletes == [after_deletes]
     assert len(custom - recorded) == after_deletes
     assert left == recorded, (recorded, err)
     streams = cli.client("kinesis").list_streams()["StreamNames"]
