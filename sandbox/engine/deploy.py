@@ -282,21 +282,34 @@ class DeployEngine(pulumi.runtime.Mocks):
             self._step(Step(UPDATE, opts.urn, args.typ, diff.diff_reasons, (), changes))
             outputs = live_outputs
             if self._execute:
-                outputs = aws_call(
-                    f"updating {args.typ} {args.name!r}",
-                    lambda: handler.update(
-                        self._ctx,
-                        old.id or "",
-                        old.outputs,
-                        with_provider_defaults(args.typ, old_inputs),
-                        with_provider_defaults(args.typ, plain),
-                    ),
-                )
+                outputs = self._update(args, handler, old.id or "", old.outputs, old_inputs, plain)
             keep(old.id, outputs)
             return old.id or "", outputs
         return self._replace(
             args, opts, handler, old, plain, diff.diff_reasons, diff.replace_reasons, changes, keep
         )
+
+    def _update(
+        self,
+        args: pulumi.runtime.MockResourceArgs,
+        handler: ResourceHandler,
+        resource_id: str,
+        outputs: dict[str, Any],
+        old_inputs: Mapping[str, Any],
+        new_inputs: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Update in place; the handler sees both sides with the provider's defaults filled."""
+        result: dict[str, Any] = aws_call(
+            f"updating {args.typ} {args.name!r}",
+            lambda: handler.update(
+                self._ctx,
+                resource_id,
+                outputs,
+                with_provider_defaults(args.typ, old_inputs),
+                with_provider_defaults(args.typ, new_inputs),
+            ),
+        )
+        return result
 
     def _create(
         self,
@@ -372,16 +385,7 @@ class DeployEngine(pulumi.runtime.Mocks):
             self._step(Step(UPDATE, opts.urn, args.typ, diff.diff_reasons, (), changes))
             outputs = {**live.outputs, **plain}
             if self._execute:
-                outputs = aws_call(
-                    f"updating {args.typ} {args.name!r}",
-                    lambda: handler.update(
-                        self._ctx,
-                        live.id,
-                        live.outputs,
-                        with_provider_defaults(args.typ, live.inputs),
-                        with_provider_defaults(args.typ, plain),
-                    ),
-                )
+                outputs = self._update(args, handler, live.id, live.outputs, live.inputs, plain)
         keep(live.id, outputs)
         return live.id, outputs
 
