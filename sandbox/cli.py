@@ -418,11 +418,22 @@ def local_destroy(args: argparse.Namespace) -> int:
     from sandbox.engine.interrupts import Interrupted
 
     def act(session: _Session, started: int) -> int:
+
+        def show_plan(outcome: Any) -> None:
+            if not args.json:
+                _print(_heading("Destroying", args.stack, session), "")
+                _print(*render.render_steps(outcome), "")
+
         try:
-            outcome = lifecycle.destroy(session.config, session.ctx, session.place)
+            outcome = lifecycle.destroy(
+                session.config, session.ctx, session.place, on_plan=show_plan
+            )
         except Interrupted as exc:
             return _interrupted(args, session, exc)
-        _report(args, session, started, outcome, "Destroying", render.render_destroyed(outcome))
+        if args.json:
+            _json_out(_digest(outcome, session, started))
+        else:
+            _print(render.render_destroyed(outcome))
         return 0
 
     return _stack_command(args, act)

@@ -199,14 +199,23 @@ def _up(
     return applied
 
 
-def destroy(config: StackConfig, ctx: AwsContext, place: StackPlace) -> deploy.Outcome:
-    """Delete everything the state records; a protected stream refuses it all (locked)."""
+def destroy(
+    config: StackConfig,
+    ctx: AwsContext,
+    place: StackPlace,
+    *,
+    on_plan: Callable[[deploy.Outcome], None] = lambda _: None,
+) -> deploy.Outcome:
+    """Delete everything the state records; a protected stream refuses it all (locked).
+
+    `on_plan` sees the plan once nothing refuses it, before the first delete."""
     with place.locked(_command("destroy", config)), interrupts_deferred() as interruption:
         place.require_state(config, ctx, "destroy")
         state = place.load(config)
-        _, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
+        planned, refusals = deploy.destroy(ctx=ctx, state=state, execute=False)
         if refusals:
             raise RefusedPlan("\n".join(refusals))
+        on_plan(planned)
         outcome, _ = deploy.destroy(
             ctx=ctx, state=state, execute=True, save=place.save, interruption=interruption
         )

@@ -273,3 +273,41 @@ def test_sigint_during_local_up_stops_cleanly_and_the_next_up_finishes(
     assert "(5 resources in the stack)" in finished.stdout
     _, _, again = cohort_sync("local", "up", *target).stdout.partition("Applied: ")
     assert again.startswith("no changes (5 resources in the stack).")
+
+
+def test_sigint_during_local_destroy_records_what_is_left_and_the_next_destroy_finishes(
+    served: tuple[str, Path],
+) -> None:
+    # GIVEN an unprotected stack in a served world, and `local destroy` interrupted once its
+    # plan is printed (the deletes start right after)
+    url, world_file = served
+    target = ["--endpoint-url", url, "--world-file", str(world_file)]
+    target += ["--config", "protectStream=false"]
+    assert cohort_sync("local", "up", *target).returncode == 0
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sync", "local", "destroy", *target],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stdout is not None
+    for line in run.stdout:
+        if line.startswith("Plan:"):
+            run.send_signal(signal.SIGINT)
+            break
+    out, err = run.communicate(timeout=120)
+
+    # THEN it exits 130 naming what is left, with no traceback, and nothing claims it finished
+    assert run.returncode == 130, out + err
+    assert "Run `cohort-sync local destroy` again to finish." in err
+    assert "Exception ignored" not in err and "Traceback" not in err
+    assert "Destroyed" not in out
+    left = [line for line in err.splitlines() if line.startswith("  - ")]
+    assert left, err  # the signal came before the last delete could finish
+    # and the next `local destroy` deletes exactly those; AWS keeps nothing of the stack
+    finished = cohort_sync("local", "destroy", *target)
+    assert finished.returncode == 0, finished.stderr
+    assert f"Destroyed: {len(left)} deleted (0 resources left in the stack)." in finished.stdout
+    world = MotoWorld.from_json({**json.loads(world_file.read_text()), "endpoint_url": url})
+    assert world.client("kinesis", world.customer_admin).list_streams()["StreamNames"] == []
