@@ -11,9 +11,11 @@ from provisioning import constants as c
 from provisioning.keys import DESTINATION_KEY_NAMES
 from sandbox.engine import deploy
 from sandbox.engine.handler import AwsContext
+from sandbox.engine.registry import handler_for
+from sandbox.engine.schema import ROLE as ROLE_TYPE
 from sandbox.engine.stack import load_stack_config
-from sandbox.engine.state import ResourceState, load_state, save_state
-from sandbox.lifecycle import RefusedPlan, StackPlace, preview, up
+from sandbox.engine.state import ResourceState, StackState, load_state, save_state
+from sandbox.lifecycle import RefusedPlan, StackPlace, account_of, preview, up
 from sandbox.world import MotoWorld
 
 pytestmark = pytest.mark.integration
@@ -454,3 +456,55 @@ def test_replaced_resources_are_deleted_dependents_first(
     assert order.index(("delete-replaced", ATTACH)) < order.index(("delete-replaced", POLICY))
     assert order.index(("create-replacement", POLICY)) < order.index(("delete-replaced", POLICY))
     assert order.index(("delete-replaced", STREAM)) < order.index(("create-replacement", STREAM))
+
+
+# A program of one role that leaves `path` (provider default "/") unset; this project's program
+# sets every defaulted input, so only a customer's own program shows what the engine fills in.
+BARE_ROLE_PROGRAM = """
+import json
+import pulumi
+import pulumi_aws as aws
+
+trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+         "Principal": {"Service": "lambda.amazonaws.com"}}]}
+aws.iam.Role("bare", name="bare-role", assume_role_policy=json.dumps(trust),
+             description=pulumi.Config().get("description") or "first")
+"""
+
+
+def test_an_update_hands_the_handler_both_sides_with_the_providers_defaults(
+    moto_world: MotoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a role applied from a program that leaves its `path` unset
+    program = tmp_path / "__main__.py"
+    program.write_text(BARE_ROLE_PROGRAM)
+    ctx = AwsContext(moto_world.customer_admin.session(REGION), REGION)
+    account = account_of(ctx)
+
+    def apply(state: Any, description: str) -> deploy.Outcome:
+        args = {"stack": "dev", "program": program, "config": {"description": description}}
+        outcome, refusals = deploy.plan(args, ctx=ctx, state=state, account=account, execute=True)
+        assert refusals == []
+        return outcome
+
+    first = apply(StackState(c.PROJECT_NAME, "dev"), "first")
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    role_class = type(handler_for(ROLE_TYPE, "bare"))
+    update = role_class.update
+
+    def recording(self: Any, ctx: Any, rid: str, outputs: Any, old: Any, new: Any) -> Any:
+        seen.append((dict(old), dict(new)))
+        return update(self, ctx, rid, outputs, old, new)
+
+    monkeypatch.setattr(role_class, "update", recording)
+
+    # WHEN its description changes (an in-place update)
+    second = apply(first.state, "second")
+
+    # THEN the handler saw `path` filled with the provider's default on both sides, as the
+    # provider's Check fills it, and AWS holds the new description on the same path
+    assert ops(second)["bare"] == "update"
+    ((old, new),) = seen
+    assert old["path"] == new["path"] == "/"
+    role = moto_world.client("iam", moto_world.customer_admin).get_role(RoleName="bare-role")
+    assert (role["Role"]["Path"], role["Role"]["Description"]) == ("/", "second")
