@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioning.errors import ProvisioningError
 from sandbox.engine import DEFAULT_STACK
@@ -25,6 +25,9 @@ from sync.cli import endpoint_argument as _endpoint
 from sync.commands import print_lines as _print
 from sync.commands import write_private as _write_private
 from sync.errors import ReportedError, SyncError
+
+if TYPE_CHECKING:  # imported where used: `--help` loads no engine
+    from sandbox.engine.interrupts import Interrupted
 
 DEFAULT_WORLD_FILE = Path(".cohort-sync/world.json")
 
@@ -399,7 +402,7 @@ def local_up(args: argparse.Namespace) -> int:
     return _stack_command(args, act)
 
 
-def _interrupted(args: argparse.Namespace, session: _Session, exc: Any) -> int:
+def _interrupted(args: argparse.Namespace, session: _Session, exc: Interrupted) -> int:
     """An apply stopped by SIGINT or SIGTERM: what is left and how to finish; exit 130."""
     from sandbox.engine import render
 

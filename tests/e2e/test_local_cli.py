@@ -242,14 +242,11 @@ def test_concurrent_ups_on_one_stack_one_applies_the_others_are_refused(
     assert "No drift" in drift.stdout
 
 
-def test_sigint_during_local_up_stops_cleanly_and_the_next_up_finishes(
-    served: tuple[str, Path],
-) -> None:
-    # GIVEN `local up` of a new stack in a served world, interrupted as the apply starts
-    url, world_file = served
-    target = ["--endpoint-url", url, "--world-file", str(world_file)]
+def _sigint_once_planned(command: str, *args: str) -> tuple[int, str, str]:
+    """Run `cohort-sync local <command>` as a process and SIGINT it on its `Plan:` line (the
+    changes start right after); its exit status, stdout and stderr."""
     run = subprocess.Popen(
-        [sys.executable, "-m", "sync", "local", "up", *target],
+        [sys.executable, "-m", "sync", "local", command, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -261,9 +258,19 @@ def test_sigint_during_local_up_stops_cleanly_and_the_next_up_finishes(
             run.send_signal(signal.SIGINT)
             break
     out, err = run.communicate(timeout=120)
+    return run.returncode, out, err
+
+
+def test_sigint_during_local_up_stops_cleanly_and_the_next_up_finishes(
+    served: tuple[str, Path],
+) -> None:
+    # GIVEN `local up` of a new stack in a served world, interrupted as the apply starts
+    url, world_file = served
+    target = ["--endpoint-url", url, "--world-file", str(world_file)]
+    status, out, err = _sigint_once_planned("up", *target)
 
     # THEN it exits 130 saying what is left, with no traceback and no "Applied"
-    assert run.returncode == 130, out + err
+    assert status == 130, out + err
     assert "Interrupted (SIGINT): stopped after the steps under way" in err
     assert "Exception ignored" not in err and "Traceback" not in err
     assert "Applied" not in out
@@ -284,22 +291,10 @@ def test_sigint_during_local_destroy_records_what_is_left_and_the_next_destroy_f
     target = ["--endpoint-url", url, "--world-file", str(world_file)]
     target += ["--config", "protectStream=false"]
     assert cohort_sync("local", "up", *target).returncode == 0
-    run = subprocess.Popen(
-        [sys.executable, "-m", "sync", "local", "destroy", *target],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert run.stdout is not None
-    for line in run.stdout:
-        if line.startswith("Plan:"):
-            run.send_signal(signal.SIGINT)
-            break
-    out, err = run.communicate(timeout=120)
+    status, out, err = _sigint_once_planned("destroy", *target)
 
     # THEN it exits 130 naming what is left, with no traceback, and nothing claims it finished
-    assert run.returncode == 130, out + err
+    assert status == 130, out + err
     assert "Run `cohort-sync local destroy` again to finish." in err
     assert "Exception ignored" not in err and "Traceback" not in err
     assert "Destroyed" not in out
